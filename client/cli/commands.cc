@@ -1,0 +1,270 @@
+#include "client/cli/commands.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <sstream>
+
+#include "common/base/hash.h"
+
+namespace depot::cli {
+
+using nlohmann::json;
+
+Result<std::unique_ptr<Client>> MakeClient(const GlobalOptions& g) {
+  ClientOptions o;
+  std::string list = g.trackers;
+  if (list.empty() && std::getenv("DEPOT_TRACKERS") != nullptr) list = std::getenv("DEPOT_TRACKERS");
+  if (!list.empty()) {
+    std::stringstream ss(list);
+    std::string item;
+    while (std::getline(ss, item, ',')) {
+      if (!item.empty()) o.trackers.push_back(item);
+    }
+  } else {
+    std::string conf = g.config;
+    if (conf.empty() && access("/etc/depot/client.conf", R_OK) == 0) conf = "/etc/depot/client.conf";
+    if (conf.empty()) {
+      return Status::InvalidArgument(
+          "no trackers: pass --trackers host:port, set DEPOT_TRACKERS or use --config client.conf");
+    }
+    DEPOT_ASSIGN_OR_RETURN(o, LoadClientOptions(conf));
+  }
+  return Client::Create(o);
+}
+
+int Fail(const GlobalOptions& g, const Status& s) {
+  if (g.json) {
+    PrintJson({{"error", {{"code", StatusCodeName(s.code())}, {"message", s.message()}}}});
+  } else {
+    std::fprintf(stderr, "depot: %s\n", s.ToString().c_str());
+  }
+  switch (s.code()) {
+    case StatusCode::kNotFound: return 3;
+    case StatusCode::kInvalidArgument: return 2;
+    case StatusCode::kUnavailable:
+    case StatusCode::kTimedOut: return 4;
+    default: return 1;
+  }
+}
+
+void PrintJson(const json& j) { std::printf("%s\n", j.dump().c_str()); }
+
+namespace {
+
+Result<std::map<std::string, std::string>> ParsePairs(const std::vector<std::string>& items) {
+  std::map<std::string, std::string> out;
+  for (const auto& kv : items) {
+    size_t eq = kv.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      return Status::InvalidArgument("metadata must be key=value, got", "`" + kv + "`");
+    }
+    out[kv.substr(0, eq)] = kv.substr(eq + 1);
+  }
+  return out;
+}
+
+std::string FormatTime(int64_t t) {
+  char buf[64];
+  time_t tt = static_cast<time_t>(t);
+  struct tm tm;
+  gmtime_r(&tt, &tm);
+  strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+}  // namespace
+
+Commands::Commands(CLI::App* app, GlobalOptions* g) : g_(g) {
+  auto* up = app->add_subcommand("upload", "upload a file; prints its file ID");
+  up->add_option("FILE", file_, "file to upload")->required()->check(CLI::ExistingFile);
+  up->add_option("--group", group_, "store in this group (default: the tracker picks)");
+  up->add_option("--ext", ext_, "extension recorded in the file ID (default: from FILE)");
+  up->add_option("--meta", meta_, "metadata key=value (repeatable)");
+  up->callback([this] { exit_code_ = Upload(); });
+
+  auto* down = app->add_subcommand("download", "download a file (to stdout without -o)");
+  down->add_option("FILE_ID", file_id_, "file ID")->required();
+  down->add_option("-o,--output", output_, "write to this path (atomically)");
+  down->callback([this] { exit_code_ = Download(); });
+
+  auto* del = app->add_subcommand("delete", "delete a file");
+  del->add_option("FILE_ID", file_id_, "file ID")->required();
+  del->callback([this] { exit_code_ = Delete(); });
+
+  auto* info = app->add_subcommand("info", "size, CRC32, creation time and source of a file");
+  info->add_option("FILE_ID", file_id_, "file ID")->required();
+  info->callback([this] { exit_code_ = Info(); });
+
+  auto* meta = app->add_subcommand("meta", "get or set a file's metadata");
+  meta->require_subcommand(1);
+  auto* mget = meta->add_subcommand("get", "print metadata as key=value lines");
+  mget->add_option("FILE_ID", file_id_, "file ID")->required();
+  mget->callback([this] { exit_code_ = MetaGet(); });
+  auto* mset = meta->add_subcommand("set", "replace (or with --merge, update) metadata");
+  mset->add_option("FILE_ID", file_id_, "file ID")->required();
+  mset->add_option("PAIRS", meta_, "key=value ...");
+  mset->add_flag("--merge", merge_, "merge into the existing metadata instead of replacing it");
+  mset->callback([this] { exit_code_ = MetaSet(); });
+
+  auto* st = app->add_subcommand("status", "groups, members, states and space");
+  st->callback([this] { exit_code_ = Status(); });
+
+  auto* bench = app->add_subcommand(
+      "bench", "N connections upload, download or delete files of a size for a while");
+  bench->add_option("--op", bench_.op, "upload, download or delete")
+      ->check(CLI::IsMember({"upload", "download", "delete"}));
+  bench->add_option("--size", bench_.size, "file size in bytes")->check(CLI::Range(0ULL, 1ULL << 32));
+  bench->add_option("--connections,-c", bench_.connections, "concurrent connections")
+      ->check(CLI::Range(1, 512));
+  bench->add_option("--duration,-d", bench_.duration, "seconds to run")->check(CLI::Range(0.1, 3600.0));
+  bench->add_option("--files", bench_.files, "files prepared for download/delete")
+      ->check(CLI::Range(1, 10000000));
+  bench->add_option("--group", bench_.group, "group to use");
+  bench->callback([this] { exit_code_ = RunBench(*g_, bench_); });
+}
+
+int Commands::Upload() {
+  auto client = MakeClient(*g_);
+  if (!client.ok()) return Fail(*g_, client.status());
+  UploadOptions o;
+  o.group = group_;
+  o.ext = ext_;
+  if (o.ext.empty()) {
+    size_t slash = file_.rfind('/');
+    std::string base = slash == std::string::npos ? file_ : file_.substr(slash + 1);
+    size_t dot = base.rfind('.');
+    if (dot != std::string::npos && dot > 0 && base.size() - dot - 1 <= 6) o.ext = base.substr(dot + 1);
+  }
+  auto meta = ParsePairs(meta_);
+  if (!meta.ok()) return Fail(*g_, meta.status());
+  o.meta = *meta;
+  ProgressBar bar("upload", !g_->quiet && !g_->json);
+  auto id = (*client)->UploadFile(file_, o, bar.Callback());
+  if (!id.ok()) return Fail(*g_, id.status());
+  if (g_->json) {
+    PrintJson({{"file_id", *id}});
+  } else {
+    std::printf("%s\n", id->c_str());
+  }
+  return 0;
+}
+
+int Commands::Download() {
+  auto client = MakeClient(*g_);
+  if (!client.ok()) return Fail(*g_, client.status());
+  ProgressBar bar("download", !g_->quiet && !g_->json);
+  depot::Status s = output_.empty() ? (*client)->DownloadToFd(file_id_, STDOUT_FILENO, 0, 0, nullptr)
+                                    : (*client)->DownloadToFile(file_id_, output_, bar.Callback());
+  if (!s.ok()) return Fail(*g_, s);
+  if (g_->json && !output_.empty()) PrintJson({{"file_id", file_id_}, {"path", output_}});
+  return 0;
+}
+
+int Commands::Delete() {
+  auto client = MakeClient(*g_);
+  if (!client.ok()) return Fail(*g_, client.status());
+  depot::Status s = (*client)->Delete(file_id_);
+  if (!s.ok()) return Fail(*g_, s);
+  if (g_->json) PrintJson({{"deleted", file_id_}});
+  return 0;
+}
+
+int Commands::Info() {
+  auto client = MakeClient(*g_);
+  if (!client.ok()) return Fail(*g_, client.status());
+  auto info = (*client)->Info(file_id_);
+  if (!info.ok()) return Fail(*g_, info.status());
+  char crc[16];
+  std::snprintf(crc, sizeof crc, "%08x", info->crc32);
+  if (g_->json) {
+    PrintJson({{"file_id", file_id_},
+               {"size", info->size},
+               {"create_time", info->create_time},
+               {"crc32", crc},
+               {"source_ip", info->source_ip}});
+  } else {
+    std::printf("size: %llu\ncreate_time: %s (%lld)\ncrc32: %s\nsource_ip: %s\n",
+                static_cast<unsigned long long>(info->size), FormatTime(info->create_time).c_str(),
+                static_cast<long long>(info->create_time), crc, info->source_ip.c_str());
+  }
+  return 0;
+}
+
+int Commands::MetaGet() {
+  auto client = MakeClient(*g_);
+  if (!client.ok()) return Fail(*g_, client.status());
+  auto meta = (*client)->GetMeta(file_id_);
+  if (!meta.ok()) return Fail(*g_, meta.status());
+  if (g_->json) {
+    PrintJson(json(*meta));
+  } else {
+    for (const auto& [k, v] : *meta) std::printf("%s=%s\n", k.c_str(), v.c_str());
+  }
+  return 0;
+}
+
+int Commands::MetaSet() {
+  auto client = MakeClient(*g_);
+  if (!client.ok()) return Fail(*g_, client.status());
+  auto meta = ParsePairs(meta_);
+  if (!meta.ok()) return Fail(*g_, meta.status());
+  depot::Status s = (*client)->SetMeta(file_id_, *meta, merge_);
+  if (!s.ok()) return Fail(*g_, s);
+  if (g_->json) PrintJson({{"file_id", file_id_}, {"merged", merge_}});
+  return 0;
+}
+
+int Commands::Status() {
+  auto client = MakeClient(*g_);
+  if (!client.ok()) return Fail(*g_, client.status());
+  auto groups = (*client)->ClusterStatus();
+  if (!groups.ok()) return Fail(*g_, groups.status());
+  if (g_->json) {
+    json arr = json::array();
+    for (const auto& g : *groups) {
+      json members = json::array();
+      for (const auto& m : g.members) {
+        members.push_back({{"id", m.id},
+                           {"ip", m.ip},
+                           {"port", m.port},
+                           {"state", m.state_name},
+                           {"total_mb", m.total_mb},
+                           {"free_mb", m.free_mb},
+                           {"reserved_mb", m.reserved_mb},
+                           {"uploads", m.uploads},
+                           {"downloads", m.downloads},
+                           {"last_heartbeat", m.last_heartbeat},
+                           {"version", m.version},
+                           {"sync_lag_s", nullptr}});
+      }
+      arr.push_back({{"group", g.name},
+                     {"total_mb", g.total_mb},
+                     {"free_mb", g.free_mb},
+                     {"writable", g.writable},
+                     {"readable", g.readable},
+                     {"members", members}});
+    }
+    PrintJson({{"groups", arr}});
+    return 0;
+  }
+  for (const auto& g : *groups) {
+    std::printf("group %s: %lld members, %lld writable, free %lld of %lld MB\n", g.name.c_str(),
+                static_cast<long long>(g.members.size()), static_cast<long long>(g.writable),
+                static_cast<long long>(g.free_mb), static_cast<long long>(g.total_mb));
+    std::printf("  %-22s %-8s %10s %10s %10s %10s  %s\n", "member", "state", "free MB", "total MB",
+                "uploads", "downloads", "sync lag");
+    for (const auto& m : g.members) {
+      std::printf("  %-22s %-8s %10lld %10lld %10lld %10lld  %s\n",
+                  (m.ip + ":" + std::to_string(m.port)).c_str(), m.state_name.c_str(),
+                  static_cast<long long>(m.free_mb), static_cast<long long>(m.total_mb),
+                  static_cast<long long>(m.uploads), static_cast<long long>(m.downloads),
+                  "n/a (no replication yet)");
+    }
+  }
+  return 0;
+}
+
+}  // namespace depot::cli

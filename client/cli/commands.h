@@ -1,0 +1,40 @@
+// Registers the subcommands of `depot` on a CLI11 app and runs the chosen one.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+#include "client/cli/cli.h"
+
+namespace depot {
+inline constexpr const char* kClientVersion = "0.1.0";
+}
+
+namespace depot::cli {
+
+class Commands {
+ public:
+  Commands(CLI::App* app, GlobalOptions* g);
+  int exit_code() const { return exit_code_; }
+
+ private:
+  int Upload();
+  int Download();
+  int Delete();
+  int Info();
+  int MetaGet();
+  int MetaSet();
+  int Status();
+
+  GlobalOptions* g_;
+  int exit_code_ = 0;
+  std::string file_, file_id_, group_, ext_, output_;
+  std::vector<std::string> meta_;
+  bool merge_ = false;
+  BenchOptions bench_;
+};
+
+}  // namespace depot::cli

@@ -1,0 +1,420 @@
+#include "depot/client.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+
+#include "common/base/conf.h"
+#include "common/base/fs.h"
+#include "common/net/blocking_conn.h"
+#include "common/proto/file_id.h"
+#include "common/proto/protocol.h"
+#include "common/proto/stat_records.h"
+
+namespace depot {
+
+using net::BlockingConn;
+
+Result<ClientOptions> LoadClientOptions(const std::string& path) {
+  DEPOT_ASSIGN_OR_RETURN(std::string text, ReadSmallFile(path));
+  DEPOT_ASSIGN_OR_RETURN(ConfFile file, ConfFile::Parse(text, path));
+  ClientOptions o;
+  int connect_s = 5, network_s = 30;
+  ConfBinder b(file);
+  b.Repeated("tracker_server", &o.trackers);
+  b.Seconds("connect_timeout", &connect_s, 1, 600);
+  b.Seconds("network_timeout", &network_s, 1, 3600);
+  for (const auto& t : o.trackers) {
+    std::string h;
+    int p;
+    if (!ParseHostPort(t, &h, &p).ok()) b.Fail("tracker_server", "expected host:port: " + t);
+  }
+  DEPOT_RETURN_IF_ERROR(b.Finish());
+  o.connect_timeout_ms = connect_s * 1000;
+  o.network_timeout_ms = network_s * 1000;
+  return o;
+}
+
+namespace {
+
+constexpr size_t kChunk = 256 * 1024;
+
+struct ParsedId {
+  proto::FileId id;
+  std::string group_and_name;  // group16 + remote name, the body of many requests
+};
+
+Result<ParsedId> Parse(const std::string& file_id) {
+  auto id = proto::ParseFileId(file_id);
+  if (!id.ok()) return id.status().WithContext("file ID `" + file_id + "`");
+  ParsedId p{*id, {}};
+  proto::AppendFixed(&p.group_and_name, p.id.group, proto::kGroupNameLen);
+  p.group_and_name += p.id.RemoteName();
+  return p;
+}
+
+}  // namespace
+
+class Client::Impl {
+ public:
+  explicit Impl(ClientOptions o)
+      : opt_(std::move(o)), pool_(opt_.connect_timeout_ms, opt_.network_timeout_ms) {}
+
+  Status Init() {
+    if (opt_.trackers.empty()) return Status::InvalidArgument("no tracker configured");
+    for (const auto& t : opt_.trackers) {
+      std::string host;
+      int port;
+      DEPOT_RETURN_IF_ERROR(ParseHostPort(t, &host, &port));
+      trackers_.emplace_back(host, port);
+    }
+    return Status::OK();
+  }
+
+  // Runs `fn` on a connection to host:port. When a pooled connection turns out to be dead before
+  // any reply byte arrived (`fn` leaves `*consumed` false), retries once on a new connection.
+  template <typename Fn>
+  Status WithConn(const std::string& host, int port, Fn&& fn) {
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      bool reused = false;
+      auto conn = pool_.Acquire(host, port, attempt == 0 ? &reused : nullptr);
+      if (!conn.ok()) return conn.status();
+      bool consumed = false;
+      Status s = fn(**conn, &consumed);
+      bool healthy = (*conn)->healthy();
+      pool_.Release(std::move(*conn));
+      if (s.ok() || healthy || consumed || !reused) return s;
+      pool_.Forget(host, port);  // its siblings are probably stale too
+    }
+    return Status::Internal("unreachable");
+  }
+
+  Result<net::Reply> SmallCall(const std::string& host, int port, uint8_t cmd,
+                               std::string_view body, uint64_t max_reply, uint8_t status = 0) {
+    net::Reply out;
+    Status s = WithConn(host, port, [&](BlockingConn& c, bool* consumed) -> Status {
+      auto r = c.Call(cmd, body, max_reply, status);
+      if (!r.ok()) return r.status();
+      *consumed = true;
+      out = std::move(*r);
+      return Status::OK();
+    });
+    if (!s.ok()) return s;
+    return out;
+  }
+
+  // Asks the trackers in turn, starting with the next one in rotation, until one answers.
+  Result<net::Reply> TrackerCall(uint8_t cmd, std::string_view body, uint64_t max_reply) {
+    Status last;
+    size_t start = next_tracker_++;
+    for (size_t i = 0; i < trackers_.size(); ++i) {
+      const auto& [host, port] = trackers_[(start + i) % trackers_.size()];
+      auto r = SmallCall(host, port, cmd, body, max_reply);
+      if (r.ok()) return r;
+      last = r.status();
+    }
+    return Status::Unavailable("no tracker answered", "(last error: " + last.ToString() + ")");
+  }
+
+  Result<StorageNode> ParseNode(const net::Reply& r, bool with_path, const char* what) {
+    if (r.status != 0) return proto::WireToStatus(r.status, what);
+    size_t want = proto::kGroupNameLen + proto::kQueryIpLen + 8 + (with_path ? 1 : 0);
+    if (r.body.size() < want) return Status::Corruption(std::string(what) + ": short tracker reply");
+    StorageNode n;
+    n.group = std::string(proto::TrimFixed(std::string_view(r.body).substr(0, 16)));
+    n.ip = std::string(proto::TrimFixed(std::string_view(r.body).substr(16, proto::kQueryIpLen)));
+    n.port = static_cast<int>(proto::GetU64(r.body.data() + 16 + proto::kQueryIpLen));
+    if (with_path) n.store_path = static_cast<unsigned char>(r.body[want - 1]);
+    return n;
+  }
+
+  Result<StorageNode> QueryStore(const std::string& group) {
+    std::string body;
+    uint8_t cmd = proto::kTrackerQueryStoreNoGroupOne;
+    if (!group.empty()) {
+      DEPOT_RETURN_IF_ERROR(proto::ValidateGroupName(group));
+      proto::AppendFixed(&body, group, proto::kGroupNameLen);
+      cmd = proto::kTrackerQueryStoreWithGroupOne;
+    }
+    DEPOT_ASSIGN_OR_RETURN(net::Reply r, TrackerCall(cmd, body, 1024));
+    return ParseNode(r, true, "query store");
+  }
+
+  Result<StorageNode> QueryFile(const ParsedId& p, uint8_t cmd) {
+    DEPOT_ASSIGN_OR_RETURN(net::Reply r, TrackerCall(cmd, p.group_and_name, 1 << 16));
+    return ParseNode(r, false, cmd == proto::kTrackerQueryUpdate ? "query update" : "query fetch");
+  }
+
+  // Sends an upload whose `size` body bytes come from `send_body`.
+  Result<std::string> Upload(const UploadOptions& opts, uint64_t size,
+                             const std::function<Status(BlockingConn&)>& send_body) {
+    DEPOT_RETURN_IF_ERROR(proto::ValidateExt(opts.ext));
+    DEPOT_ASSIGN_OR_RETURN(StorageNode node, QueryStore(opts.group));
+    std::string file_id;
+    Status s = WithConn(node.ip, node.port, [&](BlockingConn& c, bool* consumed) -> Status {
+      std::string prefix(proto::kHeaderSize, '\0');
+      proto::EncodeHeader({1 + 8 + proto::kExtLen + size, proto::kStorageUpload, 0}, prefix.data());
+      prefix.push_back(static_cast<char>(node.store_path));
+      proto::AppendU64(&prefix, size);
+      proto::AppendFixed(&prefix, opts.ext, proto::kExtLen);
+      DEPOT_RETURN_IF_ERROR(c.SendAll(prefix.data(), prefix.size()));
+      DEPOT_RETURN_IF_ERROR(send_body(c));
+      DEPOT_ASSIGN_OR_RETURN(proto::FrameHeader h,
+                             c.RecvHeader(proto::kGroupNameLen + proto::kMaxRemoteNameLen));
+      *consumed = true;
+      std::string body(h.body_len, '\0');
+      DEPOT_RETURN_IF_ERROR(c.RecvExact(body.data(), body.size()));
+      if (h.status != 0) return proto::WireToStatus(h.status, "upload to " + c.address());
+      if (body.size() <= proto::kGroupNameLen) return Status::Corruption("short upload reply");
+      file_id = std::string(proto::TrimFixed(std::string_view(body).substr(0, 16))) + "/" +
+                body.substr(proto::kGroupNameLen);
+      return Status::OK();
+    });
+    if (!s.ok()) return s;
+    if (!opts.meta.empty()) {
+      DEPOT_ASSIGN_OR_RETURN(ParsedId p, Parse(file_id));
+      DEPOT_RETURN_IF_ERROR(SetMetaOn(node, p, opts.meta, false));
+    }
+    return file_id;
+  }
+
+  Status SetMetaOn(const StorageNode& node, const ParsedId& p,
+                   const std::map<std::string, std::string>& meta, bool merge) {
+    std::string m;
+    for (const auto& [k, v] : meta) {
+      if (k.empty() || k.size() > proto::kMaxMetaKeyLen || v.size() > proto::kMaxMetaValueLen ||
+          k.find_first_of("\x01\x02") != std::string::npos ||
+          v.find_first_of("\x01\x02") != std::string::npos) {
+        return Status::InvalidArgument("metadata key must be 1-64 bytes and value at most 256:", k);
+      }
+      if (!m.empty()) m.push_back('\x01');
+      m += k + '\x02' + v;
+    }
+    std::string remote = p.id.RemoteName();
+    std::string body;
+    proto::AppendU64(&body, remote.size());
+    proto::AppendU64(&body, m.size());
+    body.push_back(merge ? 'M' : 'O');
+    proto::AppendFixed(&body, p.id.group, proto::kGroupNameLen);
+    body += remote;
+    body += m;
+    DEPOT_ASSIGN_OR_RETURN(net::Reply r,
+                           SmallCall(node.ip, node.port, proto::kStorageSetMeta, body, 0));
+    return proto::WireToStatus(r.status, "set metadata");
+  }
+
+  ClientOptions opt_;
+  net::ConnPool pool_;
+  std::vector<std::pair<std::string, int>> trackers_;
+  std::atomic<size_t> next_tracker_{0};
+};
+
+Client::Client(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Client::~Client() = default;
+
+Result<std::unique_ptr<Client>> Client::Create(ClientOptions options) {
+  auto impl = std::make_unique<Impl>(std::move(options));
+  DEPOT_RETURN_IF_ERROR(impl->Init());
+  return std::unique_ptr<Client>(new Client(std::move(impl)));
+}
+
+Result<StorageNode> Client::QueryStore(const std::string& group) { return impl_->QueryStore(group); }
+
+Result<StorageNode> Client::QueryFetch(const std::string& file_id) {
+  DEPOT_ASSIGN_OR_RETURN(ParsedId p, Parse(file_id));
+  return impl_->QueryFile(p, proto::kTrackerQueryFetchOne);
+}
+
+Result<StorageNode> Client::QueryUpdate(const std::string& file_id) {
+  DEPOT_ASSIGN_OR_RETURN(ParsedId p, Parse(file_id));
+  return impl_->QueryFile(p, proto::kTrackerQueryUpdate);
+}
+
+Result<std::string> Client::UploadFile(const std::string& path, const UploadOptions& opts,
+                                       const ProgressFn& progress) {
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Status::FromErrno(errno, "open", path);
+  struct stat st;
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    close(fd);
+    return Status::InvalidArgument("not a regular file:", path);
+  }
+  uint64_t size = static_cast<uint64_t>(st.st_size);
+  auto r = impl_->Upload(opts, size, [&](BlockingConn& c) -> Status {
+    if (lseek(fd, 0, SEEK_SET) != 0) return Status::FromErrno(errno, "seek", path);
+    uint64_t sent = 0;
+    while (sent < size) {
+      uint64_t n = std::min<uint64_t>(size - sent, 4 << 20);
+      DEPOT_RETURN_IF_ERROR(c.SendFromFile(fd, n));
+      sent += n;
+      if (progress) progress(sent, size);
+    }
+    return Status::OK();
+  });
+  close(fd);
+  return r;
+}
+
+Result<std::string> Client::UploadBuffer(std::string_view data, const UploadOptions& opts) {
+  return impl_->Upload(opts, data.size(),
+                       [&](BlockingConn& c) { return c.SendAll(data.data(), data.size()); });
+}
+
+Status Client::DownloadToFd(const std::string& file_id, int fd, uint64_t offset, uint64_t length,
+                            const ProgressFn& progress) {
+  DEPOT_ASSIGN_OR_RETURN(ParsedId p, Parse(file_id));
+  DEPOT_ASSIGN_OR_RETURN(StorageNode node, impl_->QueryFile(p, proto::kTrackerQueryFetchOne));
+  std::string body;
+  proto::AppendU64(&body, offset);
+  proto::AppendU64(&body, length);
+  body += p.group_and_name;
+  return impl_->WithConn(node.ip, node.port, [&](BlockingConn& c, bool* consumed) -> Status {
+    std::string frame = proto::EncodeFrame(proto::kStorageDownload, 0, body);
+    DEPOT_RETURN_IF_ERROR(c.SendAll(frame.data(), frame.size()));
+    DEPOT_ASSIGN_OR_RETURN(proto::FrameHeader h, c.RecvHeader(UINT64_MAX >> 1));
+    *consumed = true;
+    if (h.status != 0) {
+      if (h.body_len != 0) c.MarkBroken();
+      return proto::WireToStatus(h.status, "download " + file_id);
+    }
+    if (length != 0 && h.body_len > length) {
+      c.MarkBroken();
+      return Status::Corruption("storage sent more than asked for", c.address());
+    }
+    std::string buf(kChunk, '\0');
+    uint64_t got = 0;
+    while (got < h.body_len) {
+      size_t n = static_cast<size_t>(std::min<uint64_t>(kChunk, h.body_len - got));
+      DEPOT_RETURN_IF_ERROR(c.RecvExact(buf.data(), n));
+      Status w = WriteAll(fd, buf.data(), n, "download destination");
+      if (!w.ok()) {
+        c.MarkBroken();
+        return w;
+      }
+      got += n;
+      if (progress) progress(got, h.body_len);
+    }
+    if (progress && h.body_len == 0) progress(0, 0);
+    return Status::OK();
+  });
+}
+
+Status Client::DownloadToFile(const std::string& file_id, const std::string& path,
+                              const ProgressFn& progress) {
+  std::string tmp = path + ".depot-part";
+  int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return Status::FromErrno(errno, "create", tmp);
+  Status s = DownloadToFd(file_id, fd, 0, 0, progress);
+  if (close(fd) != 0 && s.ok()) s = Status::FromErrno(errno, "close", tmp);
+  if (s.ok() && rename(tmp.c_str(), path.c_str()) != 0) s = Status::FromErrno(errno, "rename", path);
+  if (!s.ok()) unlink(tmp.c_str());
+  return s;
+}
+
+Result<std::string> Client::DownloadToBuffer(const std::string& file_id, uint64_t offset,
+                                             uint64_t length) {
+  DEPOT_ASSIGN_OR_RETURN(ParsedId p, Parse(file_id));
+  DEPOT_ASSIGN_OR_RETURN(StorageNode node, impl_->QueryFile(p, proto::kTrackerQueryFetchOne));
+  std::string body;
+  proto::AppendU64(&body, offset);
+  proto::AppendU64(&body, length);
+  body += p.group_and_name;
+  DEPOT_ASSIGN_OR_RETURN(net::Reply r, impl_->SmallCall(node.ip, node.port, proto::kStorageDownload,
+                                                        body, 1ULL << 31));
+  DEPOT_RETURN_IF_ERROR(proto::WireToStatus(r.status, "download " + file_id));
+  return std::move(r.body);
+}
+
+Status Client::Delete(const std::string& file_id) {
+  DEPOT_ASSIGN_OR_RETURN(ParsedId p, Parse(file_id));
+  DEPOT_ASSIGN_OR_RETURN(StorageNode node, impl_->QueryFile(p, proto::kTrackerQueryUpdate));
+  DEPOT_ASSIGN_OR_RETURN(net::Reply r, impl_->SmallCall(node.ip, node.port, proto::kStorageDelete,
+                                                        p.group_and_name, 0));
+  return proto::WireToStatus(r.status, "delete " + file_id);
+}
+
+Result<FileInfo> Client::Info(const std::string& file_id) {
+  DEPOT_ASSIGN_OR_RETURN(ParsedId p, Parse(file_id));
+  DEPOT_ASSIGN_OR_RETURN(StorageNode node, impl_->QueryFile(p, proto::kTrackerQueryFetchOne));
+  DEPOT_ASSIGN_OR_RETURN(net::Reply r,
+                         impl_->SmallCall(node.ip, node.port, proto::kStorageQueryFileInfo,
+                                          p.group_and_name, 64));
+  DEPOT_RETURN_IF_ERROR(proto::WireToStatus(r.status, "info " + file_id));
+  if (r.body.size() != 40) return Status::Corruption("file info reply is not 40 bytes");
+  FileInfo info;
+  info.size = proto::GetU64(r.body.data());
+  info.create_time = static_cast<int64_t>(proto::GetU64(r.body.data() + 8));
+  info.crc32 = static_cast<uint32_t>(proto::GetU64(r.body.data() + 16));
+  info.source_ip = std::string(proto::TrimFixed(std::string_view(r.body).substr(24, 16)));
+  return info;
+}
+
+Result<std::map<std::string, std::string>> Client::GetMeta(const std::string& file_id) {
+  DEPOT_ASSIGN_OR_RETURN(ParsedId p, Parse(file_id));
+  DEPOT_ASSIGN_OR_RETURN(StorageNode node, impl_->QueryFile(p, proto::kTrackerQueryFetchOne));
+  DEPOT_ASSIGN_OR_RETURN(net::Reply r, impl_->SmallCall(node.ip, node.port,
+                                                        proto::kStorageGetMeta, p.group_and_name,
+                                                        4 << 20));
+  DEPOT_RETURN_IF_ERROR(proto::WireToStatus(r.status, "get metadata of " + file_id));
+  std::map<std::string, std::string> out;
+  size_t pos = 0;
+  while (pos < r.body.size()) {
+    size_t end = r.body.find('\x01', pos);
+    if (end == std::string::npos) end = r.body.size();
+    std::string rec = r.body.substr(pos, end - pos);
+    size_t sep = rec.find('\x02');
+    if (sep != std::string::npos) out[rec.substr(0, sep)] = rec.substr(sep + 1);
+    pos = end + 1;
+  }
+  return out;
+}
+
+Status Client::SetMeta(const std::string& file_id, const std::map<std::string, std::string>& meta,
+                       bool merge) {
+  DEPOT_ASSIGN_OR_RETURN(ParsedId p, Parse(file_id));
+  DEPOT_ASSIGN_OR_RETURN(StorageNode node, impl_->QueryFile(p, proto::kTrackerQueryUpdate));
+  return impl_->SetMetaOn(node, p, meta, merge);
+}
+
+Result<std::vector<GroupStatus>> Client::ClusterStatus() {
+  DEPOT_ASSIGN_OR_RETURN(net::Reply r, impl_->TrackerCall(proto::kTrackerListGroups, {}, 1 << 20));
+  DEPOT_RETURN_IF_ERROR(proto::WireToStatus(r.status, "list groups"));
+  DEPOT_ASSIGN_OR_RETURN(auto groups, proto::DecodeGroupStats(r.body));
+  std::vector<GroupStatus> out;
+  for (const auto& g : groups) {
+    GroupStatus gs;
+    gs.name = g.group_name;
+    gs.total_mb = g.total_mb;
+    gs.free_mb = g.free_mb;
+    gs.writable = g.writable_count;
+    gs.readable = g.readable_count;
+    std::string body;
+    proto::AppendFixed(&body, g.group_name, proto::kGroupNameLen);
+    DEPOT_ASSIGN_OR_RETURN(net::Reply sr,
+                           impl_->TrackerCall(proto::kTrackerListStorages, body, 1 << 20));
+    DEPOT_RETURN_IF_ERROR(proto::WireToStatus(sr.status, "list storages"));
+    DEPOT_ASSIGN_OR_RETURN(auto members, proto::DecodeStorageStats(sr.body));
+    for (const auto& m : members) {
+      MemberStatus ms;
+      ms.id = m.id;
+      ms.ip = m.ip;
+      ms.port = static_cast<int>(m.storage_port);
+      ms.state = m.status;
+      ms.state_name = proto::StorageStateName(static_cast<proto::StorageState>(m.status));
+      ms.total_mb = m.total_mb;
+      ms.free_mb = m.free_mb;
+      ms.reserved_mb = m.reserved_mb;
+      ms.uploads = m.counters[proto::kCntUpload + 1];
+      ms.downloads = m.counters[proto::kCntDownload + 1];
+      ms.last_heartbeat = m.last_heartbeat_time;
+      ms.version = m.version;
+      gs.members.push_back(std::move(ms));
+    }
+    out.push_back(std::move(gs));
+  }
+  return out;
+}
+
+}  // namespace depot

@@ -1,0 +1,120 @@
+// libdepot: the C++ client of a Depot (or FastDFS V6) cluster.
+//
+// A Client knows the trackers, asks one of them where to store or read (failing over to the next
+// when one is down), and talks to storage servers on pooled connections. Bodies are streamed:
+// uploads from a file go out with sendfile, downloads are written to the destination in chunks,
+// so memory use does not grow with file size. Thread-safe: one Client may be shared by threads.
+//
+// Every call returns a depot::Status / depot::Result: NotFound for a missing file (ENOENT),
+// InvalidArgument for a malformed file ID, ResourceExhausted when the cluster is full,
+// Unavailable when no tracker or storage answers.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/base/status.h"
+
+namespace depot {
+
+struct ClientOptions {
+  std::vector<std::string> trackers;  // "host:port"
+  int connect_timeout_ms = 5000;
+  int network_timeout_ms = 30000;
+};
+
+// Loads a client.conf (tracker_server, connect_timeout, network_timeout).
+Result<ClientOptions> LoadClientOptions(const std::string& path);
+
+struct UploadOptions {
+  std::string group;  // empty: the tracker picks
+  std::string ext;    // at most 6 characters, no dot
+  std::map<std::string, std::string> meta;
+};
+
+struct FileInfo {
+  uint64_t size = 0;
+  int64_t create_time = 0;
+  uint32_t crc32 = 0;
+  std::string source_ip;
+};
+
+struct StorageNode {
+  std::string group;
+  std::string ip;
+  int port = 0;
+  int store_path = 0;
+};
+
+struct MemberStatus {
+  std::string id;
+  std::string ip;
+  int port = 0;
+  int state = 0;
+  std::string state_name;
+  int64_t total_mb = 0;
+  int64_t free_mb = 0;
+  int64_t reserved_mb = 0;
+  int64_t uploads = 0;
+  int64_t downloads = 0;
+  int64_t last_heartbeat = 0;
+  std::string version;
+};
+
+struct GroupStatus {
+  std::string name;
+  int64_t total_mb = 0;
+  int64_t free_mb = 0;
+  int64_t writable = 0;
+  int64_t readable = 0;
+  std::vector<MemberStatus> members;
+};
+
+// Called as a transfer progresses: bytes done so far and the total.
+using ProgressFn = std::function<void(uint64_t done, uint64_t total)>;
+
+class Client {
+ public:
+  static Result<std::unique_ptr<Client>> Create(ClientOptions options);
+  ~Client();
+
+  Result<std::string> UploadFile(const std::string& path, const UploadOptions& opts,
+                                 const ProgressFn& progress = nullptr);
+  Result<std::string> UploadBuffer(std::string_view data, const UploadOptions& opts);
+
+  // Writes [offset, offset+length) (length 0: to the end) of the file to `fd`.
+  Status DownloadToFd(const std::string& file_id, int fd, uint64_t offset = 0,
+                      uint64_t length = 0, const ProgressFn& progress = nullptr);
+  // Downloads into `path` through a temp file renamed into place when complete.
+  Status DownloadToFile(const std::string& file_id, const std::string& path,
+                        const ProgressFn& progress = nullptr);
+  Result<std::string> DownloadToBuffer(const std::string& file_id, uint64_t offset = 0,
+                                       uint64_t length = 0);
+
+  Status Delete(const std::string& file_id);
+  Result<FileInfo> Info(const std::string& file_id);
+  // NotFound when the file has no metadata (FastDFS behaviour) or does not exist.
+  Result<std::map<std::string, std::string>> GetMeta(const std::string& file_id);
+  Status SetMeta(const std::string& file_id, const std::map<std::string, std::string>& meta,
+                 bool merge);
+
+  Result<std::vector<GroupStatus>> ClusterStatus();
+
+  // Tracker queries, exposed for tools and benchmarks.
+  Result<StorageNode> QueryStore(const std::string& group);
+  Result<StorageNode> QueryFetch(const std::string& file_id);
+  Result<StorageNode> QueryUpdate(const std::string& file_id);
+
+ private:
+  class Impl;
+  explicit Client(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace depot

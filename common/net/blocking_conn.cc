@@ -1,0 +1,229 @@
+#include "common/net/blocking_conn.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/sendfile.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "common/base/hash.h"
+
+namespace depot::net {
+
+Result<std::unique_ptr<BlockingConn>> BlockingConn::Connect(const std::string& host, int port,
+                                                            int timeout_ms) {
+  addrinfo hints{};
+  hints.ai_family = AF_INET;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* res = nullptr;
+  std::string port_s = std::to_string(port);
+  int rc = getaddrinfo(host.c_str(), port_s.c_str(), &hints, &res);
+  if (rc != 0 || res == nullptr) {
+    return Status::Unavailable("cannot resolve", host + ": " + gai_strerror(rc));
+  }
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) {
+    freeaddrinfo(res);
+    return Status::FromErrno(errno, "socket");
+  }
+  std::string addr = host + ":" + port_s;
+  rc = connect(fd, res->ai_addr, res->ai_addrlen);
+  freeaddrinfo(res);
+  if (rc != 0 && errno != EINPROGRESS) {
+    int err = errno;
+    close(fd);
+    return Status::Unavailable("connect " + addr + ":", std::strerror(err));
+  }
+  if (rc != 0) {
+    pollfd p{fd, POLLOUT, 0};
+    rc = poll(&p, 1, timeout_ms);
+    if (rc == 0) {
+      close(fd);
+      return Status::TimedOut("connect timed out:", addr);
+    }
+    int err = 0;
+    socklen_t len = sizeof err;
+    getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
+    if (err != 0) {
+      close(fd);
+      return Status::Unavailable("connect " + addr + ":", std::strerror(err));
+    }
+  }
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  auto conn = std::unique_ptr<BlockingConn>(new BlockingConn(fd, host, port));
+  return conn;
+}
+
+BlockingConn::BlockingConn(int fd, std::string host, int port)
+    : fd_(fd), host_(std::move(host)), port_(port), address_(host_ + ":" + std::to_string(port)) {}
+
+BlockingConn::~BlockingConn() { close(fd_); }
+
+Status BlockingConn::WaitFor(short events) {
+  pollfd p{fd_, events, 0};
+  for (;;) {
+    int rc = poll(&p, 1, timeout_ms_);
+    if (rc > 0) return Status::OK();
+    if (rc == 0) {
+      healthy_ = false;
+      return Status::TimedOut("no progress talking to", address_);
+    }
+    if (errno != EINTR) {
+      healthy_ = false;
+      return Status::FromErrno(errno, "poll", address_);
+    }
+  }
+}
+
+Status BlockingConn::SendAll(const void* data, size_t len) {
+  const char* p = static_cast<const char*>(data);
+  while (len > 0) {
+    ssize_t n = send(fd_, p, len, MSG_NOSIGNAL);
+    if (n > 0) {
+      p += n;
+      len -= static_cast<size_t>(n);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      DEPOT_RETURN_IF_ERROR(WaitFor(POLLOUT));
+      continue;
+    }
+    healthy_ = false;
+    return Status::Unavailable("send to " + address_ + ":", std::strerror(errno));
+  }
+  return Status::OK();
+}
+
+Status BlockingConn::SendHeader(uint64_t body_len, uint8_t cmd, uint8_t status) {
+  char hdr[proto::kHeaderSize];
+  proto::EncodeHeader({body_len, cmd, status}, hdr);
+  return SendAll(hdr, sizeof hdr);
+}
+
+Status BlockingConn::SendFromFile(int file_fd, uint64_t len) {
+  while (len > 0) {
+    size_t want = len > (1u << 30) ? (1u << 30) : static_cast<size_t>(len);
+    ssize_t n = sendfile(fd_, file_fd, nullptr, want);
+    if (n > 0) {
+      len -= static_cast<uint64_t>(n);
+      continue;
+    }
+    if (n == 0) {
+      healthy_ = false;
+      return Status::IOError("file ended early while sending to", address_);
+    }
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      DEPOT_RETURN_IF_ERROR(WaitFor(POLLOUT));
+      continue;
+    }
+    healthy_ = false;
+    return Status::Unavailable("sendfile to " + address_ + ":", std::strerror(errno));
+  }
+  return Status::OK();
+}
+
+Status BlockingConn::RecvExact(void* data, size_t len) {
+  char* p = static_cast<char*>(data);
+  while (len > 0) {
+    ssize_t n = recv(fd_, p, len, 0);
+    if (n > 0) {
+      p += n;
+      len -= static_cast<size_t>(n);
+      continue;
+    }
+    if (n == 0) {
+      healthy_ = false;
+      return Status::Unavailable("connection closed by", address_);
+    }
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      DEPOT_RETURN_IF_ERROR(WaitFor(POLLIN));
+      continue;
+    }
+    healthy_ = false;
+    return Status::Unavailable("recv from " + address_ + ":", std::strerror(errno));
+  }
+  return Status::OK();
+}
+
+Result<proto::FrameHeader> BlockingConn::RecvHeader(uint64_t max_body) {
+  char hdr[proto::kHeaderSize];
+  DEPOT_RETURN_IF_ERROR(RecvExact(hdr, sizeof hdr));
+  proto::FrameHeader h = proto::DecodeHeader(hdr);
+  if (h.cmd != proto::kResponse) {
+    healthy_ = false;
+    return Status::Corruption("reply with command " + std::to_string(h.cmd) + " from", address_);
+  }
+  if (h.body_len > max_body) {
+    healthy_ = false;
+    return Status::Corruption("reply body of " + std::to_string(h.body_len) +
+                              " bytes is over the limit from", address_);
+  }
+  return h;
+}
+
+Result<Reply> BlockingConn::Call(uint8_t cmd, std::string_view body, uint64_t max_reply,
+                                 uint8_t status) {
+  std::string frame = proto::EncodeFrame(cmd, status, body);
+  DEPOT_RETURN_IF_ERROR(SendAll(frame.data(), frame.size()));
+  DEPOT_ASSIGN_OR_RETURN(proto::FrameHeader h, RecvHeader(max_reply));
+  Reply r;
+  r.status = h.status;
+  r.body.resize(h.body_len);
+  if (h.body_len > 0) DEPOT_RETURN_IF_ERROR(RecvExact(r.body.data(), r.body.size()));
+  return r;
+}
+
+Status BlockingConn::Authenticate(const std::string& secret) {
+  DEPOT_ASSIGN_OR_RETURN(Reply nonce, Call(proto::kDepotAuthChallenge, {}, 64));
+  if (nonce.status != 0) return proto::WireToStatus(nonce.status, "auth challenge " + address_);
+  DEPOT_ASSIGN_OR_RETURN(Reply ok, Call(proto::kDepotAuthProof, HmacSha256(secret, nonce.body), 0));
+  if (ok.status != 0) {
+    healthy_ = false;
+    return Status::PermissionDenied("cluster_secret refused by", address_);
+  }
+  return Status::OK();
+}
+
+Result<std::unique_ptr<BlockingConn>> ConnPool::Acquire(const std::string& host, int port,
+                                                        bool* reused) {
+  std::string key = host + ":" + std::to_string(port);
+  if (reused) *reused = false;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    auto it = idle_.find(key);
+    if (it != idle_.end() && !it->second.empty()) {
+      auto c = std::move(it->second.back());
+      it->second.pop_back();
+      if (reused) *reused = true;
+      return c;
+    }
+  }
+  DEPOT_ASSIGN_OR_RETURN(auto c, BlockingConn::Connect(host, port, connect_timeout_ms_));
+  c->set_timeout_ms(io_timeout_ms_);
+  return c;
+}
+
+void ConnPool::Release(std::unique_ptr<BlockingConn> conn) {
+  if (!conn || !conn->healthy()) return;
+  std::lock_guard<std::mutex> l(mu_);
+  auto& v = idle_[conn->address()];
+  if (v.size() < max_idle_) v.push_back(std::move(conn));
+}
+
+void ConnPool::Forget(const std::string& host, int port) {
+  std::lock_guard<std::mutex> l(mu_);
+  idle_.erase(host + ":" + std::to_string(port));
+}
+
+}  // namespace depot::net

@@ -1,0 +1,79 @@
+#include "storage/config.h"
+
+#include "common/base/conf.h"
+#include "common/base/fs.h"
+#include "common/proto/file_id.h"
+
+namespace depot::storage {
+
+Result<uint64_t> ReservedBytes(const std::string& spec, uint64_t total_bytes) {
+  if (!spec.empty() && spec.back() == '%') {
+    std::string num = spec.substr(0, spec.size() - 1);
+    char* end = nullptr;
+    double pct = std::strtod(num.c_str(), &end);
+    // Written as !(in range) so that "nan%" is rejected too (NaN fails every comparison).
+    if (num.empty() || end != num.c_str() + num.size() || !(pct >= 0 && pct <= 100)) {
+      return Status::InvalidArgument("not a percentage:", spec);
+    }
+    return static_cast<uint64_t>(static_cast<double>(total_bytes) * pct / 100.0);
+  }
+  return ParseByteSize(spec);
+}
+
+Result<StorageConfig> ParseStorageConfig(const std::string& text, const std::string& name) {
+  DEPOT_ASSIGN_OR_RETURN(ConfFile file, ConfFile::Parse(text, name));
+  StorageConfig c;
+  ConfBinder b(file);
+  b.String("group_name", &c.group_name);
+  b.String("bind_addr", &c.bind_addr);
+  b.Int("port", &c.port, 0, 65535);
+  b.String("advertise_address", &c.advertise_address);
+  b.Int("http_port", &c.http_port, 0, 65535);
+  b.Int("metrics_port", &c.metrics_port, -1, 65535);
+  b.String("base_path", &c.base_path);
+  b.Indexed("store_path", &c.store_paths, 256);
+  b.Repeated("tracker_server", &c.tracker_servers);
+  b.Seconds("heartbeat_interval", &c.heartbeat_interval, 1, 3600);
+  b.Bool("durable_writes", &c.durable_writes);
+  b.String("reserved_space", &c.reserved_space);
+  b.Bytes("max_file_size", &c.max_file_size, 1, 1ULL << 50);
+  b.Int("work_threads", &c.work_threads, 1, 64);
+  b.Int("disk_writer_threads", &c.disk_writer_threads, 1, 64);
+  b.Int("disk_reader_threads", &c.disk_reader_threads, 1, 64);
+  b.Int("max_connections", &c.max_connections, 1, 1000000);
+  b.Seconds("idle_timeout", &c.idle_timeout, 1, 86400);
+  b.Seconds("network_timeout", &c.network_timeout, 1, 3600);
+  b.Int("upload_priority", &c.upload_priority, -1000000, 1000000);
+  b.String("log_file", &c.log_file);
+  b.Enum("log_level", &c.log_level, {"trace", "debug", "info", "warn", "error", "critical", "off"});
+  b.String("cluster_secret", &c.cluster_secret);
+  if (c.group_name.empty()) {
+    b.Fail("group_name", "is required");
+  } else if (!proto::ValidateGroupName(c.group_name).ok()) {
+    b.Fail("group_name", "must be 1-16 characters of A-Z a-z 0-9 _ -");
+  }
+  if (c.base_path.empty()) b.Fail("base_path", "is required");
+  if (c.tracker_servers.empty()) b.Fail("tracker_server", "at least one is required");
+  for (const auto& t : c.tracker_servers) {
+    std::string host;
+    int port;
+    if (!ParseHostPort(t, &host, &port).ok()) b.Fail("tracker_server", "expected host:port: " + t);
+  }
+  if (!c.advertise_address.empty() && !proto::ParseIpv4(c.advertise_address).ok()) {
+    b.Fail("advertise_address", "must be an IPv4 address");
+  }
+  if (!ReservedBytes(c.reserved_space, 1ULL << 40).ok()) {
+    b.Fail("reserved_space", "expected a size (10G) or a percentage (10%)");
+  }
+  if (c.cluster_secret.size() < 8) b.Fail("cluster_secret", "is required (8 characters or more)");
+  DEPOT_RETURN_IF_ERROR(b.Finish());
+  if (c.store_paths.empty()) c.store_paths.push_back(c.base_path);
+  return c;
+}
+
+Result<StorageConfig> LoadStorageConfig(const std::string& path) {
+  DEPOT_ASSIGN_OR_RETURN(std::string text, ReadSmallFile(path));
+  return ParseStorageConfig(text, path);
+}
+
+}  // namespace depot::storage

@@ -1,0 +1,44 @@
+// depot-storaged configuration: one field per key of conf/storage.conf, with its default.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/base/status.h"
+
+namespace depot::storage {
+
+struct StorageConfig {
+  std::string group_name;                  // required: the group this server belongs to
+  std::string bind_addr = "0.0.0.0";       // address to listen on
+  int port = 23000;                        // client protocol port (0: any free port)
+  std::string advertise_address;           // IPv4 clients should use; empty: as trackers see us
+  int http_port = 8888;                    // HTTP read port announced to trackers
+  int metrics_port = 23080;                // Prometheus /metrics port (0: any, -1: off)
+  std::string base_path;                   // required: logs, LevelDB state
+  std::vector<std::string> store_paths;    // store_path0..N; default: base_path
+  std::vector<std::string> tracker_servers;  // tracker_server = host:port, one line each
+  int heartbeat_interval = 10;             // seconds between heartbeats to each tracker
+  bool durable_writes = false;             // fsync data and directory before acknowledging
+  std::string reserved_space = "1G";       // free space kept per store path: bytes or N%
+  uint64_t max_file_size = 64ULL << 30;    // largest upload accepted
+  int work_threads = 2;                    // network loop threads
+  int disk_writer_threads = 1;             // writer threads per store path
+  int disk_reader_threads = 2;             // reader threads per store path
+  int max_connections = 1024;              // concurrent client connections
+  int idle_timeout = 900;                  // seconds an idle connection is kept
+  int network_timeout = 30;                // seconds a peer may stall mid-frame
+  int upload_priority = 10;                // lower wins with store_server = first_by_priority
+  std::string log_file;                    // empty: stderr
+  std::string log_level = "info";
+  std::string cluster_secret;              // required: shared secret of internal commands
+};
+
+Result<StorageConfig> LoadStorageConfig(const std::string& path);
+Result<StorageConfig> ParseStorageConfig(const std::string& text, const std::string& name);
+
+// Reserved space for a store path of `total_bytes`: "N%" of it or a byte size.
+Result<uint64_t> ReservedBytes(const std::string& spec, uint64_t total_bytes);
+
+}  // namespace depot::storage

@@ -1,0 +1,84 @@
+// Delete (12) and query file info (22), both with a group16 + remote name body.
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/base/fs.h"
+#include "common/base/logging.h"
+#include "storage/storage_server.h"
+
+namespace depot::storage {
+namespace {
+
+using net::ConnectionPtr;
+using proto::FrameHeader;
+
+void PostReply(const ConnectionPtr& conn, uint8_t status, std::string body = {}) {
+  conn->loop()->Post([conn, status, body = std::move(body)] { conn->Reply(status, body); });
+}
+
+void Delete(StorageServer* s, const ConnectionPtr& conn, std::string body) {
+  auto id = ParseGroupAndName(s, body);
+  if (!id.ok()) return conn->Reply(EINVAL);
+  auto path = s->PathForFile(*id);
+  if (!path.ok()) return conn->Reply(EINVAL);
+  StorePath* p = *path;
+  std::string full = p->FullPath(id->RelativePath());
+  std::string meta_key = "m/" + id->RemoteName();
+  p->writer().Submit([s, p, conn, full, meta_key] {
+    if (unlink(full.c_str()) != 0) {
+      int err = errno;
+      s->Count(proto::kCntDelete, false);
+      return PostReply(conn, err == ENOENT ? ENOENT : EIO);
+    }
+    Status st = s->meta().Delete(meta_key);
+    if (st.ok() && p->durable()) st = FsyncDir(DirName(full));
+    if (!st.ok()) DEPOT_LOG_WARN("delete {}: {}", full, st.ToString());
+    s->Count(proto::kCntDelete, true);
+    s->TouchSourceUpdate();
+    PostReply(conn, 0);
+  });
+}
+
+void QueryInfo(StorageServer* s, const ConnectionPtr& conn, const FrameHeader& h,
+               std::string body) {
+  // The request header's status byte carries flags: bit 0 = do not compute the CRC32 (reply 0),
+  // bit 1 = keep silent when missing (status still ENOENT).
+  uint8_t flags = h.status;
+  auto id = ParseGroupAndName(s, body);
+  if (!id.ok()) return conn->Reply(EINVAL);
+  auto path = s->PathForFile(*id);
+  if (!path.ok()) return conn->Reply(EINVAL);
+  StorePath* p = *path;
+  std::string full = p->FullPath(id->RelativePath());
+  proto::FileId fid = *id;
+  p->reader().Submit([conn, full, fid, flags] {
+    struct stat st;
+    if (stat(full.c_str(), &st) != 0) return PostReply(conn, errno == ENOENT ? ENOENT : EIO);
+    std::string out;
+    proto::AppendU64(&out, static_cast<uint64_t>(st.st_size));
+    proto::AppendU64(&out, fid.fields.create_time);
+    // FastDFS sends the CRC32 as a sign-extended 64-bit integer.
+    int64_t crc = (flags & 1) ? 0 : static_cast<int32_t>(fid.fields.crc32);
+    proto::AppendU64(&out, static_cast<uint64_t>(crc));
+    proto::AppendFixed(&out, proto::IpToString(fid.fields.source_ip), proto::kIpLen);
+    PostReply(conn, 0, std::move(out));
+  });
+}
+
+}  // namespace
+
+void RegisterFileOps(StorageServer* s, net::FrameServer* fs) {
+  net::CommandSpec del;
+  del.max_body = proto::kGroupNameLen + proto::kMaxRemoteNameLen;
+  del.handle = [s](const ConnectionPtr& c, const FrameHeader&, std::string body) {
+    Delete(s, c, std::move(body));
+  };
+  fs->Register(proto::kStorageDelete, del);
+  net::CommandSpec info = del;
+  info.handle = [s](const ConnectionPtr& c, const FrameHeader& h, std::string body) {
+    QueryInfo(s, c, h, std::move(body));
+  };
+  fs->Register(proto::kStorageQueryFileInfo, info);
+}
+
+}  // namespace depot::storage

@@ -1,0 +1,108 @@
+// Set metadata (13): name_len8 + meta_len8 + flag1 ('O' overwrite, 'M' merge) + group16 + name +
+// meta; get metadata (15): group16 + name. Metadata lives in the storage's LevelDB
+// (doc/storage-layout.md); a file without metadata answers ENOENT, as FastDFS does.
+#include <sys/stat.h>
+
+#include "common/base/logging.h"
+#include "storage/storage_server.h"
+
+namespace depot::storage {
+namespace {
+
+using net::ConnectionPtr;
+using proto::FrameHeader;
+
+constexpr uint64_t kMaxMetaBytes = 1 << 20;
+
+void PostReply(const ConnectionPtr& conn, uint8_t status, std::string body = {}) {
+  conn->loop()->Post([conn, status, body = std::move(body)] { conn->Reply(status, body); });
+}
+
+void SetMeta(StorageServer* s, const ConnectionPtr& conn, std::string body) {
+  constexpr size_t kFixed = 8 + 8 + 1 + proto::kGroupNameLen;
+  if (body.size() < kFixed) return conn->Reply(EINVAL);
+  uint64_t name_len = proto::GetU64(body.data());
+  uint64_t meta_len = proto::GetU64(body.data() + 8);
+  char flag = body[16];
+  if (name_len == 0 || name_len > proto::kMaxRemoteNameLen || meta_len > kMaxMetaBytes ||
+      body.size() != kFixed + name_len + meta_len || (flag != 'O' && flag != 'M')) {
+    s->Count(proto::kCntSetMeta, false);
+    return conn->Reply(EINVAL);
+  }
+  std::string group(proto::TrimFixed(std::string_view(body).substr(17, proto::kGroupNameLen)));
+  auto id = proto::ParseRemoteName(group, std::string_view(body).substr(kFixed, name_len));
+  if (!id.ok()) return conn->Reply(EINVAL);
+  auto path = s->PathForFile(*id);
+  if (!path.ok()) return conn->Reply(EINVAL);
+  auto meta = ParseMeta(std::string_view(body).substr(kFixed + name_len));
+  if (!meta.ok()) {
+    s->Count(proto::kCntSetMeta, false);
+    return conn->Reply(EINVAL);
+  }
+  StorePath* p = *path;
+  std::string full = p->FullPath(id->RelativePath());
+  std::string key = "m/" + id->RemoteName();
+  p->writer().Submit([s, conn, full, key, flag, meta = std::move(*meta)]() mutable {
+    struct stat st;
+    if (stat(full.c_str(), &st) != 0) {
+      s->Count(proto::kCntSetMeta, false);
+      return PostReply(conn, ENOENT);
+    }
+    if (flag == 'M') {
+      auto old = s->meta().Get(key);
+      if (!old.ok()) return PostReply(conn, EIO);
+      if (*old) {
+        auto merged = ParseMeta(**old);
+        if (merged.ok()) {
+          for (auto& [k, v] : meta) (*merged)[k] = v;
+          meta = std::move(*merged);
+        }
+      }
+    }
+    Status r = meta.empty() ? s->meta().Delete(key) : s->meta().Put(key, EncodeMeta(meta));
+    s->Count(proto::kCntSetMeta, r.ok());
+    if (r.ok()) s->TouchSourceUpdate();
+    PostReply(conn, proto::StatusToWire(r));
+  });
+}
+
+void GetMeta(StorageServer* s, const ConnectionPtr& conn, std::string body) {
+  auto id = ParseGroupAndName(s, body);
+  if (!id.ok()) return conn->Reply(EINVAL);
+  auto path = s->PathForFile(*id);
+  if (!path.ok()) return conn->Reply(EINVAL);
+  StorePath* p = *path;
+  std::string full = p->FullPath(id->RelativePath());
+  std::string key = "m/" + id->RemoteName();
+  p->reader().Submit([s, conn, full, key] {
+    struct stat st;
+    if (stat(full.c_str(), &st) != 0) {
+      s->Count(proto::kCntGetMeta, false);
+      return PostReply(conn, ENOENT);
+    }
+    auto v = s->meta().Get(key);
+    if (!v.ok()) return PostReply(conn, EIO);
+    s->Count(proto::kCntGetMeta, v->has_value());
+    if (!*v) return PostReply(conn, ENOENT);
+    PostReply(conn, 0, std::move(**v));
+  });
+}
+
+}  // namespace
+
+void RegisterMetadata(StorageServer* s, net::FrameServer* fs) {
+  net::CommandSpec set;
+  set.max_body = 8 + 8 + 1 + proto::kGroupNameLen + proto::kMaxRemoteNameLen + kMaxMetaBytes;
+  set.handle = [s](const ConnectionPtr& c, const FrameHeader&, std::string body) {
+    SetMeta(s, c, std::move(body));
+  };
+  fs->Register(proto::kStorageSetMeta, set);
+  net::CommandSpec get;
+  get.max_body = proto::kGroupNameLen + proto::kMaxRemoteNameLen;
+  get.handle = [s](const ConnectionPtr& c, const FrameHeader&, std::string body) {
+    GetMeta(s, c, std::move(body));
+  };
+  fs->Register(proto::kStorageGetMeta, get);
+}
+
+}  // namespace depot::storage

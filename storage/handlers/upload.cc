@@ -1,0 +1,212 @@
+// Upload (11): path_index1 + size8 + ext6 + the bytes; reply group16 + remote name.
+// The body streams in chunks to a temp file on the store path's writer threads; the CRC32 is
+// computed on the way; at the end the file is renamed into data/XX/YY/<name> (after a group
+// commit when durable_writes is on) and only then acknowledged.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <mutex>
+
+#include "common/base/fs.h"
+#include "common/base/hash.h"
+#include "common/base/logging.h"
+#include "storage/storage_server.h"
+
+namespace depot::storage {
+namespace {
+
+using net::ConnectionPtr;
+using proto::FrameHeader;
+
+constexpr size_t kUploadPrefix = 1 + 8 + proto::kExtLen;
+
+void PostReply(const ConnectionPtr& conn, uint8_t status, std::string body = {}) {
+  conn->loop()->Post([conn, status, body = std::move(body)] { conn->Reply(status, body); });
+}
+
+// One upload in progress. Shared between the loop (stream) and the disk threads.
+class UploadJob : public std::enable_shared_from_this<UploadJob> {
+ public:
+  UploadJob(StorageServer* server, StorePath* path, uint64_t size, std::string ext)
+      : server_(server), path_(path), size_(size), ext_(std::move(ext)) {}
+  ~UploadJob() { Cleanup(); }
+
+  Status Write(const std::string& data) {
+    std::lock_guard<std::mutex> l(mu_);
+    if (aborted_) return Status::Unavailable("upload aborted");
+    if (fd_ < 0) {
+      tmp_ = path_->NewTempPath();
+      fd_ = open(tmp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+      if (fd_ < 0) return Status::FromErrno(errno, "create", tmp_);
+    }
+    if (written_ + data.size() > size_) return Status::InvalidArgument("body longer than size");
+    DEPOT_RETURN_IF_ERROR(WriteAll(fd_, data.data(), data.size(), tmp_));
+    crc_ = Crc32Update(crc_, data.data(), data.size());
+    written_ += data.size();
+    return Status::OK();
+  }
+
+  // Runs on a writer thread after the last chunk.
+  void Finish(const ConnectionPtr& conn) {
+    std::unique_lock<std::mutex> l(mu_);
+    if (aborted_) return;
+    if (fd_ < 0) {  // empty file
+      tmp_ = path_->NewTempPath();
+      fd_ = open(tmp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+      if (fd_ < 0) return Fail(conn, Status::FromErrno(errno, "create", tmp_));
+    }
+    if (close(fd_) != 0) {
+      fd_ = -1;
+      return Fail(conn, Status::FromErrno(errno, "close", tmp_));
+    }
+    fd_ = -1;
+    if (written_ != size_) return Fail(conn, Status::InvalidArgument("body shorter than size"));
+    l.unlock();
+    Publish(conn, 0);
+  }
+
+  void Abort() {
+    std::lock_guard<std::mutex> l(mu_);
+    aborted_ = true;
+    CleanupLocked();
+  }
+
+  void FailUnlocked(const ConnectionPtr& conn, const Status& s) {
+    std::lock_guard<std::mutex> l(mu_);
+    Fail(conn, s);
+  }
+
+  // mu_ held.
+  void Fail(const ConnectionPtr& conn, const Status& s) {
+    DEPOT_LOG_WARN("upload from {} failed: {}", conn->peer(), s.ToString());
+    server_->Count(proto::kCntUpload, false);
+    CleanupLocked();
+    PostReply(conn, proto::StatusToWire(s));
+  }
+
+ private:
+  void Publish(const ConnectionPtr& conn, int attempt) {
+    proto::FileId id;
+    id.group = server_->config().group_name;
+    id.store_path = path_->index();
+    uint64_t r = RandomU64();
+    id.dir1 = static_cast<int>(r & 0xFF);
+    id.dir2 = static_cast<int>((r >> 8) & 0xFF);
+    id.fields.source_ip = server_->source_ip();
+    id.fields.create_time = static_cast<uint32_t>(UnixSeconds());
+    id.fields.size_word = proto::MakeSizeWord(size_, false, r >> 16);
+    id.fields.crc32 = crc_;
+    id.name = proto::MakeFileName(id.fields, ext_, RandomU64());
+    std::string relative = id.RelativePath();
+    auto self = shared_from_this();
+    auto done = [self, conn, id, attempt](Status s) {
+      if (s.code() == StatusCode::kAlreadyExists && attempt < 5) {
+        return self->Publish(conn, attempt + 1);  // astronomically rare name clash: new name
+      }
+      std::lock_guard<std::mutex> l(self->mu_);
+      if (!s.ok()) return self->Fail(conn, s);
+      self->tmp_.clear();  // published: nothing to clean up
+      self->server_->Count(proto::kCntUpload, true);
+      self->server_->Count(proto::kCntUploadBytes, true, static_cast<int64_t>(self->size_));
+      self->server_->TouchSourceUpdate();
+      std::string out;
+      proto::AppendFixed(&out, id.group, proto::kGroupNameLen);
+      out += id.RemoteName();
+      PostReply(conn, 0, std::move(out));
+    };
+    if (path_->durable()) {
+      path_->Commit(tmp_, relative, done);
+    } else {
+      done(path_->Publish(tmp_, relative));
+    }
+  }
+
+  void Cleanup() {
+    std::lock_guard<std::mutex> l(mu_);
+    CleanupLocked();
+  }
+  void CleanupLocked() {
+    if (fd_ >= 0) close(fd_);
+    fd_ = -1;
+    if (!tmp_.empty()) unlink(tmp_.c_str());
+    tmp_.clear();
+  }
+
+  StorageServer* server_;
+  StorePath* path_;
+  uint64_t size_;
+  std::string ext_;
+  std::mutex mu_;
+  int fd_ = -1;           // GUARDED_BY(mu_)
+  std::string tmp_;       // GUARDED_BY(mu_)
+  uint32_t crc_ = 0;      // GUARDED_BY(mu_)
+  uint64_t written_ = 0;  // GUARDED_BY(mu_)
+  bool aborted_ = false;  // GUARDED_BY(mu_)
+};
+
+class UploadStream : public net::BodyStream {
+ public:
+  UploadStream(StorageServer* s, uint64_t body_len) : server_(s), body_len_(body_len) {}
+
+  void OnChunk(const ConnectionPtr& conn, std::string chunk, bool last) override {
+    if (!job_) {
+      size_t take = std::min(kUploadPrefix - prefix_.size(), chunk.size());
+      prefix_.append(chunk, 0, take);
+      chunk.erase(0, take);
+      if (prefix_.size() < kUploadPrefix) {
+        if (last) return conn->Reply(EINVAL);
+        return conn->ContinueBody();
+      }
+      uint8_t path_index = static_cast<uint8_t>(prefix_[0]);
+      uint64_t size = proto::GetU64(prefix_.data() + 1);
+      std::string ext(proto::TrimFixed(std::string_view(prefix_).substr(9, proto::kExtLen)));
+      if (size != body_len_ - kUploadPrefix || !proto::ValidateExt(ext).ok()) {
+        server_->Count(proto::kCntUpload, false);
+        return conn->Reply(EINVAL);
+      }
+      auto path = server_->PathForUpload(path_index, size);
+      if (!path.ok()) {
+        DEPOT_LOG_WARN("upload from {} refused: {}", conn->peer(), path.status().ToString());
+        server_->Count(proto::kCntUpload, false);
+        return conn->ReplyStatus(path.status());
+      }
+      (*path)->Consume(static_cast<int64_t>(size));
+      job_ = std::make_shared<UploadJob>(server_, *path, size, ext);
+      path_ = *path;
+    }
+    auto job = job_;
+    path_->writer().Submit([job, conn, chunk = std::move(chunk), last] {
+      Status s = chunk.empty() ? Status::OK() : job->Write(chunk);
+      if (!s.ok()) return job->FailUnlocked(conn, s);
+      if (last) return job->Finish(conn);
+      conn->ContinueBody();
+    });
+  }
+
+  void OnAbort() override {
+    if (!job_) return;
+    auto job = job_;
+    path_->writer().Submit([job] { job->Abort(); });
+  }
+
+ private:
+  StorageServer* server_;
+  uint64_t body_len_;
+  std::string prefix_;
+  std::shared_ptr<UploadJob> job_;
+  StorePath* path_ = nullptr;
+};
+
+}  // namespace
+
+void RegisterUpload(StorageServer* s, net::FrameServer* fs) {
+  net::CommandSpec upload;
+  upload.max_body = kUploadPrefix + s->config().max_file_size;
+  upload.stream = [s](const ConnectionPtr&, const FrameHeader& h) {
+    return std::make_unique<UploadStream>(s, h.body_len);
+  };
+  fs->Register(proto::kStorageUpload, upload);
+}
+
+}  // namespace depot::storage

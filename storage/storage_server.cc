@@ -1,0 +1,160 @@
+#include "storage/storage_server.h"
+
+#include <prometheus/gauge.h>
+
+#include "common/base/hash.h"
+#include "common/base/logging.h"
+#include "storage/tracker_reporter.h"
+
+namespace depot::storage {
+
+StorageServer::StorageServer(StorageConfig config) : config_(std::move(config)) {}
+
+StorageServer::~StorageServer() { Stop(); }
+
+Status StorageServer::Start() {
+  up_time_ = UnixSeconds();
+  if (!config_.advertise_address.empty()) {
+    DEPOT_ASSIGN_OR_RETURN(uint32_t ip, proto::ParseIpv4(config_.advertise_address));
+    source_ip_ = ip;
+  }
+  for (size_t i = 0; i < config_.store_paths.size(); ++i) {
+    auto p = std::make_unique<StorePath>(static_cast<int>(i), config_.store_paths[i],
+                                         config_.durable_writes, config_.disk_writer_threads,
+                                         config_.disk_reader_threads);
+    DEPOT_RETURN_IF_ERROR(p->Init());
+    paths_.push_back(std::move(p));
+  }
+  DEPOT_ASSIGN_OR_RETURN(meta_, MetaStore::Open(config_.base_path + "/data", config_.durable_writes));
+  DEPOT_ASSIGN_OR_RETURN(auto jt, meta_->Get("sys/join_time"));
+  if (jt) {
+    join_time_ = std::strtoll(jt->c_str(), nullptr, 10);
+  } else {
+    join_time_ = up_time_;
+    DEPOT_RETURN_IF_ERROR(meta_->Put("sys/join_time", std::to_string(join_time_)));
+  }
+
+  metrics_ = std::make_unique<metrics::MetricsServer>();
+  if (config_.metrics_port >= 0) {
+    DEPOT_RETURN_IF_ERROR(metrics_->Start(config_.bind_addr, config_.metrics_port));
+  }
+  rpc_metrics_ = std::make_unique<metrics::RpcMetrics>(metrics_->registry(), "storage");
+  auto& free_family = prometheus::BuildGauge()
+                          .Name("depot_store_path_free_bytes")
+                          .Help("Free bytes on the filesystem of each store path")
+                          .Register(metrics_->registry());
+  auto& total_family = prometheus::BuildGauge()
+                           .Name("depot_store_path_total_bytes")
+                           .Help("Size of the filesystem of each store path")
+                           .Register(metrics_->registry());
+  for (const auto& p : paths_) {
+    free_gauges_.push_back(&free_family.Add({{"store_path", std::to_string(p->index())}}));
+    total_gauges_.push_back(&total_family.Add({{"store_path", std::to_string(p->index())}}));
+  }
+  RefreshSpace();
+
+  net::ServerOptions opt;
+  opt.bind_addr = config_.bind_addr;
+  opt.port = config_.port;
+  opt.threads = config_.work_threads;
+  opt.max_connections = config_.max_connections;
+  opt.idle_timeout_s = config_.idle_timeout;
+  opt.network_timeout_s = config_.network_timeout;
+  opt.cluster_secret = config_.cluster_secret;
+  server_ = std::make_unique<net::FrameServer>(opt);
+  server_->SetObserver(rpc_metrics_.get());
+  RegisterUpload(this, server_.get());
+  RegisterDownload(this, server_.get());
+  RegisterFileOps(this, server_.get());
+  RegisterMetadata(this, server_.get());
+  DEPOT_RETURN_IF_ERROR(server_->Start());
+
+  timer_loop_ = std::make_unique<net::EventLoop>();
+  // statvfs is cheap but it is still a syscall on a filesystem: it runs on the timer thread.
+  timer_loop_->RunEvery(1000, [this] { RefreshSpace(); });
+  timer_loop_->Start();
+
+  reporter_ = std::make_unique<TrackerReporter>(this);
+  reporter_->Start();
+  DEPOT_LOG_INFO("storage of group {} listening on {}:{} with {} store paths (durable writes {})",
+                 config_.group_name, config_.bind_addr, server_->port(), paths_.size(),
+                 config_.durable_writes ? "on" : "off");
+  return Status::OK();
+}
+
+void StorageServer::Stop() {
+  if (reporter_) {
+    reporter_->Stop();
+    reporter_.reset();
+  }
+  if (timer_loop_) {
+    timer_loop_->Stop();
+    timer_loop_->Join();
+    timer_loop_.reset();
+  }
+  if (server_) server_->Stop();
+  paths_.clear();  // drains disk threads and pending commits
+}
+
+void StorageServer::RefreshSpace() {
+  for (size_t i = 0; i < paths_.size(); ++i) {
+    paths_[i]->RefreshSpace();
+    if (i < free_gauges_.size()) {
+      free_gauges_[i]->Set(static_cast<double>(paths_[i]->free_bytes()));
+      total_gauges_[i]->Set(static_cast<double>(paths_[i]->total_bytes()));
+    }
+  }
+}
+
+int64_t StorageServer::ReservedBytes(const StorePath& p) const {
+  auto r = storage::ReservedBytes(config_.reserved_space, static_cast<uint64_t>(p.total_bytes()));
+  return r.ok() ? static_cast<int64_t>(*r) : 0;
+}
+
+Result<StorePath*> StorageServer::PathForUpload(uint8_t requested, uint64_t size) {
+  auto fits = [&](StorePath& p) {
+    return p.free_bytes() - static_cast<int64_t>(size) >= ReservedBytes(p);
+  };
+  if (requested != proto::kStorePathAny) {
+    if (requested >= paths_.size()) {
+      return Status::InvalidArgument("store path index out of range:", std::to_string(requested));
+    }
+    StorePath& p = *paths_[requested];
+    if (!fits(p)) return Status::ResourceExhausted("store path is at its reserved space:", p.root());
+    return &p;
+  }
+  for (size_t i = 0; i < paths_.size(); ++i) {
+    StorePath& p = *paths_[(path_rr_++) % paths_.size()];
+    if (fits(p)) return &p;
+  }
+  return Status::ResourceExhausted("every store path is at its reserved space");
+}
+
+Result<StorePath*> StorageServer::PathForFile(const proto::FileId& id) {
+  if (id.group != config_.group_name) {
+    return Status::InvalidArgument("file of another group:", id.group);
+  }
+  if (id.store_path < 0 || static_cast<size_t>(id.store_path) >= paths_.size()) {
+    return Status::InvalidArgument("store path index out of range in", id.ToString());
+  }
+  return paths_[id.store_path].get();
+}
+
+Result<proto::FileId> ParseGroupAndName(StorageServer* s, std::string_view body) {
+  if (body.size() <= proto::kGroupNameLen) return Status::InvalidArgument("body too short");
+  std::string group(proto::TrimFixed(body.substr(0, proto::kGroupNameLen)));
+  return proto::ParseRemoteName(group, body.substr(proto::kGroupNameLen));
+}
+
+void StorageServer::Count(int counter, bool ok, int64_t n) {
+  counters_[counter] += n;
+  if (ok) counters_[counter + 1] += n;
+}
+
+void StorageServer::Snapshot(int64_t out[proto::kStorageCounterCount]) const {
+  for (int i = 0; i < proto::kStorageCounterCount; ++i) out[i] = counters_[i].load();
+}
+
+void StorageServer::TouchSourceUpdate() { last_source_update_ = UnixSeconds(); }
+
+}  // namespace depot::storage

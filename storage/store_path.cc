@@ -1,0 +1,161 @@
+#include "storage/store_path.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <set>
+
+#include "common/base/fs.h"
+#include "common/base/hash.h"
+#include "common/base/logging.h"
+
+namespace depot::storage {
+
+StorePath::StorePath(int index, std::string root, bool durable, int writer_threads,
+                     int reader_threads)
+    : index_(index), root_(std::move(root)), durable_(durable) {
+  char name[16];
+  std::snprintf(name, sizeof name, "dw%02X", index);
+  writer_ = std::make_unique<DiskExecutor>(name, writer_threads);
+  std::snprintf(name, sizeof name, "dr%02X", index);
+  reader_ = std::make_unique<DiskExecutor>(name, reader_threads);
+  if (durable_) commit_thread_ = std::thread([this] { CommitLoop(); });
+}
+
+StorePath::~StorePath() {
+  writer_.reset();
+  reader_.reset();
+  if (commit_thread_.joinable()) {
+    {
+      std::lock_guard<std::mutex> l(commit_mu_);
+      commit_stop_ = true;
+    }
+    commit_cv_.notify_all();
+    commit_thread_.join();
+  }
+}
+
+Status StorePath::Init() {
+  DEPOT_RETURN_IF_ERROR(MakeDirs(root_ + "/data"));
+  DEPOT_RETURN_IF_ERROR(MakeDirs(root_ + "/tmp"));
+  // Uploads cut short by a crash never became visible; their temp files go now.
+  std::string tmp = root_ + "/tmp";
+  DIR* d = opendir(tmp.c_str());
+  if (d == nullptr) return Status::FromErrno(errno, "opendir", tmp);
+  int removed = 0;
+  while (dirent* e = readdir(d)) {
+    std::string n = e->d_name;
+    if (n == "." || n == "..") continue;
+    if (unlink((tmp + "/" + n).c_str()) == 0) ++removed;
+  }
+  closedir(d);
+  if (removed > 0) DEPOT_LOG_INFO("store path {}: removed {} unfinished uploads", root_, removed);
+  RefreshSpace();
+  return Status::OK();
+}
+
+std::string StorePath::NewTempPath() {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "/tmp/%016llx%08llx.part",
+                static_cast<unsigned long long>(RandomU64()),
+                static_cast<unsigned long long>(tmp_seq_++ & 0xFFFFFFFF));
+  return root_ + buf;
+}
+
+Status StorePath::EnsureDir(int dir1, int dir2) {
+  size_t bit = static_cast<size_t>(dir1 * 256 + dir2);
+  {
+    std::lock_guard<std::mutex> l(dirs_mu_);
+    if (dirs_made_.test(bit)) return Status::OK();
+  }
+  char top[16], sub[16];
+  std::snprintf(top, sizeof top, "/data/%02X", dir1);
+  std::snprintf(sub, sizeof sub, "/%02X", dir2);
+  std::string top_path = root_ + top;
+  std::string path = top_path + sub;
+  for (const std::string& p : {top_path, path}) {
+    if (mkdir(p.c_str(), 0755) != 0 && errno != EEXIST) return Status::FromErrno(errno, "mkdir", p);
+  }
+  if (durable_) {
+    DEPOT_RETURN_IF_ERROR(FsyncDir(root_ + "/data"));
+    DEPOT_RETURN_IF_ERROR(FsyncDir(top_path));
+  }
+  std::lock_guard<std::mutex> l(dirs_mu_);
+  dirs_made_.set(bit);
+  return Status::OK();
+}
+
+Status StorePath::Publish(const std::string& tmp, const std::string& relative) {
+  // relative = "data/XX/YY/name"
+  int dir1 = std::stoi(relative.substr(5, 2), nullptr, 16);
+  int dir2 = std::stoi(relative.substr(8, 2), nullptr, 16);
+  DEPOT_RETURN_IF_ERROR(EnsureDir(dir1, dir2));
+  std::string dst = FullPath(relative);
+  if (renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, dst.c_str(), RENAME_NOREPLACE) != 0) {
+    return Status::FromErrno(errno, "rename into", dst);
+  }
+  return Status::OK();
+}
+
+void StorePath::Commit(std::string tmp, std::string relative, std::function<void(Status)> done) {
+  {
+    std::lock_guard<std::mutex> l(commit_mu_);
+    commits_.push_back({std::move(tmp), std::move(relative), std::move(done)});
+  }
+  commit_cv_.notify_one();
+}
+
+void StorePath::CommitLoop() {
+  std::string data_dir = root_ + "/data";
+  for (;;) {
+    std::vector<PendingCommit> batch;
+    {
+      std::unique_lock<std::mutex> l(commit_mu_);
+      commit_cv_.wait(l, [this] { return commit_stop_ || !commits_.empty(); });
+      if (commits_.empty()) return;
+      batch.swap(commits_);
+    }
+    // One syncfs makes every temp file of the batch durable; then the renames, then one more
+    // syncfs for the directory entries. Acks wait for both: an acknowledged upload survives a
+    // crash, and a crash before the rename leaves only a temp file that start-up removes.
+    int fd = open(data_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    Status sync_status;
+    if (fd < 0 || syncfs(fd) != 0) sync_status = Status::FromErrno(errno, "syncfs", data_dir);
+    std::vector<Status> results(batch.size());
+    bool any_published = false;
+    for (size_t i = 0; i < batch.size(); ++i) {
+      if (!sync_status.ok()) {
+        results[i] = sync_status;
+        unlink(batch[i].tmp.c_str());
+        continue;
+      }
+      results[i] = Publish(batch[i].tmp, batch[i].relative);
+      if (results[i].ok()) any_published = true;
+    }
+    if (any_published && fd >= 0 && syncfs(fd) != 0) {
+      Status s = Status::FromErrno(errno, "syncfs", data_dir);
+      for (auto& r : results) {
+        if (r.ok()) r = s;
+      }
+    }
+    if (fd >= 0) close(fd);
+    for (size_t i = 0; i < batch.size(); ++i) batch[i].done(results[i]);
+  }
+}
+
+void StorePath::RefreshSpace() {
+  auto space = GetDiskSpace(root_);
+  if (!space.ok()) {
+    DEPOT_LOG_WARN("store path {}: {}", root_, space.status().ToString());
+    return;
+  }
+  total_bytes_ = static_cast<int64_t>(space->total_bytes);
+  free_bytes_ = static_cast<int64_t>(space->free_bytes);
+}
+
+}  // namespace depot::storage

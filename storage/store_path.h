@@ -1,0 +1,86 @@
+// StorePath: one store path of a storage server: `<root>/data/<XX>/<YY>/<name>` for files and
+// `<root>/tmp/` for uploads in progress (doc/storage-layout.md). Owns the path's disk threads and
+// its group-commit thread for durable writes.
+//
+// Threading: FinishUpload, Remove and the other file functions run on the path's disk threads.
+// Free-space bookkeeping is atomic and may be read from any thread.
+#pragma once
+
+#include <atomic>
+#include <bitset>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/base/status.h"
+#include "storage/disk_executor.h"
+
+namespace depot::storage {
+
+class StorePath {
+ public:
+  StorePath(int index, std::string root, bool durable, int writer_threads, int reader_threads);
+  ~StorePath();
+
+  // Creates data/ and tmp/, removes leftover temp files, reads free space.
+  Status Init();
+
+  int index() const { return index_; }
+  const std::string& root() const { return root_; }
+  bool durable() const { return durable_; }
+  DiskExecutor& writer() { return *writer_; }
+  DiskExecutor& reader() { return *reader_; }
+
+  // A new temp file path under tmp/.
+  std::string NewTempPath();
+  std::string FullPath(const std::string& relative) const { return root_ + "/" + relative; }
+
+  // Moves a complete temp file to data/XX/YY/name without replacing an existing file
+  // (AlreadyExists then). Creates the directory on first use. With durable writes the caller
+  // goes through Commit() instead.
+  Status Publish(const std::string& tmp, const std::string& relative);
+  // Durable publish: the temp file's data, the rename and the directory entry reach the disk
+  // before `done` runs (on the commit thread). Concurrent commits share one sync (group commit).
+  void Commit(std::string tmp, std::string relative, std::function<void(Status)> done);
+
+  // Space accounting for the reserved-space check.
+  void RefreshSpace();
+  int64_t free_bytes() const { return free_bytes_.load(); }
+  int64_t total_bytes() const { return total_bytes_.load(); }
+  // Takes `bytes` out of the cached free space (an upload in flight).
+  void Consume(int64_t bytes) { free_bytes_ -= bytes; }
+
+ private:
+  struct PendingCommit {
+    std::string tmp;
+    std::string relative;
+    std::function<void(Status)> done;
+  };
+  Status EnsureDir(int dir1, int dir2);
+  void CommitLoop();
+
+  int index_;
+  std::string root_;
+  bool durable_;
+  std::unique_ptr<DiskExecutor> writer_;
+  std::unique_ptr<DiskExecutor> reader_;
+  std::atomic<int64_t> free_bytes_{0};
+  std::atomic<int64_t> total_bytes_{0};
+  std::atomic<uint64_t> tmp_seq_{0};
+  std::mutex dirs_mu_;
+  std::bitset<65536> dirs_made_;  // GUARDED_BY(dirs_mu_)
+  std::bitset<256> top_dirs_made_;  // GUARDED_BY(dirs_mu_)
+
+  std::mutex commit_mu_;
+  std::condition_variable commit_cv_;
+  std::vector<PendingCommit> commits_;  // GUARDED_BY(commit_mu_)
+  bool commit_stop_ = false;            // GUARDED_BY(commit_mu_)
+  std::thread commit_thread_;
+};
+
+}  // namespace depot::storage
