@@ -94,6 +94,7 @@ void StorageServer::Stop() {
   }
   if (server_) server_->Stop();
   paths_.clear();  // drains disk threads and pending commits
+  meta_.reset();
 }
 
 void StorageServer::RefreshSpace() {

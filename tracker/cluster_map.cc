@@ -46,6 +46,15 @@ Result<std::string> ClusterMap::Join(const JoinInfo& info, int64_t now) {
   }
   std::lock_guard<std::mutex> l(mu_);
   std::string id = MemberId(info.ip, info.port);
+  // A server that changed its group leaves its old one: Heartbeat() finds members by id alone,
+  // and a stale entry in another group would take its heartbeats.
+  for (auto it = groups_.begin(); it != groups_.end();) {
+    if (it->first != info.group && it->second.erase(id) > 0 && it->second.empty()) {
+      it = groups_.erase(it);
+    } else {
+      ++it;
+    }
+  }
   Member& m = groups_[info.group][id];
   m.id = id;
   m.info = info;

@@ -59,6 +59,7 @@ void TrackerServer::Stop() {
     timer_loop_.reset();
   }
   if (server_) server_->Stop();
+  store_.reset();
 }
 
 }  // namespace depot::tracker
