@@ -14,6 +14,7 @@
 #include <cstring>
 #include <deque>
 #include <fstream>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -188,14 +189,40 @@ void MiniCluster::PrintLogs() const {
   }
 }
 
+namespace {
+
+// Joins default lines and `extra`; a key given in `extra` replaces the default line.
+std::string MergeConf(const std::string& defaults, const std::string& extra) {
+  std::set<std::string> overridden;
+  std::istringstream ex(extra);
+  std::string line;
+  while (std::getline(ex, line)) {
+    size_t eq = line.find('=');
+    if (eq == std::string::npos) continue;
+    std::string key = line.substr(0, eq);
+    key.erase(key.find_last_not_of(" \t") + 1);
+    overridden.insert(key);
+  }
+  std::string out;
+  std::istringstream in(defaults);
+  while (std::getline(in, line)) {
+    size_t eq = line.find('=');
+    std::string key = eq == std::string::npos ? "" : line.substr(0, eq);
+    key.erase(key.find_last_not_of(" \t") + 1);
+    if (!overridden.count(key)) out += line + "\n";
+  }
+  return out + extra + "\n";
+}
+
+}  // namespace
+
 std::string MiniCluster::TrackerConf(int i, int port) const {
   std::string base = tmp_.path() + "/tracker-" + std::to_string(i + 1);
   std::ostringstream c;
   c << "bind_addr = 127.0.0.1\nport = " << port << "\nmetrics_port = 0\n"
     << "base_path = " << base << "\nlog_file = " << base << "/tracker.log\n"
-    << "log_level = debug\ncluster_secret = " << secret_ << "\nstorage_timeout = 5\n"
-    << opt_.extra_tracker_conf << "\n";
-  return c.str();
+    << "log_level = debug\ncluster_secret = " << secret_ << "\nstorage_timeout = 5\n";
+  return MergeConf(c.str(), opt_.extra_tracker_conf);
 }
 
 std::string MiniCluster::StorageConf(int g, int m, int port) const {
@@ -208,8 +235,7 @@ std::string MiniCluster::StorageConf(int g, int m, int port) const {
     << "durable_writes = " << (opt_.durable_writes ? "true" : "false") << "\n";
   for (int p = 0; p < opt_.store_paths; ++p) c << "store_path" << p << " = " << StorePath(g, m, p) << "\n";
   for (const auto& t : trackers_) c << "tracker_server = 127.0.0.1:" << t->port() << "\n";
-  c << opt_.extra_storage_conf << "\n";
-  return c.str();
+  return MergeConf(c.str(), opt_.extra_storage_conf);
 }
 
 std::string MiniCluster::StorePath(int group, int member, int p) const {
