@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Configures and builds Depot into build/ (binaries in build/bin/). Extra arguments go to CMake.
 #   BUILD_DIR=build-asan scripts/build.sh -DDEPOT_SANITIZE=ON
+#   TARGETS="depot depot-storaged" scripts/build.sh   (only these targets)
 # Builds take a lock so that two builds never run at once on a 2-core machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,4 +14,5 @@ if [[ ! -f $BUILD_DIR/build.ninja ]]; then
 elif (($# > 0)); then
   cmake -S . -B "$BUILD_DIR" "$@"
 fi
-cmake --build "$BUILD_DIR" -j "$JOBS"
+# shellcheck disable=SC2086
+cmake --build "$BUILD_DIR" -j "$JOBS" ${TARGETS:+--target $TARGETS}

@@ -24,7 +24,7 @@ struct StorageConfig {
   std::string reserved_space = "1G";       // free space kept per store path: bytes or N%
   uint64_t max_file_size = 64ULL << 30;    // largest upload accepted
   int work_threads = 2;                    // network loop threads
-  int disk_writer_threads = 1;             // writer threads per store path
+  int disk_writer_threads = 2;             // writer threads per store path
   int disk_reader_threads = 2;             // reader threads per store path
   int max_connections = 1024;              // concurrent client connections
   int idle_timeout = 900;                  // seconds an idle connection is kept

@@ -18,7 +18,7 @@ namespace depot::storage {
 
 StorePath::StorePath(int index, std::string root, bool durable, int writer_threads,
                      int reader_threads)
-    : index_(index), root_(std::move(root)), durable_(durable) {
+    : index_(index), root_(std::move(root)), durable_(durable), file_seq_(RandomU64() & 0xFFFFFF) {
   char name[16];
   std::snprintf(name, sizeof name, "dw%02X", index);
   writer_ = std::make_unique<DiskExecutor>(name, writer_threads);
@@ -59,14 +59,6 @@ Status StorePath::Init() {
   return Status::OK();
 }
 
-std::string StorePath::NewTempPath() {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "/tmp/%016llx%08llx.part",
-                static_cast<unsigned long long>(RandomU64()),
-                static_cast<unsigned long long>(tmp_seq_++ & 0xFFFFFFFF));
-  return root_ + buf;
-}
-
 Status StorePath::EnsureDir(int dir1, int dir2) {
   size_t bit = static_cast<size_t>(dir1 * 256 + dir2);
   {
@@ -90,22 +82,64 @@ Status StorePath::EnsureDir(int dir1, int dir2) {
   return Status::OK();
 }
 
-Status StorePath::Publish(const std::string& tmp, const std::string& relative) {
-  // relative = "data/XX/YY/name"
-  int dir1 = std::stoi(relative.substr(5, 2), nullptr, 16);
-  int dir2 = std::stoi(relative.substr(8, 2), nullptr, 16);
-  DEPOT_RETURN_IF_ERROR(EnsureDir(dir1, dir2));
-  std::string dst = FullPath(relative);
-  if (renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, dst.c_str(), RENAME_NOREPLACE) != 0) {
-    return Status::FromErrno(errno, "rename into", dst);
+Result<StorePath::PendingFile> StorePath::CreatePending() {
+  uint64_t n = file_seq_++ / kFilesPerDir;
+  PendingFile f;
+  f.dir1 = static_cast<int>((n >> 8) & 0xFF);
+  f.dir2 = static_cast<int>(n & 0xFF);
+  DEPOT_RETURN_IF_ERROR(EnsureDir(f.dir1, f.dir2));
+  char dir[24];
+  std::snprintf(dir, sizeof dir, "/data/%02X/%02X", f.dir1, f.dir2);
+  if (have_tmpfile_) {
+    f.fd = open((root_ + dir).c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0644);
+    if (f.fd >= 0) return f;
+    if (errno != EOPNOTSUPP && errno != EISDIR) {
+      return Status::FromErrno(errno, "create (O_TMPFILE) in", root_ + dir);
+    }
+    DEPOT_LOG_WARN("store path {}: no O_TMPFILE support; using tmp/ and rename", root_);
+    have_tmpfile_ = false;
   }
+  char name[64];
+  std::snprintf(name, sizeof name, "/tmp/%016llx%08llx.part",
+                static_cast<unsigned long long>(RandomU64()),
+                static_cast<unsigned long long>(tmp_seq_++ & 0xFFFFFFFF));
+  f.tmp_path = root_ + name;
+  f.fd = open(f.tmp_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (f.fd < 0) return Status::FromErrno(errno, "create", f.tmp_path);
+  return f;
+}
+
+Status StorePath::Publish(PendingFile* f, const std::string& name) {
+  char rel[24];
+  std::snprintf(rel, sizeof rel, "/data/%02X/%02X/", f->dir1, f->dir2);
+  std::string dst = root_ + rel + name;
+  int rc;
+  if (f->tmp_path.empty()) {
+    // Name the unnamed inode; linkat never replaces an existing name.
+    std::string proc = "/proc/self/fd/" + std::to_string(f->fd);
+    rc = linkat(AT_FDCWD, proc.c_str(), AT_FDCWD, dst.c_str(), AT_SYMLINK_FOLLOW);
+  } else {
+    rc = renameat2(AT_FDCWD, f->tmp_path.c_str(), AT_FDCWD, dst.c_str(), RENAME_NOREPLACE);
+  }
+  if (rc != 0) return Status::FromErrno(errno, "publish", dst);
+  f->tmp_path.clear();
+  close(f->fd);
+  f->fd = -1;
   return Status::OK();
 }
 
-void StorePath::Commit(std::string tmp, std::string relative, std::function<void(Status)> done) {
+void StorePath::Discard(PendingFile* f) {
+  if (f->fd >= 0) close(f->fd);
+  f->fd = -1;
+  if (!f->tmp_path.empty()) unlink(f->tmp_path.c_str());
+  f->tmp_path.clear();
+}
+
+void StorePath::Commit(PendingFile f, std::string name,
+                       std::function<void(Status, PendingFile)> done) {
   {
     std::lock_guard<std::mutex> l(commit_mu_);
-    commits_.push_back({std::move(tmp), std::move(relative), std::move(done)});
+    commits_.push_back({std::move(f), std::move(name), std::move(done)});
   }
   commit_cv_.notify_one();
 }
@@ -120,21 +154,17 @@ void StorePath::CommitLoop() {
       if (commits_.empty()) return;
       batch.swap(commits_);
     }
-    // One syncfs makes every temp file of the batch durable; then the renames, then one more
-    // syncfs for the directory entries. Acks wait for both: an acknowledged upload survives a
-    // crash, and a crash before the rename leaves only a temp file that start-up removes.
+    // One syncfs makes the data of every file of the batch durable; then the files get their
+    // names, then one more syncfs makes the names durable. Acks wait for both: an acknowledged
+    // upload survives a crash, and a crash before the naming leaves only an unnamed inode
+    // (freed by the filesystem) or a temp file (removed at start-up).
     int fd = open(data_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     Status sync_status;
     if (fd < 0 || syncfs(fd) != 0) sync_status = Status::FromErrno(errno, "syncfs", data_dir);
     std::vector<Status> results(batch.size());
     bool any_published = false;
     for (size_t i = 0; i < batch.size(); ++i) {
-      if (!sync_status.ok()) {
-        results[i] = sync_status;
-        unlink(batch[i].tmp.c_str());
-        continue;
-      }
-      results[i] = Publish(batch[i].tmp, batch[i].relative);
+      results[i] = sync_status.ok() ? Publish(&batch[i].file, batch[i].name) : sync_status;
       if (results[i].ok()) any_published = true;
     }
     if (any_published && fd >= 0 && syncfs(fd) != 0) {
@@ -144,7 +174,7 @@ void StorePath::CommitLoop() {
       }
     }
     if (fd >= 0) close(fd);
-    for (size_t i = 0; i < batch.size(); ++i) batch[i].done(results[i]);
+    for (size_t i = 0; i < batch.size(); ++i) batch[i].done(results[i], std::move(batch[i].file));
   }
 }
 

@@ -36,17 +36,26 @@ class StorePath {
   DiskExecutor& writer() { return *writer_; }
   DiskExecutor& reader() { return *reader_; }
 
-  // A new temp file path under tmp/.
-  std::string NewTempPath();
   std::string FullPath(const std::string& relative) const { return root_ + "/" + relative; }
 
-  // Moves a complete temp file to data/XX/YY/name without replacing an existing file
-  // (AlreadyExists then). Creates the directory on first use. With durable writes the caller
-  // goes through Commit() instead.
-  Status Publish(const std::string& tmp, const std::string& relative);
-  // Durable publish: the temp file's data, the rename and the directory entry reach the disk
-  // before `done` runs (on the commit thread). Concurrent commits share one sync (group commit).
-  void Commit(std::string tmp, std::string relative, std::function<void(Status)> done);
+  // A file being written: an unnamed O_TMPFILE inode in its final directory (or, where the
+  // filesystem lacks O_TMPFILE, a file under tmp/). Invisible until Publish/Commit names it.
+  struct PendingFile {
+    int fd = -1;
+    std::string tmp_path;  // empty for an O_TMPFILE inode
+    int dir1 = 0, dir2 = 0;
+  };
+  // Creates the pending file in the current write directory (FastDFS-style: the directory
+  // moves on every kFilesPerDir files, so directories are created rarely).
+  Result<PendingFile> CreatePending();
+  // Gives a complete pending file its name `data/XX/YY/<name>` (XX/YY from the pending file)
+  // without replacing an existing file (AlreadyExists then), and closes it.
+  Status Publish(PendingFile* f, const std::string& name);
+  // Durable publish: the file's data, its name and the directory entry reach the disk before
+  // `done` runs (on the commit thread). Concurrent commits share one sync (group commit).
+  void Commit(PendingFile f, std::string name, std::function<void(Status, PendingFile)> done);
+  // Closes and removes a pending file that will not be published.
+  static void Discard(PendingFile* f);
 
   // Space accounting for the reserved-space check.
   void RefreshSpace();
@@ -56,10 +65,11 @@ class StorePath {
   void Consume(int64_t bytes) { free_bytes_ -= bytes; }
 
  private:
+  static constexpr uint64_t kFilesPerDir = 100;
   struct PendingCommit {
-    std::string tmp;
-    std::string relative;
-    std::function<void(Status)> done;
+    PendingFile file;
+    std::string name;
+    std::function<void(Status, PendingFile)> done;
   };
   Status EnsureDir(int dir1, int dir2);
   void CommitLoop();
@@ -72,6 +82,8 @@ class StorePath {
   std::atomic<int64_t> free_bytes_{0};
   std::atomic<int64_t> total_bytes_{0};
   std::atomic<uint64_t> tmp_seq_{0};
+  std::atomic<uint64_t> file_seq_{0};
+  bool have_tmpfile_ = true;
   std::mutex dirs_mu_;
   std::bitset<65536> dirs_made_;  // GUARDED_BY(dirs_mu_)
   std::bitset<256> top_dirs_made_;  // GUARDED_BY(dirs_mu_)

@@ -63,24 +63,28 @@ Result<std::unique_ptr<BlockingConn>> BlockingConn::Connect(const std::string& h
 }
 
 BlockingConn::BlockingConn(int fd, std::string host, int port)
-    : fd_(fd), host_(std::move(host)), port_(port), address_(host_ + ":" + std::to_string(port)) {}
+    : fd_(fd), host_(std::move(host)), port_(port), address_(host_ + ":" + std::to_string(port)) {
+  // Blocking I/O with kernel timeouts: one syscall per send or recv, no poll round trips.
+  int flags = fcntl(fd_, F_GETFL);
+  fcntl(fd_, F_SETFL, flags & ~O_NONBLOCK);
+  set_timeout_ms(timeout_ms_);
+}
 
 BlockingConn::~BlockingConn() { close(fd_); }
 
-Status BlockingConn::WaitFor(short events) {
-  pollfd p{fd_, events, 0};
-  for (;;) {
-    int rc = poll(&p, 1, timeout_ms_);
-    if (rc > 0) return Status::OK();
-    if (rc == 0) {
-      healthy_ = false;
-      return Status::TimedOut("no progress talking to", address_);
-    }
-    if (errno != EINTR) {
-      healthy_ = false;
-      return Status::FromErrno(errno, "poll", address_);
-    }
+void BlockingConn::set_timeout_ms(int ms) {
+  timeout_ms_ = ms;
+  timeval tv{ms / 1000, (ms % 1000) * 1000};
+  setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  setsockopt(fd_, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+}
+
+Status BlockingConn::IoError(const char* what, int err) {
+  healthy_ = false;
+  if (err == EAGAIN || err == EWOULDBLOCK) {
+    return Status::TimedOut(std::string("no progress (") + what + ") talking to", address_);
   }
+  return Status::Unavailable(std::string(what) + " " + address_ + ":", std::strerror(err));
 }
 
 Status BlockingConn::SendAll(const void* data, size_t len) {
@@ -93,12 +97,7 @@ Status BlockingConn::SendAll(const void* data, size_t len) {
       continue;
     }
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      DEPOT_RETURN_IF_ERROR(WaitFor(POLLOUT));
-      continue;
-    }
-    healthy_ = false;
-    return Status::Unavailable("send to " + address_ + ":", std::strerror(errno));
+    return IoError("send to", errno);
   }
   return Status::OK();
 }
@@ -122,19 +121,45 @@ Status BlockingConn::SendFromFile(int file_fd, uint64_t len) {
       return Status::IOError("file ended early while sending to", address_);
     }
     if (errno == EINTR) continue;
-    if (errno == EAGAIN || errno == EWOULDBLOCK) {
-      DEPOT_RETURN_IF_ERROR(WaitFor(POLLOUT));
-      continue;
-    }
-    healthy_ = false;
-    return Status::Unavailable("sendfile to " + address_ + ":", std::strerror(errno));
+    return IoError("sendfile to", errno);
   }
   return Status::OK();
 }
 
 Status BlockingConn::RecvExact(void* data, size_t len) {
   char* p = static_cast<char*>(data);
+  // Buffered bytes first.
+  size_t have = rbuf_.size() - rpos_;
+  if (have > 0) {
+    size_t n = std::min(have, len);
+    std::memcpy(p, rbuf_.data() + rpos_, n);
+    rpos_ += n;
+    p += n;
+    len -= n;
+  }
   while (len > 0) {
+    if (len < 16384) {
+      // Small reads go through the buffer so that a header and its body take one recv().
+      rbuf_.resize(65536);
+      rpos_ = 0;
+      ssize_t n = recv(fd_, rbuf_.data(), rbuf_.size(), 0);
+      if (n > 0) {
+        rbuf_.resize(static_cast<size_t>(n));
+        size_t take = std::min(static_cast<size_t>(n), len);
+        std::memcpy(p, rbuf_.data(), take);
+        rpos_ = take;
+        p += take;
+        len -= take;
+        continue;
+      }
+      rbuf_.clear();
+      if (n == 0) {
+        healthy_ = false;
+        return Status::Unavailable("connection closed by", address_);
+      }
+      if (errno == EINTR) continue;
+      return IoError("recv from", errno);
+    }
     ssize_t n = recv(fd_, p, len, 0);
     if (n > 0) {
       p += n;
@@ -146,12 +171,7 @@ Status BlockingConn::RecvExact(void* data, size_t len) {
       return Status::Unavailable("connection closed by", address_);
     }
     if (errno == EINTR) continue;
-    if (errno == EAGAIN || errno == EWOULDBLOCK) {
-      DEPOT_RETURN_IF_ERROR(WaitFor(POLLIN));
-      continue;
-    }
-    healthy_ = false;
-    return Status::Unavailable("recv from " + address_ + ":", std::strerror(errno));
+    return IoError("recv from", errno);
   }
   return Status::OK();
 }

@@ -28,7 +28,8 @@ class BlockingConn {
                                                        int timeout_ms);
   ~BlockingConn();
 
-  void set_timeout_ms(int ms) { timeout_ms_ = ms; }
+  // Deadline of each send/recv (SO_SNDTIMEO / SO_RCVTIMEO).
+  void set_timeout_ms(int ms);
   const std::string& address() const { return address_; }
   const std::string& host() const { return host_; }
   int port() const { return port_; }
@@ -52,7 +53,11 @@ class BlockingConn {
 
  private:
   BlockingConn(int fd, std::string host, int port);
-  Status WaitFor(short events);
+  Status IoError(const char* what, int err);
+
+  // Bytes received but not yet consumed: replies are read in as few recv() calls as possible.
+  std::string rbuf_;
+  size_t rpos_ = 0;
 
   int fd_;
   std::string host_;

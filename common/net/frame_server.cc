@@ -190,6 +190,7 @@ void Connection::Attach() {
   bufferevent_enable(bev_, EV_READ | EV_WRITE);
 }
 
+// seconds == 0: no read timeout (libevent treats a zero timeval as none).
 void Connection::SetReadTimeout(int seconds) {
   if (seconds == current_read_timeout_) return;
   current_read_timeout_ = seconds;
@@ -235,10 +236,18 @@ void Connection::Process() {
     if (closed_) return;
     switch (state_) {
       case State::kHeader: {
-        if (evbuffer_get_length(bufferevent_get_output(bev_)) > opt.write_high_water) return;
+        // While a reply is still going out the connection is not idle: only the write timeout
+        // (no progress for network_timeout) applies, however long a large download takes.
+        // OnWrite runs Process() again once the output has drained.
+        size_t pending_out = evbuffer_get_length(bufferevent_get_output(bev_));
+        if (pending_out > opt.write_high_water) {
+          SetReadTimeout(0);
+          return;
+        }
         size_t avail = evbuffer_get_length(in);
         if (avail < proto::kHeaderSize) {
-          SetReadTimeout(avail == 0 ? opt.idle_timeout_s : opt.network_timeout_s);
+          SetReadTimeout(avail > 0 ? opt.network_timeout_s
+                                   : (pending_out > 0 ? 0 : opt.idle_timeout_s));
           return;
         }
         char hdr[proto::kHeaderSize];

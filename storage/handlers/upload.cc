@@ -25,23 +25,19 @@ void PostReply(const ConnectionPtr& conn, uint8_t status, std::string body = {})
   conn->loop()->Post([conn, status, body = std::move(body)] { conn->Reply(status, body); });
 }
 
-// One upload in progress. Shared between the loop (stream) and the disk threads.
+// One upload in progress. Shared between the loop (stream) and the disk threads; mu_ orders the
+// disk work of one upload when a path has several writer threads.
 class UploadJob : public std::enable_shared_from_this<UploadJob> {
  public:
   UploadJob(StorageServer* server, StorePath* path, uint64_t size, std::string ext)
       : server_(server), path_(path), size_(size), ext_(std::move(ext)) {}
-  ~UploadJob() { Cleanup(); }
+  ~UploadJob() { StorePath::Discard(&file_); }
 
   Status Write(const std::string& data) {
     std::lock_guard<std::mutex> l(mu_);
-    if (aborted_) return Status::Unavailable("upload aborted");
-    if (fd_ < 0) {
-      tmp_ = path_->NewTempPath();
-      fd_ = open(tmp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-      if (fd_ < 0) return Status::FromErrno(errno, "create", tmp_);
-    }
+    DEPOT_RETURN_IF_ERROR(OpenLocked());
     if (written_ + data.size() > size_) return Status::InvalidArgument("body longer than size");
-    DEPOT_RETURN_IF_ERROR(WriteAll(fd_, data.data(), data.size(), tmp_));
+    DEPOT_RETURN_IF_ERROR(WriteAll(file_.fd, data.data(), data.size(), "upload"));
     crc_ = Crc32Update(crc_, data.data(), data.size());
     written_ += data.size();
     return Status::OK();
@@ -50,17 +46,8 @@ class UploadJob : public std::enable_shared_from_this<UploadJob> {
   // Runs on a writer thread after the last chunk.
   void Finish(const ConnectionPtr& conn) {
     std::unique_lock<std::mutex> l(mu_);
-    if (aborted_) return;
-    if (fd_ < 0) {  // empty file
-      tmp_ = path_->NewTempPath();
-      fd_ = open(tmp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-      if (fd_ < 0) return Fail(conn, Status::FromErrno(errno, "create", tmp_));
-    }
-    if (close(fd_) != 0) {
-      fd_ = -1;
-      return Fail(conn, Status::FromErrno(errno, "close", tmp_));
-    }
-    fd_ = -1;
+    Status s = OpenLocked();  // an empty file has had no Write()
+    if (!s.ok()) return Fail(conn, s);
     if (written_ != size_) return Fail(conn, Status::InvalidArgument("body shorter than size"));
     l.unlock();
     Publish(conn, 0);
@@ -69,7 +56,7 @@ class UploadJob : public std::enable_shared_from_this<UploadJob> {
   void Abort() {
     std::lock_guard<std::mutex> l(mu_);
     aborted_ = true;
-    CleanupLocked();
+    StorePath::Discard(&file_);
   }
 
   void FailUnlocked(const ConnectionPtr& conn, const Status& s) {
@@ -77,28 +64,34 @@ class UploadJob : public std::enable_shared_from_this<UploadJob> {
     Fail(conn, s);
   }
 
+ private:
+  Status OpenLocked() {
+    if (aborted_) return Status::Unavailable("upload aborted");
+    if (file_.fd >= 0) return Status::OK();
+    DEPOT_ASSIGN_OR_RETURN(file_, path_->CreatePending());
+    return Status::OK();
+  }
+
   // mu_ held.
   void Fail(const ConnectionPtr& conn, const Status& s) {
     DEPOT_LOG_WARN("upload from {} failed: {}", conn->peer(), s.ToString());
     server_->Count(proto::kCntUpload, false);
-    CleanupLocked();
+    StorePath::Discard(&file_);
     PostReply(conn, proto::StatusToWire(s));
   }
 
- private:
   void Publish(const ConnectionPtr& conn, int attempt) {
     proto::FileId id;
     id.group = server_->config().group_name;
     id.store_path = path_->index();
+    id.dir1 = file_.dir1;
+    id.dir2 = file_.dir2;
     uint64_t r = RandomU64();
-    id.dir1 = static_cast<int>(r & 0xFF);
-    id.dir2 = static_cast<int>((r >> 8) & 0xFF);
     id.fields.source_ip = server_->source_ip();
     id.fields.create_time = static_cast<uint32_t>(UnixSeconds());
-    id.fields.size_word = proto::MakeSizeWord(size_, false, r >> 16);
+    id.fields.size_word = proto::MakeSizeWord(size_, false, r);
     id.fields.crc32 = crc_;
     id.name = proto::MakeFileName(id.fields, ext_, RandomU64());
-    std::string relative = id.RelativePath();
     auto self = shared_from_this();
     auto done = [self, conn, id, attempt](Status s) {
       if (s.code() == StatusCode::kAlreadyExists && attempt < 5) {
@@ -106,7 +99,6 @@ class UploadJob : public std::enable_shared_from_this<UploadJob> {
       }
       std::lock_guard<std::mutex> l(self->mu_);
       if (!s.ok()) return self->Fail(conn, s);
-      self->tmp_.clear();  // published: nothing to clean up
       self->server_->Count(proto::kCntUpload, true);
       self->server_->Count(proto::kCntUploadBytes, true, static_cast<int64_t>(self->size_));
       self->server_->TouchSourceUpdate();
@@ -116,21 +108,21 @@ class UploadJob : public std::enable_shared_from_this<UploadJob> {
       PostReply(conn, 0, std::move(out));
     };
     if (path_->durable()) {
-      path_->Commit(tmp_, relative, done);
+      path_->Commit(std::move(file_), id.name, [self, done](Status s, StorePath::PendingFile f) {
+        {
+          std::lock_guard<std::mutex> l(self->mu_);
+          self->file_ = std::move(f);
+        }
+        done(s);
+      });
     } else {
-      done(path_->Publish(tmp_, relative));
+      Status s;
+      {
+        std::lock_guard<std::mutex> l(mu_);
+        s = path_->Publish(&file_, id.name);
+      }
+      done(s);
     }
-  }
-
-  void Cleanup() {
-    std::lock_guard<std::mutex> l(mu_);
-    CleanupLocked();
-  }
-  void CleanupLocked() {
-    if (fd_ >= 0) close(fd_);
-    fd_ = -1;
-    if (!tmp_.empty()) unlink(tmp_.c_str());
-    tmp_.clear();
   }
 
   StorageServer* server_;
@@ -138,11 +130,10 @@ class UploadJob : public std::enable_shared_from_this<UploadJob> {
   uint64_t size_;
   std::string ext_;
   std::mutex mu_;
-  int fd_ = -1;           // GUARDED_BY(mu_)
-  std::string tmp_;       // GUARDED_BY(mu_)
-  uint32_t crc_ = 0;      // GUARDED_BY(mu_)
-  uint64_t written_ = 0;  // GUARDED_BY(mu_)
-  bool aborted_ = false;  // GUARDED_BY(mu_)
+  StorePath::PendingFile file_;  // GUARDED_BY(mu_)
+  uint32_t crc_ = 0;             // GUARDED_BY(mu_)
+  uint64_t written_ = 0;         // GUARDED_BY(mu_)
+  bool aborted_ = false;         // GUARDED_BY(mu_)
 };
 
 class UploadStream : public net::BodyStream {

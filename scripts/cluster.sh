@@ -1,0 +1,590 @@
+#!/usr/bin/env bash
+# A local multi-node Depot cluster on 127.0.0.1 (DESIGN.md section 10). `--help` says everything.
+#
+# Each daemon gets a folder DIR/<role>-<n>/ with its generated config, its data, its log, the
+# stdout/stderr of the process, the ready file the daemon writes once it serves, and a `pid` file.
+# `down` stops exactly the processes named by those pid files (after checking that the pid still
+# runs that folder's config), never anything found by name.
+#
+# Not built yet, so skipped: depot-dhtd (--dht), depot-opsd (--opsd) and nginx. nginx is skipped
+# silently, as if --no-nginx were given, until HTTP reads land; DEPOT_HTTP is written empty.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BIN_DIR=$(realpath -m "${DEPOT_BIN_DIR:-$ROOT/build/bin}")
+READY_TIMEOUT_MS=20000  # for the ready files, then again for every storage to be ACTIVE
+STOP_TIMEOUT_MS=10000   # SIGTERM grace before SIGKILL
+HOST=127.0.0.1
+
+usage() {
+  cat <<EOF
+usage: scripts/cluster.sh up|down|status|restart [options]
+
+A local Depot cluster on $HOST: trackers and storage groups, each daemon in its own folder
+DIR/<role>-<n>/ (tracker-1, storage-group1-2) with its config, data, log and a pid file.
+
+commands:
+  up       generate configs and start a fresh cluster; returns when every daemon is ready and every
+           storage is ACTIVE on every tracker; writes DIR/cluster.env. Refuses when DIR has running
+           daemons; the folders of a stopped cluster in DIR are removed first (use restart to keep
+           them).
+  down     stop the daemons of DIR (SIGTERM, SIGKILL after $((STOP_TIMEOUT_MS / 1000)) s) and remove their pid files;
+           data and logs stay.
+  status   show which daemons run, then \`depot status\`. Exit 0 when all run, 1 otherwise.
+  restart  start every daemon of DIR that is not running, with its existing config and data.
+
+options:
+  --dir DIR         cluster folder (default: run/cluster in the repository); a relative DIR is
+                    relative to the current directory
+  --trackers N      trackers (default 2)                          [up]
+  --groups G        storage groups group1..groupG (default 2)     [up]
+  --per-group M     storage servers per group (default 1)         [up]
+  --base-port P     first port (default 40000)                    [up]
+                      trackers P+0.., storages P+100.., metrics P+200..,
+                      nginx P+300 (reserved), storage HTTP ports P+400.. (reserved)
+  --durable         durable_writes = true on every storage        [up]
+  --dht N           dht nodes (not built yet: skipped with a note)
+  --opsd            start opsd (not built yet: skipped with a note)
+  --no-nginx        no nginx in front (nginx is not built yet: always skipped for now)
+  -h, --help        this help
+
+environment:
+  DEPOT_BIN_DIR     where the binaries are (default: build/bin in the repository)
+
+files in DIR:
+  cluster.env       DEPOT_TRACKERS=$HOST:port,...  and  DEPOT_HTTP= (empty until nginx lands);
+                    load it with: set -a; . DIR/cluster.env; set +a
+  <role>-<n>/       <role>.conf, <role>.log (daemon log), stdout.log, ready.json, pid, data
+
+examples:
+  scripts/cluster.sh up --trackers 2 --groups 2 --per-group 1
+  build/bin/depot --trackers \$(sed -n 's/^DEPOT_TRACKERS=//p' run/cluster/cluster.env) status
+  scripts/cluster.sh down
+EOF
+}
+
+die() {
+  echo "cluster.sh: error: $*" >&2
+  exit 1
+}
+
+note() { echo "cluster.sh: $*"; }
+
+now_ms() {
+  local t=${EPOCHREALTIME//[.,]/}
+  echo $((t / 1000))
+}
+
+# ---- argument parsing -------------------------------------------------------------------------
+
+CMD=""
+DIR_ARG=""
+TRACKERS=2
+GROUPS_N=2
+PER_GROUP=1
+DHT=0
+OPSD=0
+BASE_PORT=40000
+DURABLE=false
+
+need_value() {
+  (($# >= 2)) || die "$1 needs a value (see --help)"
+}
+
+need_int() {
+  local name=$1 value=$2 min=$3 max=$4
+  [[ $value =~ ^[0-9]+$ ]] || die "$name must be a number, got '$value'"
+  ((10#$value >= min && 10#$value <= max)) || die "$name must be in $min..$max, got $value"
+}
+
+while (($# > 0)); do
+  case $1 in
+    up | down | status | restart)
+      [[ -z $CMD ]] || die "two commands given: $CMD and $1"
+      CMD=$1
+      ;;
+    --dir) need_value "$@"; DIR_ARG=$2; shift ;;
+    --dir=*) DIR_ARG=${1#*=} ;;
+    --trackers) need_value "$@"; TRACKERS=$2; shift ;;
+    --trackers=*) TRACKERS=${1#*=} ;;
+    --groups) need_value "$@"; GROUPS_N=$2; shift ;;
+    --groups=*) GROUPS_N=${1#*=} ;;
+    --per-group) need_value "$@"; PER_GROUP=$2; shift ;;
+    --per-group=*) PER_GROUP=${1#*=} ;;
+    --dht) need_value "$@"; DHT=$2; shift ;;
+    --dht=*) DHT=${1#*=} ;;
+    --base-port) need_value "$@"; BASE_PORT=$2; shift ;;
+    --base-port=*) BASE_PORT=${1#*=} ;;
+    --durable) DURABLE=true ;;
+    --opsd) OPSD=1 ;;
+    --no-nginx) ;;  # nginx is not built yet: it is always skipped
+    -h | --help | help) usage; exit 0 ;;
+    *) die "unknown argument '$1' (see --help)" ;;
+  esac
+  shift
+done
+
+[[ -n $CMD ]] || { usage >&2; exit 2; }
+need_int --trackers "$TRACKERS" 1 100
+need_int --groups "$GROUPS_N" 1 100
+need_int --per-group "$PER_GROUP" 1 100
+need_int --dht "$DHT" 0 100
+need_int --base-port "$BASE_PORT" 1024 65036  # the highest port used is base + 499
+TRACKERS=$((10#$TRACKERS)) GROUPS_N=$((10#$GROUPS_N)) PER_GROUP=$((10#$PER_GROUP))
+DHT=$((10#$DHT)) BASE_PORT=$((10#$BASE_PORT))
+STORAGES=$((GROUPS_N * PER_GROUP))
+((STORAGES <= 100)) || die "--groups times --per-group must be at most 100 (ports P+100..P+199)"
+((TRACKERS + STORAGES <= 100)) || die "trackers + storages must be at most 100 (metrics ports P+200..P+299)"
+
+DIR=$(realpath -m "${DIR_ARG:-$ROOT/run/cluster}")
+
+# ---- daemon folders ---------------------------------------------------------------------------
+
+# Sets DIRS to the daemon folders of DIR (those holding their config), trackers first, in
+# numeric order.
+load_dirs() {
+  local d
+  DIRS=()
+  [[ -d $DIR ]] || return 0
+  mapfile -t DIRS < <(
+    for d in "$DIR"/tracker-*; do [[ -f $d/tracker.conf ]] && echo "$d"; done | sort -V
+    for d in "$DIR"/storage-*; do [[ -f $d/storage.conf ]] && echo "$d"; done | sort -V
+  )
+}
+
+role_of() {
+  case ${1##*/} in
+    tracker-*) echo tracker ;;
+    storage-*) echo storage ;;
+    *) echo unknown ;;
+  esac
+}
+
+conf_of() { echo "$1/$(role_of "$1").conf"; }
+
+# The first value of `key` in a conf file.
+conf_value() {
+  sed -n "s/^[[:space:]]*$2[[:space:]]*=[[:space:]]*//p" "$1" | head -n 1
+}
+
+# Prints the pid of the daemon of folder $1 and succeeds when it is running: the pid file names a
+# live (not zombie) process whose command line carries this folder's config.
+daemon_pid() {
+  local d=$1 pid state conf
+  [[ -f $d/pid ]] || return 1
+  pid=$(<"$d/pid")
+  [[ $pid =~ ^[0-9]+$ ]] || return 1
+  conf=$(conf_of "$d")
+  tr '\0' '\n' 2>/dev/null <"/proc/$pid/cmdline" | grep -qxF -- "$conf" || return 1
+  state=$(sed 's/^.*) //' "/proc/$pid/stat" 2>/dev/null | cut -d' ' -f1) || return 1
+  [[ -n $state && $state != Z ]] || return 1
+  echo "$pid"
+}
+
+# A field of the daemon's ready file ({"pid":N,"port":P,"metrics_port":M}).
+ready_field() {
+  [[ -f $1/ready.json ]] || return 0
+  grep -o "\"$2\":[0-9-]*" "$1/ready.json" | head -n 1 | cut -d: -f2
+}
+
+tracker_list() {
+  local d list=""
+  load_dirs
+  for d in "${DIRS[@]+"${DIRS[@]}"}"; do
+    [[ $(role_of "$d") == tracker ]] || continue
+    list+="${list:+,}$HOST:$(conf_value "$d/tracker.conf" port)"
+  done
+  echo "$list"
+}
+
+port_in_use() {
+  (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null
+}
+
+show_log_tail() {
+  local d=$1 f
+  for f in "$d/stdout.log" "$d/$(role_of "$d").log"; do
+    [[ -s $f ]] || continue
+    echo "---- last lines of $f" >&2
+    tail -n 20 "$f" >&2
+  done
+}
+
+# ---- starting and stopping --------------------------------------------------------------------
+
+declare -A START_SEC=()  # daemon folder -> unix time this run started it
+
+start_daemon() {
+  local d=$1 role conf bin
+  role=$(role_of "$d")
+  conf=$(conf_of "$d")
+  bin=$BIN_DIR/depot-${role}d
+  rm -f "$d/ready.json"
+  START_SEC[$d]=${EPOCHSECONDS}
+  # setsid: the daemon gets its own session, so a Ctrl-C in this terminal does not reach it.
+  # The subshell is not a process-group leader, so setsid execs in place and $! is the daemon.
+  # fd 8 (the DIR lock) must not leak into the daemon.
+  (
+    cd "$d"
+    exec 8>&-
+    exec setsid nohup "$bin" --config "$conf" --ready-file "$d/ready.json" \
+      </dev/null >>"$d/stdout.log" 2>&1
+  ) &
+  echo $! >"$d/pid"
+}
+
+# Waits (deadline loop) until every folder in $@ has its ready file; fails when a daemon exits or
+# the deadline passes. Then trusts the pid in the ready file.
+wait_ready() {
+  local deadline pending still d pid
+  deadline=$(($(now_ms) + READY_TIMEOUT_MS))
+  pending=("$@")
+  while ((${#pending[@]} > 0)); do
+    still=()
+    for d in "${pending[@]}"; do
+      [[ -s $d/ready.json ]] && continue
+      if ! daemon_pid "$d" >/dev/null; then
+        show_log_tail "$d"
+        die "${d##*/} exited before it was ready (logs above, folder $d)"
+      fi
+      still+=("$d")
+    done
+    pending=("${still[@]+"${still[@]}"}")
+    ((${#pending[@]} > 0)) || break
+    if (($(now_ms) > deadline)); then
+      for d in "${pending[@]}"; do show_log_tail "$d"; done
+      die "not ready after $((READY_TIMEOUT_MS / 1000)) s: ${pending[*]##*/}"
+    fi
+    sleep 0.1
+  done
+  for d in "$@"; do
+    pid=$(ready_field "$d" pid)
+    [[ -n $pid ]] && echo "$pid" >"$d/pid"
+  done
+  return 0
+}
+
+# Lists "tracker storage" pairs where a storage is not ACTIVE yet (empty: all ACTIVE everywhere).
+not_active() {
+  local t d port out members member heartbeat
+  local -a storages=()
+  load_dirs
+  for d in "${DIRS[@]+"${DIRS[@]}"}"; do
+    [[ $(role_of "$d") == storage ]] && storages+=("$d")
+  done
+  for t in ${1//,/ }; do
+    if ! out=$("$BIN_DIR/depot" --trackers "$t" --json status 2>/dev/null); then
+      echo "tracker $t: no answer"
+      continue
+    fi
+    # Member objects are the flat {...} objects of the reply.
+    members=$(grep -o '{[^{}]*}' <<<"$out" || true)
+    for d in "${storages[@]+"${storages[@]}"}"; do
+      port=$(conf_value "$d/storage.conf" port)
+      member=$(grep -F "\"port\":$port," <<<"$members" | grep -F "\"ip\":\"$HOST\"" || true)
+      if ! grep -qF '"state":"ACTIVE"' <<<"$member"; then
+        echo "tracker $t: ${d##*/} ($HOST:$port) not ACTIVE"
+        continue
+      fi
+      # A storage started by this run must have heartbeated since: a tracker still shows a
+      # storage that died a moment ago as ACTIVE until storage_timeout.
+      heartbeat=$(grep -o '"last_heartbeat":[0-9]*' <<<"$member" | cut -d: -f2)
+      if [[ -n ${START_SEC[$d]:-} ]] && ((${heartbeat:-0} < START_SEC[$d])); then
+        echo "tracker $t: ${d##*/} ($HOST:$port) has not heartbeated since it started"
+      fi
+    done
+  done
+}
+
+wait_active() {
+  local trackers deadline missing
+  trackers=$(tracker_list)
+  deadline=$(($(now_ms) + READY_TIMEOUT_MS))
+  while :; do
+    missing=$(not_active "$trackers")
+    [[ -z $missing ]] && return 0
+    if (($(now_ms) > deadline)); then
+      echo "$missing" >&2
+      "$BIN_DIR/depot" --trackers "$trackers" status >&2 || true
+      die "storages not ACTIVE after $((READY_TIMEOUT_MS / 1000)) s"
+    fi
+    sleep 0.1
+  done
+}
+
+# Stops every running daemon of DIR: SIGTERM, then SIGKILL after the grace time. Removes pid files.
+stop_all() {
+  local d pid deadline alive
+  local -a dirs=() pids=()
+  load_dirs
+  for d in "${DIRS[@]+"${DIRS[@]}"}"; do
+    if pid=$(daemon_pid "$d"); then
+      kill -TERM "$pid" 2>/dev/null || true
+      dirs+=("$d")
+      pids+=("$pid")
+    elif [[ -f $d/pid ]]; then
+      note "${d##*/}: not running (stale pid file removed)"
+      rm -f "$d/pid"
+    fi
+  done
+  deadline=$(($(now_ms) + STOP_TIMEOUT_MS))
+  while :; do
+    alive=()
+    for d in "${dirs[@]+"${dirs[@]}"}"; do
+      daemon_pid "$d" >/dev/null && alive+=("$d")
+    done
+    ((${#alive[@]} == 0)) && break
+    if (($(now_ms) > deadline)); then
+      for d in "${alive[@]}"; do
+        pid=$(daemon_pid "$d") || continue
+        note "${d##*/}: still running after $((STOP_TIMEOUT_MS / 1000)) s: SIGKILL $pid"
+        kill -KILL "$pid" 2>/dev/null || true
+      done
+      deadline=$(($(now_ms) + STOP_TIMEOUT_MS))
+    fi
+    sleep 0.1
+  done
+  for d in "${dirs[@]+"${dirs[@]}"}"; do rm -f "$d/pid" "$d/ready.json"; done
+  STOPPED=${#pids[@]}
+}
+
+# ---- configs ----------------------------------------------------------------------------------
+
+write_tracker_conf() {
+  local d=$1 port=$2 metrics=$3 secret=$4
+  cat >"$d/tracker.conf" <<EOF
+# Generated by scripts/cluster.sh up on $(date -u +%Y-%m-%dT%H:%M:%SZ); restart reuses it.
+# Every key is documented in conf/tracker.conf.
+bind_addr = $HOST
+port = $port
+metrics_port = $metrics
+base_path = $d
+log_file = $d/tracker.log
+log_level = info
+storage_timeout = 10
+cluster_secret = $secret
+EOF
+}
+
+write_storage_conf() {
+  local d=$1 group=$2 port=$3 http=$4 metrics=$5 secret=$6 trackers=$7 t
+  {
+    cat <<EOF
+# Generated by scripts/cluster.sh up on $(date -u +%Y-%m-%dT%H:%M:%SZ); restart reuses it.
+# Every key is documented in conf/storage.conf.
+group_name = $group
+bind_addr = $HOST
+port = $port
+advertise_address = $HOST
+http_port = $http
+metrics_port = $metrics
+base_path = $d
+store_path0 = $d/store0
+heartbeat_interval = 2
+durable_writes = $DURABLE
+reserved_space = 64M
+log_file = $d/storage.log
+log_level = info
+cluster_secret = $secret
+EOF
+    for t in ${trackers//,/ }; do echo "tracker_server = $t"; done
+  } >"$d/storage.conf"
+}
+
+# ---- commands ---------------------------------------------------------------------------------
+
+check_binaries() {
+  local b
+  for b in depot-trackerd depot-storaged depot; do
+    [[ -x $BIN_DIR/$b ]] || die "$BIN_DIR/$b is missing: build first (scripts/build.sh)"
+  done
+}
+
+lock_dir() {
+  mkdir -p "$DIR"
+  exec 8>"$DIR/.lock"
+  flock -n 8 || die "another scripts/cluster.sh is working on $DIR"
+}
+
+running_daemons() {
+  local d
+  load_dirs
+  for d in "${DIRS[@]+"${DIRS[@]}"}"; do
+    daemon_pid "$d" >/dev/null && echo "${d##*/}"
+  done
+  return 0
+}
+
+print_summary() {
+  local d pid port metrics extra
+  echo "Depot cluster in $DIR:"
+  load_dirs
+  for d in "${DIRS[@]+"${DIRS[@]}"}"; do
+    port=$(conf_value "$(conf_of "$d")" port)
+    metrics=$(conf_value "$(conf_of "$d")" metrics_port)
+    extra=""
+    [[ $(role_of "$d") == storage ]] &&
+      extra="$(conf_value "$d/storage.conf" group_name)  store $(conf_value "$d/storage.conf" store_path0)"
+    if pid=$(daemon_pid "$d"); then
+      printf '  %-20s running  pid %-8s port %-6s metrics %-6s %s\n' "${d##*/}" "$pid" "$port" \
+        "$metrics" "$extra"
+    else
+      printf '  %-20s STOPPED           port %-6s metrics %-6s %s\n' "${d##*/}" "$port" "$metrics" \
+        "$extra"
+    fi
+  done
+}
+
+write_env() {
+  local trackers=$1
+  cat >"$DIR/cluster.env.tmp" <<EOF
+DEPOT_TRACKERS=$trackers
+DEPOT_HTTP=
+EOF
+  mv "$DIR/cluster.env.tmp" "$DIR/cluster.env"
+}
+
+UP_STARTED=0
+on_exit() {
+  local rc=$?
+  if ((rc != 0 && UP_STARTED == 1)); then
+    echo "cluster.sh: up failed: stopping the daemons it started (logs stay in $DIR)" >&2
+    stop_all >/dev/null 2>&1 || true
+  fi
+}
+
+cmd_up() {
+  local running i g m k d port metrics trackers="" secret
+  local -a tracker_dirs=() storage_dirs=()
+  check_binaries
+  lock_dir
+  running=$(running_daemons)
+  if [[ -n $running ]]; then
+    die "$DIR already has running daemons ($(echo "$running" | paste -sd' ')):" \
+      "run 'scripts/cluster.sh down --dir $(printf '%q' "$DIR")' first"
+  fi
+  ((DHT > 0)) && note "--dht $DHT: depot-dhtd is not built yet; skipped"
+  ((OPSD == 1)) && note "--opsd: depot-opsd is not built yet; skipped"
+
+  for port in $(seq "$BASE_PORT" $((BASE_PORT + TRACKERS - 1))) \
+    $(seq $((BASE_PORT + 100)) $((BASE_PORT + 99 + STORAGES))) \
+    $(seq $((BASE_PORT + 200)) $((BASE_PORT + 199 + TRACKERS + STORAGES))); do
+    if port_in_use "$port"; then
+      die "port $port on $HOST is already in use (another cluster? pick another --base-port)"
+    fi
+  done
+
+  # A stopped cluster's folders go: `up` always starts a fresh cluster of the requested shape.
+  local old
+  for old in "$DIR"/tracker-* "$DIR"/storage-* "$DIR"/dht-* "$DIR"/nginx-* "$DIR"/opsd-*; do
+    [[ -d $old ]] && rm -rf -- "$old"
+  done
+  rm -f "$DIR/cluster.env"
+
+  secret=$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')
+  trap on_exit EXIT
+  trap 'exit 130' INT TERM
+  UP_STARTED=1
+
+  for ((i = 1; i <= TRACKERS; i++)); do
+    d=$DIR/tracker-$i
+    port=$((BASE_PORT + i - 1))
+    metrics=$((BASE_PORT + 200 + i - 1))
+    mkdir -p "$d"
+    write_tracker_conf "$d" "$port" "$metrics" "$secret"
+    trackers+="${trackers:+,}$HOST:$port"
+    tracker_dirs+=("$d")
+  done
+  for d in "${tracker_dirs[@]}"; do start_daemon "$d"; done
+  wait_ready "${tracker_dirs[@]}"
+
+  k=0
+  for ((g = 1; g <= GROUPS_N; g++)); do
+    for ((m = 1; m <= PER_GROUP; m++)); do
+      d=$DIR/storage-group$g-$m
+      mkdir -p "$d"
+      write_storage_conf "$d" "group$g" $((BASE_PORT + 100 + k)) $((BASE_PORT + 400 + k)) \
+        $((BASE_PORT + 200 + TRACKERS + k)) "$secret" "$trackers"
+      storage_dirs+=("$d")
+      k=$((k + 1))
+    done
+  done
+  for d in "${storage_dirs[@]}"; do start_daemon "$d"; done
+  wait_ready "${storage_dirs[@]}"
+  wait_active
+  write_env "$trackers"
+  UP_STARTED=0
+
+  print_summary
+  echo "Every storage is ACTIVE on every tracker."
+  echo "Environment: $DIR/cluster.env"
+  echo "  DEPOT_TRACKERS=$trackers"
+  echo "Try:  $BIN_DIR/depot --trackers $trackers status"
+  echo "Stop: scripts/cluster.sh down --dir $(printf '%q' "$DIR")"
+}
+
+cmd_down() {
+  load_dirs
+  if ((${#DIRS[@]} == 0)); then
+    note "no cluster in $DIR: nothing to stop"
+    return 0
+  fi
+  lock_dir
+  STOPPED=0
+  stop_all
+  note "stopped $STOPPED daemons in $DIR (data and logs kept)"
+}
+
+cmd_status() {
+  local d trackers all_up=0
+  load_dirs
+  ((${#DIRS[@]} > 0)) || die "no cluster in $DIR (start one with: scripts/cluster.sh up --dir $DIR)"
+  print_summary
+  for d in "${DIRS[@]+"${DIRS[@]}"}"; do
+    daemon_pid "$d" >/dev/null || all_up=1
+  done
+  trackers=$(tracker_list)
+  echo
+  echo "depot --trackers $trackers status:"
+  if [[ -n $(running_daemons) ]]; then
+    "$BIN_DIR/depot" --trackers "$trackers" status || true
+  else
+    echo "  (no daemon running)"
+  fi
+  return "$all_up"
+}
+
+cmd_restart() {
+  local d role trackers
+  local -a started=()
+  check_binaries
+  load_dirs
+  ((${#DIRS[@]} > 0)) || die "no cluster in $DIR (start one with: scripts/cluster.sh up --dir $DIR)"
+  lock_dir
+  # Trackers first, so that restarted storages join at once.
+  for role in tracker storage; do
+    started=()
+    load_dirs
+    for d in "${DIRS[@]+"${DIRS[@]}"}"; do
+      [[ $(role_of "$d") == "$role" ]] || continue
+      daemon_pid "$d" >/dev/null && continue
+      rm -f "$d/pid"
+      start_daemon "$d"
+      started+=("$d")
+      note "${d##*/}: starting"
+    done
+    ((${#started[@]} > 0)) && wait_ready "${started[@]}"
+  done
+  wait_active
+  trackers=$(tracker_list)
+  write_env "$trackers"
+  print_summary
+  echo "Every storage is ACTIVE on every tracker. Environment: $DIR/cluster.env"
+}
+
+case $CMD in
+  up) cmd_up ;;
+  down) cmd_down ;;
+  status) cmd_status ;;
+  restart) cmd_restart ;;
+esac

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Installs what is needed, builds, and runs every test:
+#   1. the release build: unit + integration tests (real daemons on 127.0.0.1),
+#   2. the same tests built with AddressSanitizer + UndefinedBehaviorSanitizer,
+#   3. a short libFuzzer run of every decoder of untrusted bytes (clang).
+# Options: --quick (step 1 only), --no-asan, --no-fuzz. Extra env: CTEST_ARGS, FUZZ_SECONDS.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+quick=0 asan=1 fuzz=1
+for a in "$@"; do
+  case "$a" in
+    --quick) quick=1 ;;
+    --no-asan) asan=0 ;;
+    --no-fuzz) fuzz=0 ;;
+    -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
+    *) echo "test.sh: unknown option $a" >&2; exit 2 ;;
+  esac
+done
+((quick)) && asan=0 fuzz=0
+
+scripts/install-deps.sh
+JOBS=${JOBS:-$(nproc)}
+# Tests that start daemons are mostly waiting on sockets and disks: run two at a time.
+CTEST_PARALLEL=${CTEST_PARALLEL:-2}
+
+echo "== build (RelWithDebInfo)"
+scripts/build.sh
+echo "== tests (release build)"
+ctest --test-dir build --output-on-failure -j "$CTEST_PARALLEL" ${CTEST_ARGS:-}
+
+if ((asan)); then
+  echo "== build (ASan + UBSan)"
+  BUILD_DIR=build-asan BUILD_TYPE=Debug scripts/build.sh -DDEPOT_SANITIZE=ON
+  echo "== tests (ASan + UBSan)"
+  # The 2 GiB RSS test measures the release binaries; under ASan it only costs time.
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    ctest --test-dir build-asan --output-on-failure -j "$CTEST_PARALLEL" -E 'TwoGiB' ${CTEST_ARGS:-}
+fi
+
+if ((fuzz)); then
+  echo "== build (libFuzzer, clang)"
+  BUILD_DIR=build-fuzz TARGETS="fuzz_file_id fuzz_decoders" scripts/build.sh -DDEPOT_FUZZ=ON -DDEPOT_BUILD_TESTS=OFF \
+    -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++
+  secs=${FUZZ_SECONDS:-30}
+  for name in fuzz_file_id fuzz_decoders; do
+    work=$(mktemp -d)
+    cp tests/fuzz/corpus/"$name"/* "$work"/
+    echo "== fuzz $name for ${secs}s"
+    build-fuzz/fuzz/"$name" -max_total_time="$secs" -max_len=4096 "$work" 2>&1 | tail -n 2
+    rm -rf "$work"
+  done
+fi
+echo "== all tests passed"
