@@ -121,7 +121,8 @@ class Client::Impl {
   Result<StorageNode> ParseNode(const net::Reply& r, bool with_path, const char* what) {
     if (r.status != 0) return proto::WireToStatus(r.status, what);
     size_t want = proto::kGroupNameLen + proto::kQueryIpLen + 8 + (with_path ? 1 : 0);
-    if (r.body.size() < want) return Status::Corruption(std::string(what) + ": short tracker reply");
+    if (r.body.size() < want)
+      return Status::Corruption(std::string(what) + ": short tracker reply");
     StorageNode n;
     n.group = std::string(proto::TrimFixed(std::string_view(r.body).substr(0, 16)));
     n.ip = std::string(proto::TrimFixed(std::string_view(r.body).substr(16, proto::kQueryIpLen)));
@@ -151,27 +152,37 @@ class Client::Impl {
   Result<std::string> Upload(const UploadOptions& opts, uint64_t size,
                              const std::function<Status(BlockingConn&)>& send_body) {
     DEPOT_RETURN_IF_ERROR(proto::ValidateExt(opts.ext));
-    DEPOT_ASSIGN_OR_RETURN(StorageNode node, QueryStore(opts.group));
     std::string file_id;
-    Status s = WithConn(node.ip, node.port, [&](BlockingConn& c, bool* consumed) -> Status {
-      std::string prefix(proto::kHeaderSize, '\0');
-      proto::EncodeHeader({1 + 8 + proto::kExtLen + size, proto::kStorageUpload, 0}, prefix.data());
-      prefix.push_back(static_cast<char>(node.store_path));
-      proto::AppendU64(&prefix, size);
-      proto::AppendFixed(&prefix, opts.ext, proto::kExtLen);
-      DEPOT_RETURN_IF_ERROR(c.SendAll(prefix.data(), prefix.size()));
-      DEPOT_RETURN_IF_ERROR(send_body(c));
-      DEPOT_ASSIGN_OR_RETURN(proto::FrameHeader h,
-                             c.RecvHeader(proto::kGroupNameLen + proto::kMaxRemoteNameLen));
-      *consumed = true;
-      std::string body(h.body_len, '\0');
-      DEPOT_RETURN_IF_ERROR(c.RecvExact(body.data(), body.size()));
-      if (h.status != 0) return proto::WireToStatus(h.status, "upload to " + c.address());
-      if (body.size() <= proto::kGroupNameLen) return Status::Corruption("short upload reply");
-      file_id = std::string(proto::TrimFixed(std::string_view(body).substr(0, 16))) + "/" +
-                body.substr(proto::kGroupNameLen);
-      return Status::OK();
-    });
+    StorageNode node;
+    Status s;
+    // A storage that died a moment ago may still be handed out by a tracker that has not noticed:
+    // when it cannot even be connected to, ask the tracker again (once).
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      DEPOT_ASSIGN_OR_RETURN(node, QueryStore(opts.group));
+      bool connected = false;
+      s = WithConn(node.ip, node.port, [&](BlockingConn& c, bool* consumed) -> Status {
+        connected = true;
+        std::string prefix(proto::kHeaderSize, '\0');
+        proto::EncodeHeader({1 + 8 + proto::kExtLen + size, proto::kStorageUpload, 0},
+                            prefix.data());
+        prefix.push_back(static_cast<char>(node.store_path));
+        proto::AppendU64(&prefix, size);
+        proto::AppendFixed(&prefix, opts.ext, proto::kExtLen);
+        DEPOT_RETURN_IF_ERROR(c.SendAll(prefix.data(), prefix.size()));
+        DEPOT_RETURN_IF_ERROR(send_body(c));
+        DEPOT_ASSIGN_OR_RETURN(proto::FrameHeader h,
+                               c.RecvHeader(proto::kGroupNameLen + proto::kMaxRemoteNameLen));
+        *consumed = true;
+        std::string body(h.body_len, '\0');
+        DEPOT_RETURN_IF_ERROR(c.RecvExact(body.data(), body.size()));
+        if (h.status != 0) return proto::WireToStatus(h.status, "upload to " + c.address());
+        if (body.size() <= proto::kGroupNameLen) return Status::Corruption("short upload reply");
+        file_id = std::string(proto::TrimFixed(std::string_view(body).substr(0, 16))) + "/" +
+                  body.substr(proto::kGroupNameLen);
+        return Status::OK();
+      });
+      if (s.ok() || connected) break;
+    }
     if (!s.ok()) return s;
     if (!opts.meta.empty()) {
       DEPOT_ASSIGN_OR_RETURN(ParsedId p, Parse(file_id));
@@ -220,7 +231,9 @@ Result<std::unique_ptr<Client>> Client::Create(ClientOptions options) {
   return std::unique_ptr<Client>(new Client(std::move(impl)));
 }
 
-Result<StorageNode> Client::QueryStore(const std::string& group) { return impl_->QueryStore(group); }
+Result<StorageNode> Client::QueryStore(const std::string& group) {
+  return impl_->QueryStore(group);
+}
 
 Result<StorageNode> Client::QueryFetch(const std::string& file_id) {
   DEPOT_ASSIGN_OR_RETURN(ParsedId p, Parse(file_id));
@@ -308,7 +321,8 @@ Status Client::DownloadToFile(const std::string& file_id, const std::string& pat
   if (fd < 0) return Status::FromErrno(errno, "create", tmp);
   Status s = DownloadToFd(file_id, fd, 0, 0, progress);
   if (close(fd) != 0 && s.ok()) s = Status::FromErrno(errno, "close", tmp);
-  if (s.ok() && rename(tmp.c_str(), path.c_str()) != 0) s = Status::FromErrno(errno, "rename", path);
+  if (s.ok() && rename(tmp.c_str(), path.c_str()) != 0)
+    s = Status::FromErrno(errno, "rename", path);
   if (!s.ok()) unlink(tmp.c_str());
   return s;
 }
@@ -338,9 +352,9 @@ Status Client::Delete(const std::string& file_id) {
 Result<FileInfo> Client::Info(const std::string& file_id) {
   DEPOT_ASSIGN_OR_RETURN(ParsedId p, Parse(file_id));
   DEPOT_ASSIGN_OR_RETURN(StorageNode node, impl_->QueryFile(p, proto::kTrackerQueryFetchOne));
-  DEPOT_ASSIGN_OR_RETURN(net::Reply r,
-                         impl_->SmallCall(node.ip, node.port, proto::kStorageQueryFileInfo,
-                                          p.group_and_name, 64));
+  DEPOT_ASSIGN_OR_RETURN(
+      net::Reply r,
+      impl_->SmallCall(node.ip, node.port, proto::kStorageQueryFileInfo, p.group_and_name, 64));
   DEPOT_RETURN_IF_ERROR(proto::WireToStatus(r.status, "info " + file_id));
   if (r.body.size() != 40) return Status::Corruption("file info reply is not 40 bytes");
   FileInfo info;
@@ -354,9 +368,8 @@ Result<FileInfo> Client::Info(const std::string& file_id) {
 Result<std::map<std::string, std::string>> Client::GetMeta(const std::string& file_id) {
   DEPOT_ASSIGN_OR_RETURN(ParsedId p, Parse(file_id));
   DEPOT_ASSIGN_OR_RETURN(StorageNode node, impl_->QueryFile(p, proto::kTrackerQueryFetchOne));
-  DEPOT_ASSIGN_OR_RETURN(net::Reply r, impl_->SmallCall(node.ip, node.port,
-                                                        proto::kStorageGetMeta, p.group_and_name,
-                                                        4 << 20));
+  DEPOT_ASSIGN_OR_RETURN(net::Reply r, impl_->SmallCall(node.ip, node.port, proto::kStorageGetMeta,
+                                                        p.group_and_name, 4 << 20));
   DEPOT_RETURN_IF_ERROR(proto::WireToStatus(r.status, "get metadata of " + file_id));
   std::map<std::string, std::string> out;
   size_t pos = 0;

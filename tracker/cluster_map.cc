@@ -38,7 +38,7 @@ void ClusterMap::Restore(const JoinInfo& info) {
   m.state = StorageState::kOffline;
 }
 
-Result<std::string> ClusterMap::Join(const JoinInfo& info, int64_t now) {
+Result<std::string> ClusterMap::Join(const JoinInfo& info, int64_t now, uint64_t* join_seq) {
   DEPOT_RETURN_IF_ERROR(proto::ValidateGroupName(info.group));
   if (info.port <= 0 || info.port > 65535) return Status::InvalidArgument("bad storage port");
   if (info.store_path_count < 1 || info.store_path_count > 256) {
@@ -60,6 +60,8 @@ Result<std::string> ClusterMap::Join(const JoinInfo& info, int64_t now) {
   m.info = info;
   m.state = StorageState::kOnline;
   m.last_heartbeat = now;
+  m.join_seq = ++join_seq_;
+  if (join_seq != nullptr) *join_seq = m.join_seq;
   return id;
 }
 
@@ -78,6 +80,16 @@ Status ClusterMap::Heartbeat(const std::string& id, const HeartbeatInfo& hb, int
     return Status::OK();
   }
   return Status::NotFound("unknown storage; join first:", id);
+}
+
+void ClusterMap::ConnectionLost(const std::string& id, uint64_t join_seq) {
+  std::lock_guard<std::mutex> l(mu_);
+  for (auto& [name, g] : groups_) {
+    auto it = g.find(id);
+    if (it != g.end() && it->second.join_seq == join_seq) {
+      it->second.state = StorageState::kOffline;
+    }
+  }
 }
 
 void ClusterMap::ExpireStale(int64_t now) {

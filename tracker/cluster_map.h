@@ -29,6 +29,7 @@ struct Member {
   HeartbeatInfo hb;
   int64_t last_heartbeat = 0;
   uint64_t path_rr = 0;
+  uint64_t join_seq = 0;
   bool Writable() const;
   int64_t TotalMb() const;
   int64_t FreeMb() const;
@@ -55,10 +56,14 @@ class ClusterMap {
 
   // Adds a member known from persisted state (OFFLINE until it heartbeats).
   void Restore(const JoinInfo& info);
-  // A storage joins (or re-joins). Returns its id. InvalidArgument on a bad group.
-  Result<std::string> Join(const JoinInfo& info, int64_t now);
+  // A storage joins (or re-joins). Returns its id; `join_seq` (optional) receives the join's
+  // sequence number for ConnectionLost. InvalidArgument on a bad group.
+  Result<std::string> Join(const JoinInfo& info, int64_t now, uint64_t* join_seq = nullptr);
   // A heartbeat from a joined member. NotFound when the id is unknown (it must join again).
   Status Heartbeat(const std::string& id, const HeartbeatInfo& hb, int64_t now);
+  // The connection that joined as `id` with `join_seq` closed: the storage is gone (or
+  // reconnecting). Ignored when the member has joined again since.
+  void ConnectionLost(const std::string& id, uint64_t join_seq);
   // Marks members OFFLINE whose last heartbeat is older than storage_timeout.
   void ExpireStale(int64_t now);
 
@@ -90,6 +95,7 @@ class ClusterMap {
   std::mutex mu_;
   std::map<std::string, Group> groups_;  // GUARDED_BY(mu_)
   uint64_t group_rr_ = 0;                // GUARDED_BY(mu_)
+  uint64_t join_seq_ = 0;                // GUARDED_BY(mu_)
   std::map<std::string, uint64_t> member_rr_;  // GUARDED_BY(mu_)
 };
 

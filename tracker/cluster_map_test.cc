@@ -601,3 +601,33 @@ TEST_F(ClusterMapTest, RejoiningInAnotherGroupMovesTheMember) {
 
 }  // namespace
 }  // namespace depot::tracker
+
+namespace depot::tracker {
+namespace {
+
+TEST(ClusterMapConnectionTest, LostConnectionMarksOfflineUnlessRejoined) {
+  ClusterMap map(Policies{});
+  JoinInfo j;
+  j.group = "group1";
+  j.ip = "10.0.0.9";
+  j.port = 23000;
+  uint64_t first = 0, second = 0;
+  auto id = map.Join(j, 100, &first);
+  ASSERT_TRUE(id.ok());
+  HeartbeatInfo hb;
+  hb.id = *id;
+  hb.paths = {{1000, 900}};
+  ASSERT_TRUE(map.Heartbeat(*id, hb, 100).ok());
+  // The storage reconnected (new join) before the old connection's close was noticed:
+  ASSERT_TRUE(map.Join(j, 101, &second).ok());
+  ASSERT_NE(first, second);
+  ASSERT_TRUE(map.Heartbeat(*id, hb, 101).ok());
+  map.ConnectionLost(*id, first);  // stale: ignored
+  EXPECT_TRUE(map.PickStore(std::nullopt).ok());
+  map.ConnectionLost(*id, second);  // the live connection dropped: OFFLINE at once
+  EXPECT_EQ(map.PickStore(std::nullopt).status().code(), StatusCode::kResourceExhausted);
+  EXPECT_EQ(map.Members("group1")[0].state, proto::StorageState::kOffline);
+}
+
+}  // namespace
+}  // namespace depot::tracker

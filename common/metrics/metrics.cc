@@ -15,6 +15,9 @@ Status MetricsServer::Start(const std::string& bind_addr, int port) {
                            e.what());
   }
   exposer_->RegisterCollectable(registry_);
+  // Readiness: an empty collectable answers GET /healthz with 200.
+  health_ = std::make_shared<prometheus::Registry>();
+  exposer_->RegisterCollectable(health_, "/healthz");
   auto ports = exposer_->GetListeningPorts();
   port_ = ports.empty() ? port : ports.front();
   return Status::OK();

@@ -36,6 +36,7 @@ class MetricsServer {
 
  private:
   std::shared_ptr<prometheus::Registry> registry_;
+  std::shared_ptr<prometheus::Registry> health_;
   std::unique_ptr<prometheus::Exposer> exposer_;
   int port_ = 0;
 };

@@ -415,6 +415,11 @@ void Connection::Abort() {
     bufferevent_free(bev_);
     bev_ = nullptr;
   }
+  if (close_hook_) {
+    auto hook = std::move(close_hook_);
+    close_hook_ = nullptr;
+    hook();
+  }
   server_->connections_--;
   if (server_->observer_) server_->observer_->OnConnectionCountChanged(server_->connections_);
   std::lock_guard<std::mutex> l(server_->conns_mu_);

@@ -130,6 +130,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // `len - head.size()` bytes of `fd` from `offset` via sendfile. Takes ownership of fd.
   void ReplyFile(std::string head, int fd, uint64_t offset, uint64_t len);
   void ContinueBody();  // any thread
+  // Runs once on the loop thread when the connection closes (for any reason).
+  void set_close_hook(std::function<void()> hook) { close_hook_ = std::move(hook); }
   void Close();         // closes after pending output is flushed
 
   EventLoop* loop() const { return loop_; }
@@ -171,6 +173,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::string nonce_;
   int current_read_timeout_ = -1;
   bool in_process_ = false;
+  std::function<void()> close_hook_;
 };
 
 }  // namespace depot::net

@@ -33,6 +33,25 @@ TEST(ClusterTest, ClientsKeepWorkingWhenOneOfTwoTrackersDies) {
   }
 }
 
+TEST(ClusterTest, DeadStorageIsTakenOutOfServiceWithoutWaitingForTheTimeout) {
+  // storage_timeout is a minute: only the dropped heartbeat connection can explain a fast OFFLINE.
+  MiniCluster cluster(ClusterOptions{.groups = 2, .extra_tracker_conf = "storage_timeout = 60"});
+  ASSERT_TRUE(cluster.Start().ok());
+  auto client = cluster.NewClient();
+  cluster.storage(1, 0).Kill9();
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto st = client->ClusterStatus();
+        return st.ok() && (*st)[1].members[0].state_name == "OFFLINE";
+      },
+      5000));
+  for (int i = 0; i < 10; ++i) {
+    auto id = client->UploadBuffer("only group1 is up", {});
+    ASSERT_TRUE(id.ok()) << id.status().ToString();
+    EXPECT_EQ(id->substr(0, 7), "group1/");
+  }
+}
+
 TEST(ClusterTest, AllTrackersDownIsAClearError) {
   MiniCluster cluster(ClusterOptions{.trackers = 2});
   ASSERT_TRUE(cluster.Start().ok());

@@ -19,13 +19,21 @@ void Join(TrackerServer* t, const ConnectionPtr& c, const FrameHeader&, std::str
   // FastDFS hands out the address the storage connected from; Depot uses what the storage
   // advertises and falls back to the peer address only when it advertises nothing.
   if (info->ip.empty() || info->ip == "0.0.0.0") info->ip = c->peer_ip();
-  auto id = t->cluster().Join(*info, UnixSeconds());
-  if (!id.ok()) return c->ReplyStatus(id.status());
+  uint64_t seq = 0;
+  auto joined = t->cluster().Join(*info, UnixSeconds(), &seq);
+  if (!joined.ok()) return c->ReplyStatus(joined.status());
+  std::string id = *joined;
   Status s = t->store().PutMember(*info);
-  if (!s.ok()) DEPOT_LOG_ERROR("cannot persist member {}: {}", *id, s.ToString());
-  DEPOT_LOG_INFO("storage {} joined group {} ({} store paths)", *id, info->group,
+  if (!s.ok()) DEPOT_LOG_ERROR("cannot persist member {}: {}", id, s.ToString());
+  DEPOT_LOG_INFO("storage {} joined group {} ({} store paths)", id, info->group,
                  info->store_path_count);
-  c->Reply(0, proto::EncodeJoinReply(*id));
+  // The storage keeps this connection for its heartbeats: when it drops, the storage is gone
+  // and clients must not be sent there (FastDFS waits for a heartbeat timeout instead).
+  c->set_close_hook([t, id, seq] {
+    DEPOT_LOG_INFO("storage {} disconnected: OFFLINE", id);
+    t->cluster().ConnectionLost(id, seq);
+  });
+  c->Reply(0, proto::EncodeJoinReply(id));
 }
 
 void Heartbeat(TrackerServer* t, const ConnectionPtr& c, const FrameHeader&, std::string body) {
