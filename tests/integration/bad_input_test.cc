@@ -78,7 +78,9 @@ class BadInputTest : public ::testing::Test {
     for (auto& e : std::filesystem::directory_iterator(fds, ec)) {
       std::error_code lec;
       std::string target = std::filesystem::read_symlink(e.path(), lec).string();
-      if (!lec && target.rfind(prefix, 0) == 0) ++n;
+      if (!lec && target.rfind(prefix, 0) == 0 && std::filesystem::is_regular_file(e.path(), lec)) {
+        ++n;
+      }
     }
     return n;
   }
@@ -461,7 +463,7 @@ TEST_F(BadInputTest, GarbageFramesDoNotCrashEitherDaemon) {
       }
     }
   }
-  EXPECT_GT(answered, 0);
+  EXPECT_GT(answered, 500);  // of about 667 well-formed frames; the rest were QUITs
   EXPECT_TRUE(cluster_->tracker(0).Running());
   EXPECT_TRUE(cluster_->storage(0, 0).Running());
   // And they still do real work.
