@@ -55,6 +55,9 @@ FrameServer::~FrameServer() { Stop(); }
 void FrameServer::Register(uint8_t cmd, CommandSpec spec) { commands_[cmd] = std::move(spec); }
 
 Status FrameServer::Start() {
+  // A streamed chunk must fit below the read high-water mark, or the stream would stall.
+  options_.read_high_water =
+      std::max(options_.read_high_water, options_.chunk_size + proto::kHeaderSize);
   for (const auto& [cmd, spec] : commands_) {
     if (!spec.stream && spec.max_body + proto::kHeaderSize > options_.read_high_water) {
       options_.read_high_water = spec.max_body + proto::kHeaderSize;
@@ -303,9 +306,12 @@ void Connection::Process() {
       }
       case State::kStream: {
         if (chunk_in_flight_ || !stream_) return;
+        // Hand over whole chunks (or the whole rest of the body): every chunk costs a trip to a
+        // disk thread, so a 64 KiB upload should make one trip, not one per TCP segment.
         size_t avail = evbuffer_get_length(in);
-        size_t n = std::min<uint64_t>(std::min<uint64_t>(avail, remaining_), opt.chunk_size);
-        if (n == 0 && remaining_ > 0) return;
+        size_t want = std::min<uint64_t>(remaining_, opt.chunk_size);
+        if (avail < want) return;
+        size_t n = want;
         std::string chunk(n, '\0');
         if (n > 0) evbuffer_remove(in, chunk.data(), n);
         remaining_ -= n;

@@ -65,6 +65,8 @@ for mode in $modes; do
   dir=$mnt/cluster-$mode
   durable_flag=()
   [[ $mode == on ]] && durable_flag=(--durable)
+  # Flush what the previous mode left dirty, so that no run pays for another's writeback.
+  sync
   "$ROOT/scripts/cluster.sh" up --dir "$dir" --trackers 1 --groups 1 --per-group 1 \
     --base-port "$base_port" "${durable_flag[@]}" --no-nginx >/dev/null
   # shellcheck disable=SC1091

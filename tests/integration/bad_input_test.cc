@@ -136,10 +136,12 @@ TEST_F(BadInputTest, TruncatedFramesLeaveTheServersFine) {
     ExpectServes(port);
   }
   // An upload cut off mid-body: the file being written is dropped and closed.
-  std::string partial = wire::UploadBody(0, "bin", std::string(85, 'z')).substr(0, 40);
+  // (More than one 256 KiB chunk of a 1 MiB body, so that the disk side has started.)
+  const size_t kBody = 1 << 20;
+  std::string partial = wire::UploadBody(0, "bin", std::string(kBody, 'z')).substr(0, 300 << 10);
   {
     Raw c(storage_port());
-    ASSERT_TRUE(c.Send(Header(100, kUpload) + partial));
+    ASSERT_TRUE(c.Send(Header(15 + kBody, kUpload) + partial));
     ASSERT_TRUE(WaitFor([&] { return OpenStoreFiles() == 1; }, 5000)) << "upload never started";
   }
   ExpectNothingStored();
@@ -325,8 +327,11 @@ TEST_F(BadInputTimeoutTest, StalledMidFrameIsClosed) {
   ASSERT_TRUE(c.Send(Header(0, kActiveTest).substr(0, 5)));
   EXPECT_TRUE(c.WaitClosed(10000));
   Raw u(storage_port());
-  ASSERT_TRUE(u.Send(Header(100, kUpload) +
-                     wire::UploadBody(0, "bin", std::string(85, 'z')).substr(0, 30)));
+  // Bodies are handed to the disk in 256 KiB chunks: send more than one chunk of a 1 MiB body so
+  // that the upload has started on disk when the client stalls.
+  const size_t kBody = 1 << 20;
+  ASSERT_TRUE(u.Send(Header(15 + kBody, kUpload) +
+                     wire::UploadBody(0, "bin", std::string(kBody, 'z')).substr(0, 300 << 10)));
   ASSERT_TRUE(WaitFor([&] { return OpenStoreFiles() == 1; }, 5000)) << "upload never started";
   EXPECT_TRUE(u.WaitClosed(10000));
   ExpectNothingStored();
