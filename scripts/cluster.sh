@@ -181,6 +181,17 @@ daemon_pid() {
   echo "$pid"
 }
 
+# True while the pid in $1/pid is alive but has not exec'd the daemon yet (its command line is
+# still the launching subshell's): a daemon that just started is not a daemon that died.
+still_starting() {
+  local pid state
+  pid=$(<"$1/pid") || return 1
+  [[ $pid =~ ^[0-9]+$ ]] || return 1
+  state=$(sed 's/^.*) //' "/proc/$pid/stat" 2>/dev/null | cut -d' ' -f1) || return 1
+  [[ -n $state && $state != Z ]] || return 1
+  ! tr '\0' '\n' 2>/dev/null <"/proc/$pid/cmdline" | grep -q "depot-"
+}
+
 # A field of the daemon's ready file ({"pid":N,"port":P,"metrics_port":M}).
 ready_field() {
   [[ -f $1/ready.json ]] || return 0
@@ -243,7 +254,7 @@ wait_ready() {
     still=()
     for d in "${pending[@]}"; do
       [[ -s $d/ready.json ]] && continue
-      if ! daemon_pid "$d" >/dev/null; then
+      if ! daemon_pid "$d" >/dev/null && ! still_starting "$d"; then
         show_log_tail "$d"
         die "${d##*/} exited before it was ready (logs above, folder $d)"
       fi
