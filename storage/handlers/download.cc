@@ -14,7 +14,9 @@ namespace {
 using net::ConnectionPtr;
 using proto::FrameHeader;
 
-constexpr uint64_t kInlineMax = 128 * 1024;
+// Ranges up to this size are read into memory on the reader thread and go out with the header
+// in one write; larger ones go out with sendfile, without a copy through user space.
+constexpr uint64_t kInlineMax = 16 * 1024;
 
 void Download(StorageServer* s, const ConnectionPtr& conn, std::string body) {
   if (body.size() < 16 + proto::kGroupNameLen + 1) return conn->Reply(EINVAL);
