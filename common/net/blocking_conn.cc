@@ -6,6 +6,8 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -108,7 +110,36 @@ Status BlockingConn::SendHeader(uint64_t body_len, uint8_t cmd, uint8_t status) 
   return SendAll(hdr, sizeof hdr);
 }
 
+namespace {
+
+// sendfile() cannot take MSG_NOSIGNAL: block SIGPIPE in this thread while it runs, and swallow a
+// SIGPIPE it raised, so that a peer closing mid-upload is an error status, not a dead process.
+class ScopedNoSigpipe {
+ public:
+  ScopedNoSigpipe() {
+    sigset_t pipe;
+    sigemptyset(&pipe);
+    sigaddset(&pipe, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe, &old_);
+  }
+  ~ScopedNoSigpipe() {
+    sigset_t pipe;
+    sigemptyset(&pipe);
+    sigaddset(&pipe, SIGPIPE);
+    timespec zero{0, 0};
+    while (sigtimedwait(&pipe, nullptr, &zero) > 0) {
+    }
+    pthread_sigmask(SIG_SETMASK, &old_, nullptr);
+  }
+
+ private:
+  sigset_t old_;
+};
+
+}  // namespace
+
 Status BlockingConn::SendFromFile(int file_fd, uint64_t len) {
+  ScopedNoSigpipe no_sigpipe;
   while (len > 0) {
     size_t want = len > (1u << 30) ? (1u << 30) : static_cast<size_t>(len);
     ssize_t n = sendfile(fd_, file_fd, nullptr, want);

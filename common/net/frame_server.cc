@@ -2,12 +2,12 @@
 
 #include <arpa/inet.h>
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -84,7 +84,9 @@ Status FrameServer::Start() {
   port_ = ntohs(bound.sin_port);
   for (int i = 0; i < std::max(1, options_.threads); ++i) {
     loops_.push_back(std::make_unique<EventLoop>());
-    loops_.back()->Start();
+    EventLoop* lp = loops_.back().get();
+    lp->RunEvery(1000, [this, lp] { SweepTimeouts(lp); });
+    lp->Start();
   }
   accept_loop_->Start();
   started_ = true;
@@ -115,6 +117,18 @@ void FrameServer::Stop() {
   for (auto& loop : loops_) loop->Join();
   loops_.clear();
   accept_loop_.reset();
+}
+
+void FrameServer::SweepTimeouts(EventLoop* loop) {
+  std::vector<ConnectionPtr> mine;
+  {
+    std::lock_guard<std::mutex> l(conns_mu_);
+    for (const auto& c : conns_) {
+      if (c->loop() == loop) mine.push_back(c);
+    }
+  }
+  int64_t now = MonotonicNanos();
+  for (auto& c : mine) c->CheckTimeout(now);
 }
 
 void FrameServer::OnAccept(evconnlistener*, int fd, sockaddr* addr, int, void* arg) {
@@ -173,91 +187,177 @@ void FrameServer::HandleAuth(const ConnectionPtr& c, const proto::FrameHeader& h
 Connection::Connection(FrameServer* server, EventLoop* loop, int fd, std::string peer)
     : server_(server), loop_(loop), fd_(fd), peer_(std::move(peer)) {}
 
-Connection::~Connection() {
-  if (bev_ != nullptr) bufferevent_free(bev_);
+Connection::~Connection() { Release(); }
+
+void Connection::Release() {
+  if (read_ev_ != nullptr) event_free(read_ev_);
+  if (write_ev_ != nullptr) event_free(write_ev_);
+  read_ev_ = write_ev_ = nullptr;
+  if (in_ != nullptr) evbuffer_free(in_);
+  if (out_ != nullptr) evbuffer_free(out_);  // closes descriptors of unsent file segments
+  in_ = out_ = nullptr;
+  if (fd_ >= 0) close(fd_);
+  fd_ = -1;
+  attached_ = false;
 }
 
 std::string Connection::peer_ip() const { return peer_.substr(0, peer_.rfind(':')); }
 
+// The connection does its own socket I/O on two persistent events instead of a bufferevent:
+// the read event stays registered for the connection's life (a bufferevent re-registers its
+// write event for every reply, and asks FIONREAD before every read), and replies are written at
+// once, the write event being armed only when the socket is full.
 void Connection::Attach() {
-  bev_ = bufferevent_socket_new(loop_->base(), fd_, BEV_OPT_CLOSE_ON_FREE);
-  if (bev_ == nullptr) {
-    close(fd_);
-    closed_ = true;
+  evutil_make_socket_nonblocking(fd_);
+  in_ = evbuffer_new();
+  out_ = evbuffer_new();
+  read_ev_ = event_new(loop_->base(), fd_, EV_READ | EV_PERSIST, &Connection::OnReadable, this);
+  write_ev_ = event_new(loop_->base(), fd_, EV_WRITE | EV_PERSIST, &Connection::OnWritable, this);
+  if (in_ == nullptr || out_ == nullptr || read_ev_ == nullptr || write_ev_ == nullptr) {
     Abort();
     return;
   }
-  bufferevent_setcb(bev_, &Connection::OnRead, &Connection::OnWrite, &Connection::OnEvent, this);
-  bufferevent_setwatermark(bev_, EV_READ, 0, server_->options_.read_high_water);
-  SetReadTimeout(server_->options_.idle_timeout_s);
-  bufferevent_enable(bev_, EV_READ | EV_WRITE);
+  // Without this flag evbuffer_add_file() maps or reads the whole file into memory instead of
+  // sending it with sendfile() (the 2 GiB RSS test catches that).
+  evbuffer_set_flags(out_, EVBUFFER_FLAG_DRAINS_TO_FD);
+  attached_ = true;
+  last_progress_ns_ = MonotonicNanos();
+  SetReading(true);
 }
 
-// seconds == 0: no read timeout (libevent treats a zero timeval as none).
-void Connection::SetReadTimeout(int seconds) {
-  if (seconds == current_read_timeout_) return;
-  current_read_timeout_ = seconds;
-  timeval rt{seconds, 0};
-  timeval wt{server_->options_.network_timeout_s, 0};
-  bufferevent_set_timeouts(bev_, &rt, &wt);
-}
-
-void Connection::OnRead(bufferevent*, void* arg) {
-  auto self = static_cast<Connection*>(arg)->shared_from_this();
-  self->Process();
-}
-
-void Connection::OnWrite(bufferevent*, void* arg) {
-  auto self = static_cast<Connection*>(arg)->shared_from_this();
-  if (self->state_ == State::kClosing) {
-    self->Abort();
-  } else if (self->state_ == State::kHeader) {
-    self->Process();
+void Connection::SetReading(bool on) {
+  if (on == reading_ || !attached_) return;
+  reading_ = on;
+  if (on) {
+    event_add(read_ev_, nullptr);
+  } else {
+    event_del(read_ev_);
   }
 }
 
-void Connection::OnEvent(bufferevent*, short what, void* arg) {
-  auto self = static_cast<Connection*>(arg)->shared_from_this();
-  if (what & BEV_EVENT_TIMEOUT) {
-    DEPOT_LOG_DEBUG("{}: timed out ({}), closing", self->peer_,
-                    (what & BEV_EVENT_READING) ? "read" : "write");
+void Connection::CheckTimeout(int64_t now_ns) {
+  if (closed_ || !attached_) return;
+  const ServerOptions& opt = server_->options_;
+  size_t in = evbuffer_get_length(in_);
+  bool sending = evbuffer_get_length(out_) > 0;
+  bool server_busy = state_ == State::kBusy || (state_ == State::kStream && chunk_in_flight_);
+  if (server_busy && !sending) return;  // waiting for our own disk work, not for the peer
+  int64_t quiet_s = (now_ns - last_progress_ns_) / 1'000'000'000;
+  // A reply going out or a frame half received: the peer must make progress within
+  // network_timeout. Nothing pending: the connection may idle for idle_timeout.
+  bool idle = !sending && state_ == State::kHeader && in == 0;
+  int limit = idle ? opt.idle_timeout_s : opt.network_timeout_s;
+  if (quiet_s >= limit) {
+    DEPOT_LOG_DEBUG("{}: {} for {}s, closing", peer_,
+                    idle ? "idle" : (sending ? "not reading its reply" : "stalled mid-frame"),
+                    quiet_s);
+    Abort();
   }
-  self->Abort();
+}
+
+void Connection::OnReadable(int, short, void* arg) {
+  auto self = static_cast<Connection*>(arg)->shared_from_this();
+  self->ReadSocket();
+}
+
+void Connection::ReadSocket() {
+  const size_t high = server_->options_.read_high_water;
+  for (;;) {
+    size_t have = evbuffer_get_length(in_);
+    if (have >= high) {
+      SetReading(false);  // back-pressure: Process() resumes reading once it has consumed
+      break;
+    }
+    evbuffer_iovec vec[2];
+    size_t want = std::min<size_t>(high - have, 256 * 1024);
+    int nvec = evbuffer_reserve_space(in_, static_cast<ev_ssize_t>(want), vec, 2);
+    if (nvec <= 0) return Abort();
+    iovec iov[2];
+    for (int i = 0; i < nvec; ++i) {
+      iov[i].iov_base = vec[i].iov_base;
+      iov[i].iov_len = vec[i].iov_len;
+    }
+    ssize_t n = readv(fd_, iov, nvec);
+    if (n < 0) {
+      evbuffer_commit_space(in_, vec, 0);
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+      return Abort();
+    }
+    if (n == 0) {
+      evbuffer_commit_space(in_, vec, 0);
+      return Abort();  // the peer closed; nothing it sent after can be answered
+    }
+    size_t left = static_cast<size_t>(n);
+    for (int i = 0; i < nvec; ++i) {
+      size_t take = std::min(left, vec[i].iov_len);
+      vec[i].iov_len = take;
+      left -= take;
+    }
+    evbuffer_commit_space(in_, vec, nvec);
+    last_progress_ns_ = MonotonicNanos();
+    if (static_cast<size_t>(n) < want) break;  // drained the socket
+  }
+  Process();
+}
+
+void Connection::OnWritable(int, short, void* arg) {
+  auto self = static_cast<Connection*>(arg)->shared_from_this();
+  self->Flush();
+}
+
+void Connection::Flush() {
+  if (closed_ || !attached_) return;
+  while (evbuffer_get_length(out_) > 0) {
+    int n = evbuffer_write(out_, fd_);
+    if (n > 0) {
+      last_progress_ns_ = MonotonicNanos();
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    // libevent's sendfile path reports a full socket as 0, its writev path as EAGAIN.
+    if (n == 0 || errno == EAGAIN || errno == EWOULDBLOCK) {
+      if (!writing_) {
+        writing_ = true;
+        event_add(write_ev_, nullptr);
+      }
+      return;
+    }
+    return Abort();
+  }
+  if (writing_) {
+    writing_ = false;
+    event_del(write_ev_);
+  }
+  if (state_ == State::kClosing) return Abort();
+  if (state_ == State::kHeader && !in_process_) Process();  // resume after the high-water mark
 }
 
 void Connection::Process() {
-  if (closed_ || bev_ == nullptr || in_process_) return;
+  if (closed_ || !attached_ || in_process_) return;
   auto self = shared_from_this();
   in_process_ = true;
   struct Reset {
     bool* flag;
     ~Reset() { *flag = false; }
   } reset{&in_process_};
-  evbuffer* in = bufferevent_get_input(bev_);
+  evbuffer* in = in_;
   const ServerOptions& opt = server_->options_;
   for (;;) {
     if (closed_) return;
+    // Read more from the socket whenever the input buffer has room again.
+    if (!reading_ && state_ != State::kClosing && evbuffer_get_length(in) < opt.read_high_water) {
+      SetReading(true);
+    }
     switch (state_) {
       case State::kHeader: {
-        // While a reply is still going out the connection is not idle: only the write timeout
-        // (no progress for network_timeout) applies, however long a large download takes.
-        // OnWrite runs Process() again once the output has drained.
-        size_t pending_out = evbuffer_get_length(bufferevent_get_output(bev_));
-        if (pending_out > opt.write_high_water) {
-          SetReadTimeout(0);
-          return;
-        }
-        size_t avail = evbuffer_get_length(in);
-        if (avail < proto::kHeaderSize) {
-          SetReadTimeout(avail > 0 ? opt.network_timeout_s
-                                   : (pending_out > 0 ? 0 : opt.idle_timeout_s));
-          return;
-        }
+        // Above the high-water mark, wait for the output to drain: OnWrite runs Process() again.
+        if (evbuffer_get_length(out_) > opt.write_high_water) return;
+        if (evbuffer_get_length(in) < proto::kHeaderSize) return;
         char hdr[proto::kHeaderSize];
         evbuffer_remove(in, hdr, sizeof hdr);
         request_ = proto::DecodeHeader(hdr);
         request_start_ns_ = MonotonicNanos();
-        SetReadTimeout(opt.network_timeout_s);
         auto it = server_->commands_.find(request_.cmd);
         if (it == server_->commands_.end()) {
           DEPOT_LOG_DEBUG("{}: unknown command {}", peer_, request_.cmd);
@@ -362,39 +462,39 @@ void Connection::FinishRequest(uint64_t bytes_out, uint8_t status) {
 }
 
 void Connection::Reply(uint8_t status, std::string_view body) {
-  if (closed_ || bev_ == nullptr) return;
+  if (closed_ || !attached_) return;
   char hdr[proto::kHeaderSize];
   proto::EncodeHeader({body.size(), proto::kResponse, status}, hdr);
-  evbuffer* out = bufferevent_get_output(bev_);
-  evbuffer_add(out, hdr, sizeof hdr);
-  if (!body.empty()) evbuffer_add(out, body.data(), body.size());
+  evbuffer_add(out_, hdr, sizeof hdr);
+  if (!body.empty()) evbuffer_add(out_, body.data(), body.size());
+  Flush();
   FinishRequest(body.size(), status);
 }
 
 void Connection::ReplyFile(std::string head, int fd, uint64_t offset, uint64_t len) {
-  if (closed_ || bev_ == nullptr) {
+  if (closed_ || !attached_) {
     close(fd);
     return;
   }
   char hdr[proto::kHeaderSize];
   proto::EncodeHeader({len, proto::kResponse, 0}, hdr);
-  evbuffer* out = bufferevent_get_output(bev_);
-  evbuffer_add(out, hdr, sizeof hdr);
-  if (!head.empty()) evbuffer_add(out, head.data(), head.size());
+  evbuffer_add(out_, hdr, sizeof hdr);
+  if (!head.empty()) evbuffer_add(out_, head.data(), head.size());
   uint64_t file_len = len - head.size();
   if (file_len > 0) {
-    evbuffer_add_file(out, fd, static_cast<ev_off_t>(offset), static_cast<ev_off_t>(file_len));
+    evbuffer_add_file(out_, fd, static_cast<ev_off_t>(offset), static_cast<ev_off_t>(file_len));
   } else {
     close(fd);
   }
+  Flush();
   FinishRequest(len, 0);
 }
 
 void Connection::ErrorAndClose(uint8_t status) {
-  if (closed_ || bev_ == nullptr) return;
+  if (closed_ || !attached_) return;
   char hdr[proto::kHeaderSize];
   proto::EncodeHeader({0, proto::kResponse, status}, hdr);
-  evbuffer_add(bufferevent_get_output(bev_), hdr, sizeof hdr);
+  evbuffer_add(out_, hdr, sizeof hdr);
   if (server_->observer_) {
     server_->observer_->OnRequestDone(request_.cmd, status, 0, proto::kHeaderSize,
                                       proto::kHeaderSize);
@@ -403,10 +503,10 @@ void Connection::ErrorAndClose(uint8_t status) {
 }
 
 void Connection::Close() {
-  if (closed_ || bev_ == nullptr) return;
+  if (closed_ || !attached_) return;
   state_ = State::kClosing;
-  bufferevent_disable(bev_, EV_READ);
-  if (evbuffer_get_length(bufferevent_get_output(bev_)) == 0) Abort();
+  SetReading(false);
+  Flush();  // aborts once everything is out
 }
 
 void Connection::Abort() {
@@ -417,10 +517,7 @@ void Connection::Abort() {
     stream_->OnAbort();
     loop_->Post([s = std::shared_ptr<BodyStream>(std::move(stream_))] {});
   }
-  if (bev_ != nullptr) {
-    bufferevent_free(bev_);
-    bev_ = nullptr;
-  }
+  Release();
   if (close_hook_) {
     auto hook = std::move(close_hook_);
     close_hook_ = nullptr;

@@ -28,7 +28,8 @@
 #include "common/net/event_loop.h"
 #include "common/proto/protocol.h"
 
-struct bufferevent;
+struct event;
+struct evbuffer;
 struct evconnlistener;
 struct sockaddr;
 
@@ -103,6 +104,7 @@ class FrameServer {
   friend class Connection;
   static void OnAccept(evconnlistener* l, int fd, sockaddr* addr, int socklen, void* arg);
   void HandleAuth(const ConnectionPtr& conn, const proto::FrameHeader& h, std::string body);
+  void SweepTimeouts(EventLoop* loop);
 
   ServerOptions options_;
   std::unordered_map<uint8_t, CommandSpec> commands_;
@@ -141,26 +143,38 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool authenticated() const { return authenticated_; }
   const proto::FrameHeader& request() const { return request_; }
 
-  void Attach();  // on the loop thread: creates the bufferevent and starts reading
+  void Attach();  // on the loop thread: sets up buffers and events and starts reading
 
  private:
   friend class FrameServer;
   enum class State { kHeader, kBody, kStream, kDiscard, kBusy, kClosing };
-  static void OnRead(bufferevent* bev, void* arg);
-  static void OnWrite(bufferevent* bev, void* arg);
-  static void OnEvent(bufferevent* bev, short what, void* arg);
+  static void OnReadable(int fd, short what, void* arg);
+  static void OnWritable(int fd, short what, void* arg);
+  void ReadSocket();
+  // Writes what it can of the output now; arms the write event only when the socket is full.
+  void Flush();
+  void SetReading(bool on);
+  void Release();
   void Process();
   void DeliverChunk();
   void FinishRequest(uint64_t bytes_out, uint8_t status);
   void Abort();
-  void SetReadTimeout(int seconds);
+  // Closes the connection when the peer has been idle (idle_timeout) or stalled mid-frame
+  // (network_timeout). Called by the loop's sweep.
+  void CheckTimeout(int64_t now_ns);
   void ErrorAndClose(uint8_t status);
 
   FrameServer* server_;
   EventLoop* loop_;
   int fd_;
   std::string peer_;
-  bufferevent* bev_ = nullptr;
+  event* read_ev_ = nullptr;
+  event* write_ev_ = nullptr;
+  evbuffer* in_ = nullptr;
+  evbuffer* out_ = nullptr;
+  bool attached_ = false;
+  bool reading_ = false;
+  bool writing_ = false;
   State state_ = State::kHeader;
   proto::FrameHeader request_;
   const CommandSpec* spec_ = nullptr;
@@ -171,7 +185,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool closed_ = false;
   bool authenticated_ = false;
   std::string nonce_;
-  int current_read_timeout_ = -1;
+  int64_t last_progress_ns_ = 0;
   bool in_process_ = false;
   std::function<void()> close_hook_;
 };
