@@ -85,7 +85,11 @@ class Client::Impl {
       Status s = fn(**conn, &consumed);
       bool healthy = (*conn)->healthy();
       pool_.Release(std::move(*conn));
-      if (s.ok() || healthy || consumed || !reused) return s;
+      // Retry only a connection that was found closed (never a timeout: the server may still
+      // be working on the request, and a retried upload or delete must not run twice).
+      if (s.ok() || healthy || consumed || !reused || s.code() != StatusCode::kUnavailable) {
+        return s;
+      }
       pool_.Forget(host, port);  // its siblings are probably stale too
     }
     return Status::Internal("unreachable");
@@ -169,6 +173,8 @@ class Client::Impl {
         proto::AppendU64(&prefix, size);
         proto::AppendFixed(&prefix, opts.ext, proto::kExtLen);
         DEPOT_RETURN_IF_ERROR(c.SendAll(prefix.data(), prefix.size()));
+        // From here on the storage may store the file: never send it a second time.
+        *consumed = true;
         DEPOT_RETURN_IF_ERROR(send_body(c));
         DEPOT_ASSIGN_OR_RETURN(proto::FrameHeader h,
                                c.RecvHeader(proto::kGroupNameLen + proto::kMaxRemoteNameLen));
@@ -186,7 +192,12 @@ class Client::Impl {
     if (!s.ok()) return s;
     if (!opts.meta.empty()) {
       DEPOT_ASSIGN_OR_RETURN(ParsedId p, Parse(file_id));
-      DEPOT_RETURN_IF_ERROR(SetMetaOn(node, p, opts.meta, false));
+      Status m = SetMetaOn(node, p, opts.meta, false);
+      if (!m.ok()) {
+        // The caller gets an error and no file ID: do not leave an orphan file behind.
+        (void)SmallCall(node.ip, node.port, proto::kStorageDelete, p.group_and_name, 0);
+        return m.WithContext("upload " + file_id + " stored but its metadata failed; removed");
+      }
     }
     return file_id;
   }

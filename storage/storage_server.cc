@@ -92,8 +92,11 @@ void StorageServer::Stop() {
     timer_loop_->Join();
     timer_loop_.reset();
   }
+  // Close the connections first, then drain the disk threads and pending commits (their
+  // completions post to the loops, which must still exist), then stop the loops.
+  if (server_) server_->CloseAll();
+  paths_.clear();
   if (server_) server_->Stop();
-  paths_.clear();  // drains disk threads and pending commits
   meta_.reset();
 }
 

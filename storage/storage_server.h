@@ -6,6 +6,7 @@
 #include <array>
 #include <atomic>
 #include <memory>
+#include <mutex>
 #include <vector>
 
 #include <prometheus/gauge.h>
@@ -51,6 +52,12 @@ class StorageServer {
   // Resolves a file ID of this group to its store path; InvalidArgument otherwise.
   Result<StorePath*> PathForFile(const proto::FileId& id);
 
+  // Serialises the read-modify-write of one file's metadata (merge) against other metadata
+  // changes and deletes of the same file, across the writer threads.
+  std::mutex& MetaLock(const std::string& remote_name) {
+    return meta_locks_[std::hash<std::string>()(remote_name) % meta_locks_.size()];
+  }
+
   // FastDFS stat counters (reported in heartbeats, listed by cmd 92).
   void Count(int counter, bool ok, int64_t n = 1);
   void Snapshot(int64_t out[proto::kStorageCounterCount]) const;
@@ -76,6 +83,7 @@ class StorageServer {
   int64_t up_time_ = 0;
   std::array<std::atomic<int64_t>, proto::kStorageCounterCount> counters_{};
   std::atomic<int64_t> last_source_update_{0};
+  std::array<std::mutex, 64> meta_locks_;
 };
 
 // Handler families (storage/handlers/*.cc).

@@ -15,6 +15,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "common/base/status.h"
@@ -40,10 +41,31 @@ class StorePath {
 
   // A file being written: an unnamed O_TMPFILE inode in its final directory (or, where the
   // filesystem lacks O_TMPFILE, a file under tmp/). Invisible until Publish/Commit names it.
+  // Move-only: exactly one owner holds the descriptor, so that a file handed to the commit
+  // thread cannot also be closed by its upload.
   struct PendingFile {
     int fd = -1;
     std::string tmp_path;  // empty for an O_TMPFILE inode
     int dir1 = 0, dir2 = 0;
+    PendingFile() = default;
+    PendingFile(PendingFile&& o) noexcept
+        : fd(std::exchange(o.fd, -1)), tmp_path(std::move(o.tmp_path)), dir1(o.dir1), dir2(o.dir2) {
+      o.tmp_path.clear();
+    }
+    PendingFile& operator=(PendingFile&& o) noexcept {
+      if (this != &o) {
+        Discard(this);
+        fd = std::exchange(o.fd, -1);
+        tmp_path = std::move(o.tmp_path);
+        o.tmp_path.clear();
+        dir1 = o.dir1;
+        dir2 = o.dir2;
+      }
+      return *this;
+    }
+    PendingFile(const PendingFile&) = delete;
+    PendingFile& operator=(const PendingFile&) = delete;
+    ~PendingFile() { Discard(this); }
   };
   // Creates the pending file in the current write directory (FastDFS-style: the directory
   // moves on every kFilesPerDir files, so directories are created rarely).

@@ -253,9 +253,14 @@ Result<std::unique_ptr<BlockingConn>> ConnPool::Acquire(const std::string& host,
   {
     std::lock_guard<std::mutex> l(mu_);
     auto it = idle_.find(key);
-    if (it != idle_.end() && !it->second.empty()) {
+    while (it != idle_.end() && !it->second.empty()) {
       auto c = std::move(it->second.back());
       it->second.pop_back();
+      // A server closes idle connections (idle_timeout): a pooled connection that already has
+      // an EOF (or stray bytes) waiting is dead, and is dropped here rather than failing a call.
+      char probe;
+      ssize_t n = recv(c->fd(), &probe, 1, MSG_PEEK | MSG_DONTWAIT);
+      if (n == 0 || n == 1 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) continue;
       if (reused) *reused = true;
       return c;
     }

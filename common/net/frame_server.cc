@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <future>
 #include <mutex>
 #include <unordered_set>
 
@@ -82,6 +83,7 @@ Status FrameServer::Start() {
   socklen_t len = sizeof bound;
   getsockname(evconnlistener_get_fd(listener_), reinterpret_cast<sockaddr*>(&bound), &len);
   port_ = ntohs(bound.sin_port);
+  evconnlistener_set_error_cb(listener_, &FrameServer::OnAcceptError);
   for (int i = 0; i < std::max(1, options_.threads); ++i) {
     loops_.push_back(std::make_unique<EventLoop>());
     EventLoop* lp = loops_.back().get();
@@ -93,16 +95,17 @@ Status FrameServer::Start() {
   return Status::OK();
 }
 
-void FrameServer::Stop() {
-  if (!started_) return;
-  started_ = false;
+void FrameServer::CloseAll() {
+  if (!started_ || closed_all_) return;
+  closed_all_ = true;
   accept_loop_->Stop();
   accept_loop_->Join();
   evconnlistener_free(listener_);
   listener_ = nullptr;
   for (auto& loop : loops_) {
     EventLoop* lp = loop.get();
-    lp->Post([this, lp] {
+    std::promise<void> done;
+    lp->Post([this, lp, &done] {
       std::vector<std::shared_ptr<Connection>> conns;
       {
         std::lock_guard<std::mutex> l(conns_mu_);
@@ -111,9 +114,17 @@ void FrameServer::Stop() {
         }
       }
       for (auto& c : conns) c->Abort();
+      done.set_value();
     });
-    lp->Stop();
+    done.get_future().wait();
   }
+}
+
+void FrameServer::Stop() {
+  if (!started_) return;
+  CloseAll();
+  started_ = false;
+  for (auto& loop : loops_) loop->Stop();
   for (auto& loop : loops_) loop->Join();
   loops_.clear();
   accept_loop_.reset();
@@ -129,6 +140,22 @@ void FrameServer::SweepTimeouts(EventLoop* loop) {
   }
   int64_t now = MonotonicNanos();
   for (auto& c : mine) c->CheckTimeout(now);
+}
+
+void FrameServer::OnAcceptError(evconnlistener* l, void* arg) {
+  auto* self = static_cast<FrameServer*>(arg);
+  int err = EVUTIL_SOCKET_ERROR();
+  // Out of descriptors (or another accept error): pause accepting for a moment instead of
+  // spinning on a listener that stays readable.
+  DEPOT_LOG_ERROR("accept failed: {}; pausing accepts for 100 ms",
+                  evutil_socket_error_to_string(err));
+  evconnlistener_disable(l);
+  timeval tv{0, 100 * 1000};
+  event_base_once(self->accept_loop_->base(), -1, EV_TIMEOUT,
+                  [](evutil_socket_t, short, void* listener) {
+                    evconnlistener_enable(static_cast<evconnlistener*>(listener));
+                  },
+                  l, &tv);
 }
 
 void FrameServer::OnAccept(evconnlistener*, int fd, sockaddr* addr, int, void* arg) {
@@ -431,16 +458,20 @@ void Connection::Process() {
 void Connection::ContinueBody() {
   if (loop_->InLoopThread() && in_process_) {
     chunk_in_flight_ = false;  // Process() picks up the next chunk when the handler returns
+    last_progress_ns_ = MonotonicNanos();
     return;
   }
   auto self = shared_from_this();
   loop_->Post([self] {
     self->chunk_in_flight_ = false;
+    // Our own disk work does not count against the peer's timeout.
+    self->last_progress_ns_ = MonotonicNanos();
     self->Process();
   });
 }
 
 void Connection::FinishRequest(uint64_t bytes_out, uint8_t status) {
+  last_progress_ns_ = MonotonicNanos();
   if (server_->observer_) {
     double secs = static_cast<double>(MonotonicNanos() - request_start_ns_) / 1e9;
     server_->observer_->OnRequestDone(request_.cmd, status, secs,
@@ -482,7 +513,13 @@ void Connection::ReplyFile(std::string head, int fd, uint64_t offset, uint64_t l
   if (!head.empty()) evbuffer_add(out_, head.data(), head.size());
   uint64_t file_len = len - head.size();
   if (file_len > 0) {
-    evbuffer_add_file(out_, fd, static_cast<ev_off_t>(offset), static_cast<ev_off_t>(file_len));
+    if (evbuffer_add_file(out_, fd, static_cast<ev_off_t>(offset),
+                          static_cast<ev_off_t>(file_len)) != 0) {
+      // The header announcing `len` bytes is queued: the stream cannot be kept in step.
+      close(fd);
+      DEPOT_LOG_ERROR("{}: cannot queue a file reply; closing", peer_);
+      return Abort();
+    }
   } else {
     close(fd);
   }

@@ -94,7 +94,11 @@ class FrameServer {
 
   // Binds and starts the loop threads. IOError when the address cannot be bound.
   Status Start();
-  // Stops accepting and closes every connection; returns when the loop threads have exited.
+  // Stops accepting and closes every connection; the loops keep running, so that work still
+  // in flight on other threads (disk threads) may post to them. Blocks until done.
+  void CloseAll();
+  // CloseAll(), then stops the loop threads; returns when they have exited. Call it only after
+  // everything that may post to the loops (disk threads) has finished.
   void Stop();
   int port() const { return port_; }
   int64_t connection_count() const { return connections_.load(); }
@@ -103,6 +107,7 @@ class FrameServer {
  private:
   friend class Connection;
   static void OnAccept(evconnlistener* l, int fd, sockaddr* addr, int socklen, void* arg);
+  static void OnAcceptError(evconnlistener* l, void* arg);
   void HandleAuth(const ConnectionPtr& conn, const proto::FrameHeader& h, std::string body);
   void SweepTimeouts(EventLoop* loop);
 
@@ -116,6 +121,7 @@ class FrameServer {
   std::atomic<int64_t> connections_{0};
   std::atomic<uint64_t> next_loop_{0};
   bool started_ = false;
+  bool closed_all_ = false;
   std::mutex conns_mu_;
   std::unordered_set<ConnectionPtr> conns_;  // GUARDED_BY(conns_mu_)
 };

@@ -37,19 +37,18 @@ mkdir -p "$mnt"
 fs_desc="fresh directory on $(df --output=fstype "$work" | tail -1) ($work)"
 mounted=0
 if ((loop)) && [[ $(id -u) -eq 0 ]]; then
-  truncate -s 12G "$work/fs.img"
-  if mkfs.ext4 -q -F "$work/fs.img" && mount -o loop "$work/fs.img" "$mnt"; then
+  # Sparse, and mounted with discard so that deleted files give their space back to the host.
+  truncate -s 32G "$work/fs.img"
+  if mkfs.ext4 -q -F "$work/fs.img" && mount -o loop,discard "$work/fs.img" "$mnt"; then
     mounted=1
-    fs_desc="fresh loop-mounted ext4 image (journaled, 12 GiB sparse)"
+    fs_desc="fresh loop-mounted ext4 image (journaled, 32 GiB sparse)"
   fi
 fi
 results=$work/results.jsonl
 : >"$results"
 
 cleanup() {
-  for m in $modes; do
-    "$ROOT/scripts/cluster.sh" down --dir "$mnt/cluster-$m" >/dev/null 2>&1 || true
-  done
+  "$ROOT/scripts/cluster.sh" down --dir "$mnt/cluster" >/dev/null 2>&1 || true
   if ((mounted)); then umount "$mnt" || true; fi
   rm -rf "$work"
 }
@@ -61,33 +60,42 @@ storaged_rss() {
   awk '/VmHWM/ {print $2}' "/proc/$pid/status"
 }
 
+# Every cell (mode, size, connections) gets a fresh cluster on an empty store: no run pays for
+# files or dirty pages another left behind.
 for mode in $modes; do
-  dir=$mnt/cluster-$mode
   durable_flag=()
   [[ $mode == on ]] && durable_flag=(--durable)
-  # Flush what the previous mode left dirty, so that no run pays for another's writeback.
-  sync
-  "$ROOT/scripts/cluster.sh" up --dir "$dir" --trackers 1 --groups 1 --per-group 1 \
-    --base-port "$base_port" "${durable_flag[@]}" --no-nginx >/dev/null
-  # shellcheck disable=SC1091
-  source "$dir/cluster.env"
-  export DEPOT_TRACKERS
+  peak_rss=0
   for size in $sizes; do
     # Enough files for a download working set and for deleting for the whole run.
     files=$((512 * 1024 * 1024 / size)); ((files > 20000)) && files=20000
     for c in $conns; do
+      dir=$mnt/cluster
+      rm -rf "$dir"
+      sync
+      "$ROOT/scripts/cluster.sh" up --dir "$dir" --trackers 1 --groups 1 --per-group 1 \
+        --base-port "$base_port" "${durable_flag[@]}" --no-nginx >/dev/null
+      # shellcheck disable=SC1091
+      source "$dir/cluster.env"
+      export DEPOT_TRACKERS
       for op in upload download delete; do
         for ((r = 1; r <= runs; r++)); do
-          out=$("$DEPOT" --json bench --op "$op" --size "$size" -c "$c" -d "$duration" --files "$files")
+          if ! out=$("$DEPOT" --json bench --op "$op" --size "$size" -c "$c" -d "$duration" --files "$files"); then
+            echo "protocol.sh: depot bench failed: $op size=$size c=$c durable=$mode" >&2
+            continue
+          fi
           echo "{\"durable\":\"$mode\",\"run\":$r,\"bench\":$out}" >>"$results"
-          echo "durable=$mode $(echo "$out" | /usr/bin/python3 -c 'import json,sys; j=json.load(sys.stdin); print("%s size=%d c=%d %.0f ops/s %.1f MB/s p50 %.3f ms p99 %.3f ms" % (j["op"], j["size"], j["connections"], j["ops_per_s"], j["mb_per_s"], j["p50_ms"], j["p99_ms"]))')" >&2
+          echo "durable=$mode $(echo "$out" | /usr/bin/python3 -c 'import json,sys; j=json.load(sys.stdin); print("%s size=%d c=%d %.0f ops/s %.1f MB/s p50 %.3f ms p99 %.3f ms errors %d" % (j["op"], j["size"], j["connections"], j["ops_per_s"], j["mb_per_s"], j["p50_ms"], j["p99_ms"], j["errors"]))')" >&2
         done
       done
+      rss=$(storaged_rss "$dir")
+      ((rss > peak_rss)) && peak_rss=$rss
+      "$ROOT/scripts/cluster.sh" down --dir "$dir" >/dev/null
     done
   done
-  echo "{\"durable\":\"$mode\",\"storaged_peak_rss_kb\":$(storaged_rss "$dir")}" >>"$results"
-  "$ROOT/scripts/cluster.sh" down --dir "$dir" >/dev/null
+  echo "{\"durable\":\"$mode\",\"storaged_peak_rss_kb\":$peak_rss}" >>"$results"
 done
+rm -rf "$mnt/cluster"
 
 /usr/bin/python3 - "$results" "$fs_desc" "$runs" "$duration" <<'PY'
 import json, statistics, sys
@@ -122,7 +130,10 @@ for op, size, c in keys:
         if mode == "off":
             line += " |"
     print(line)
+errs = [(k, sum(b["errors"] for b in bs)) for k, bs in rows.items()]
+errs = [(k, e) for k, e in errs if e]
 print()
+print("errors: " + (", ".join(f"{k[0]} {k[1]} c={k[2]} durable={k[3]}: {e}" for k, e in errs) if errs else "none"))
 for mode, kb in sorted(rss.items()):
     print(f"depot-storaged peak RSS (durable {mode}): {kb/1024:.1f} MiB")
 PY

@@ -70,8 +70,11 @@ void Download(StorageServer* s, const ConnectionPtr& conn, std::string body) {
       close(fd);
       return reply(0, std::move(data));
     }
-    posix_fadvise(fd, static_cast<off_t>(offset), static_cast<off_t>(std::min<uint64_t>(len, 8 << 20)),
-                  POSIX_FADV_WILLNEED);
+    // sendfile() runs on the loop thread: start reading the range into the page cache now, on
+    // this reader thread's time, so that the loop rarely waits for the disk (a cold read of a
+    // huge file past this window still can: see doc/architecture.md).
+    posix_fadvise(fd, static_cast<off_t>(offset),
+                  static_cast<off_t>(std::min<uint64_t>(len, 64 << 20)), POSIX_FADV_WILLNEED);
     posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
     conn->loop()->Post([conn, fd, offset, len] { conn->ReplyFile({}, fd, offset, len); });
   });

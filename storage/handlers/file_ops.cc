@@ -25,6 +25,7 @@ void Delete(StorageServer* s, const ConnectionPtr& conn, std::string body) {
   std::string full = p->FullPath(id->RelativePath());
   std::string meta_key = "m/" + id->RemoteName();
   p->writer().Submit([s, p, conn, full, meta_key] {
+    std::lock_guard<std::mutex> lock(s->MetaLock(meta_key));
     if (unlink(full.c_str()) != 0) {
       int err = errno;
       s->Count(proto::kCntDelete, false);

@@ -43,6 +43,7 @@ void SetMeta(StorageServer* s, const ConnectionPtr& conn, std::string body) {
   std::string full = p->FullPath(id->RelativePath());
   std::string key = "m/" + id->RemoteName();
   p->writer().Submit([s, conn, full, key, flag, meta = std::move(*meta)]() mutable {
+    std::lock_guard<std::mutex> lock(s->MetaLock(key));
     struct stat st;
     if (stat(full.c_str(), &st) != 0) {
       s->Count(proto::kCntSetMeta, false);

@@ -56,7 +56,9 @@ class UploadJob : public std::enable_shared_from_this<UploadJob> {
   void Abort() {
     std::lock_guard<std::mutex> l(mu_);
     aborted_ = true;
-    StorePath::Discard(&file_);
+    // While committing, file_ is empty (moved to the commit thread); the commit finishes and the
+    // file becomes an orphan nobody was told about, like any upload cut off after its last byte.
+    if (!committing_) StorePath::Discard(&file_);
   }
 
   void FailUnlocked(const ConnectionPtr& conn, const Status& s) {
@@ -108,9 +110,13 @@ class UploadJob : public std::enable_shared_from_this<UploadJob> {
       PostReply(conn, 0, std::move(out));
     };
     if (path_->durable()) {
+      std::lock_guard<std::mutex> l(mu_);
+      if (aborted_) return;  // the client went away: the pending file was discarded
+      committing_ = true;   // the file now belongs to the commit thread
       path_->Commit(std::move(file_), id.name, [self, done](Status s, StorePath::PendingFile f) {
         {
           std::lock_guard<std::mutex> l(self->mu_);
+          self->committing_ = false;
           self->file_ = std::move(f);
         }
         done(s);
@@ -119,6 +125,7 @@ class UploadJob : public std::enable_shared_from_this<UploadJob> {
       Status s;
       {
         std::lock_guard<std::mutex> l(mu_);
+        if (aborted_) return;
         s = path_->Publish(&file_, id.name);
       }
       done(s);
@@ -134,6 +141,7 @@ class UploadJob : public std::enable_shared_from_this<UploadJob> {
   uint32_t crc_ = 0;             // GUARDED_BY(mu_)
   uint64_t written_ = 0;         // GUARDED_BY(mu_)
   bool aborted_ = false;         // GUARDED_BY(mu_)
+  bool committing_ = false;      // GUARDED_BY(mu_): file_ is with the commit thread
 };
 
 class UploadStream : public net::BodyStream {
