@@ -7,12 +7,15 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <algorithm>
 #include <cstdio>
 #include <set>
+#include <vector>
 
 #include "common/base/fs.h"
 #include "common/base/hash.h"
 #include "common/base/logging.h"
+#include "common/proto/file_id.h"
 
 namespace depot::storage {
 
@@ -55,6 +58,7 @@ Status StorePath::Init() {
   }
   closedir(d);
   if (removed > 0) DEPOT_LOG_INFO("store path {}: removed {} unfinished uploads", root_, removed);
+  DEPOT_RETURN_IF_ERROR(RecoverRecentDirs());
   RefreshSpace();
   return Status::OK();
 }
@@ -144,51 +148,133 @@ void StorePath::Commit(PendingFile f, std::string name,
   commit_cv_.notify_one();
 }
 
+// Group commit with one syncfs per round. A round takes every upload that finished meanwhile,
+// names the files (linkat), calls syncfs once and then acknowledges them: an acknowledged upload
+// has its data and its name on disk.
+//
+// A crash between the naming and the sync may leave a name whose data did not reach the disk (a
+// short or zero-filled file) - but never an acknowledged one. Such files are found at start-up:
+// before the first file is named into a directory, that directory is recorded in `recent-dirs`
+// (written durably, after a syncfs that made every earlier name durable), and Init() checks every
+// file of the recorded directories against the size and CRC32 its name carries, removing the
+// ones that do not match. Directories rotate every kFilesPerDir files, so the record changes (one
+// extra sync) once per hundred uploads, and recovery reads a few hundred files at most.
 void StorePath::CommitLoop() {
-  // Group commit, pipelined. Each round takes every upload that finished meanwhile and makes one
-  // syncfs, which makes durable both the data of this round's files and the names given in the
-  // previous round. Then the previous round is acknowledged (data and name are on disk) and this
-  // round's files get their names (their data is on disk). A file is thus named only after its
-  // data is durable, and acknowledged only after its name is: a crash leaves either a whole
-  // named file or an unnamed inode (freed by the filesystem) / a temp file (removed at start-up).
-  // One sync per round instead of two doubles what a round of syncs can carry.
   std::string data_dir = root_ + "/data";
   int dir_fd = -1;
-  std::vector<PendingCommit> named;  // named last round, waiting for a sync
-  std::vector<Status> named_status;
+  std::set<int> recent;  // directories listed in recent-dirs
   for (;;) {
     std::vector<PendingCommit> batch;
     {
       std::unique_lock<std::mutex> l(commit_mu_);
-      if (named.empty()) {
-        commit_cv_.wait(l, [this] { return commit_stop_ || !commits_.empty(); });
-        if (commits_.empty()) break;
-      }
+      commit_cv_.wait(l, [this] { return commit_stop_ || !commits_.empty(); });
+      if (commits_.empty()) break;
       batch.swap(commits_);
     }
-    Status sync_status;
     // Opened here, not before the loop: the thread starts before Init() creates data/.
     if (dir_fd < 0) dir_fd = open(data_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dir_fd < 0 || syncfs(dir_fd) != 0) {
-      sync_status = Status::FromErrno(dir_fd < 0 ? EBADF : errno, "syncfs", data_dir);
+    auto sync = [&]() -> Status {
+      if (dir_fd < 0 || syncfs(dir_fd) != 0) {
+        return Status::FromErrno(dir_fd < 0 ? EBADF : errno, "syncfs", data_dir);
+      }
+      return Status::OK();
+    };
+    Status s;
+    std::set<int> dirs;
+    for (const auto& c : batch) dirs.insert(c.file.dir1 * 256 + c.file.dir2);
+    if (!std::includes(recent.begin(), recent.end(), dirs.begin(), dirs.end())) {
+      // Every name given so far becomes durable, so the old directories need no check any more.
+      s = sync();
+      if (s.ok()) s = WriteRecentDirs(dirs);
+      if (s.ok()) recent = dirs;
     }
-    for (size_t i = 0; i < named.size(); ++i) {
-      Status s = named_status[i].ok() ? sync_status : named_status[i];
-      named[i].done(s, std::move(named[i].file));
+    std::vector<Status> results(batch.size(), s);
+    bool any = false;
+    for (size_t i = 0; i < batch.size() && s.ok(); ++i) {
+      results[i] = Publish(&batch[i].file, batch[i].name);
+      any = any || results[i].ok();
     }
-    named.clear();
-    named_status.clear();
-    for (auto& c : batch) {
-      Status s = sync_status.ok() ? Publish(&c.file, c.name) : sync_status;
-      if (s.ok() || sync_status.ok()) {
-        named_status.push_back(s);
-        named.push_back(std::move(c));
-      } else {
-        c.done(s, std::move(c.file));
+    if (any) {
+      Status synced = sync();
+      for (auto& r : results) {
+        if (r.ok()) r = synced;
+      }
+    }
+    for (size_t i = 0; i < batch.size(); ++i) batch[i].done(results[i], std::move(batch[i].file));
+  }
+  // Clean stop: everything named is made durable, so no check is needed at the next start.
+  if (dir_fd >= 0) {
+    if (syncfs(dir_fd) == 0) unlink((root_ + "/recent-dirs").c_str());
+    close(dir_fd);
+  }
+}
+
+Status StorePath::WriteRecentDirs(const std::set<int>& dirs) {
+  std::string text;
+  char buf[8];
+  for (int d : dirs) {
+    std::snprintf(buf, sizeof buf, "%02X/%02X\n", d / 256, d % 256);
+    text += buf;
+  }
+  return WriteFileAtomic(root_ + "/recent-dirs", text, /*durable=*/true);
+}
+
+Status StorePath::RecoverRecentDirs() {
+  std::string list_path = root_ + "/recent-dirs";
+  if (access(list_path.c_str(), F_OK) != 0) return Status::OK();
+  DEPOT_ASSIGN_OR_RETURN(std::string list, ReadSmallFile(list_path, 1 << 16));
+  int checked = 0, removed = 0;
+  size_t pos = 0;
+  while (pos < list.size()) {
+    size_t nl = list.find('\n', pos);
+    if (nl == std::string::npos) nl = list.size();
+    std::string rel = list.substr(pos, nl - pos);  // "XX/YY"
+    pos = nl + 1;
+    if (rel.size() != 5 || rel[2] != '/') continue;  // a torn list: ignore the line
+    std::string dir = root_ + "/data/" + rel;
+    DIR* d = opendir(dir.c_str());
+    if (d == nullptr) continue;
+    std::vector<std::string> names;
+    while (dirent* e = readdir(d)) {
+      if (e->d_name[0] != '.') names.push_back(e->d_name);
+    }
+    closedir(d);
+    for (const auto& name : names) {
+      auto id = proto::ParseRemoteName("recover", "M00/" + rel + "/" + name);
+      if (!id.ok() || id->IsAppender() || id->IsTrunk()) continue;
+      std::string path = dir + "/" + name;
+      ++checked;
+      if (!FileMatches(path, proto::SizeFromWord(id->fields.size_word), id->fields.crc32)) {
+        DEPOT_LOG_WARN("store path {}: removing {} (named but never acknowledged before a crash: "
+                       "its content does not match its name)", root_, path);
+        unlink(path.c_str());
+        ++removed;
       }
     }
   }
-  if (dir_fd >= 0) close(dir_fd);
+  DEPOT_LOG_INFO("store path {}: crash recovery checked {} recent files, removed {}", root_, checked,
+                 removed);
+  return Status::OK();
+}
+
+bool StorePath::FileMatches(const std::string& path, uint64_t size, uint32_t crc) {
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  struct stat st;
+  if (fstat(fd, &st) != 0 || static_cast<uint64_t>(st.st_size) != size) {
+    close(fd);
+    return false;
+  }
+  uint32_t c = 0;
+  std::vector<char> buf(1 << 20);
+  for (;;) {
+    ssize_t n = read(fd, buf.data(), buf.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    c = Crc32Update(c, buf.data(), static_cast<size_t>(n));
+  }
+  close(fd);
+  return c == crc;
 }
 
 void StorePath::RefreshSpace() {

@@ -13,6 +13,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <utility>
@@ -95,6 +96,12 @@ class StorePath {
   };
   Status EnsureDir(int dir1, int dir2);
   void CommitLoop();
+  // recent-dirs: the write directories whose names may be durable before their data.
+  Status WriteRecentDirs(const std::set<int>& dirs);
+  // At start-up, after a crash: removes files of those directories that do not match the size
+  // and CRC32 in their names.
+  Status RecoverRecentDirs();
+  static bool FileMatches(const std::string& path, uint64_t size, uint32_t crc);
 
   int index_;
   std::string root_;

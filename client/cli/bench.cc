@@ -46,7 +46,8 @@ std::vector<std::string> Prepare(Client& c, const BenchOptions& b, const std::st
   UploadOptions o;
   o.group = b.group;
   o.ext = "bin";
-  for (int t = 0; t < b.connections; ++t) {
+  // Preparing is not measured: use at least 8 connections for it.
+  for (int t = 0; t < std::max(8, b.connections); ++t) {
     threads.emplace_back([&] {
       while (next++ < n) {
         auto id = c.UploadBuffer(payload, o);

@@ -67,8 +67,10 @@ for mode in $modes; do
   [[ $mode == on ]] && durable_flag=(--durable)
   peak_rss=0
   for size in $sizes; do
-    # Enough files for a download working set and for deleting for the whole run.
-    files=$((512 * 1024 * 1024 / size)); ((files > 20000)) && files=20000
+    # A download working set, and enough files to delete for the whole run.
+    dl_files=$((256 * 1024 * 1024 / size)); ((dl_files > 2000)) && dl_files=2000
+    del_files=$((512 * 1024 * 1024 / size)); ((del_files > 20000)) && del_files=20000
+    [[ $mode == on ]] && ((del_files > 6000)) && del_files=6000
     for c in $conns; do
       dir=$mnt/cluster
       rm -rf "$dir"
@@ -80,6 +82,8 @@ for mode in $modes; do
       export DEPOT_TRACKERS
       for op in upload download delete; do
         for ((r = 1; r <= runs; r++)); do
+          files=$dl_files
+          [[ $op == delete ]] && files=$del_files
           if ! out=$("$DEPOT" --json bench --op "$op" --size "$size" -c "$c" -d "$duration" --files "$files"); then
             echo "protocol.sh: depot bench failed: $op size=$size c=$c durable=$mode" >&2
             continue
