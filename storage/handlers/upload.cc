@@ -1,7 +1,8 @@
 // Upload (11): path_index1 + size8 + ext6 + the bytes; reply group16 + remote name.
-// The body streams in chunks to a temp file on the store path's writer threads; the CRC32 is
-// computed on the way; at the end the file is renamed into data/XX/YY/<name> (after a group
-// commit when durable_writes is on) and only then acknowledged.
+// The body streams in chunks to an unnamed file (O_TMPFILE) in the current write directory, on
+// the store path's writer threads; the CRC32 is computed on the way; at the end the file is
+// named data/XX/YY/<name> with linkat (in a group commit when durable_writes is on) and only then
+// acknowledged.
 #include <fcntl.h>
 #include <unistd.h>
 
