@@ -42,23 +42,31 @@ Status TrackerServer::Start() {
   RegisterClientQueries(this, server_.get());
   RegisterMonitor(this, server_.get());
   RegisterStorageChannel(this, server_.get());
-  DEPOT_RETURN_IF_ERROR(server_->Start());
-
   timer_loop_ = std::make_unique<net::EventLoop>();
   timer_loop_->RunEvery(1000, [this] { cluster_->ExpireStale(UnixSeconds()); });
   timer_loop_->Start();
+  DEPOT_RETURN_IF_ERROR(server_->Start());
   DEPOT_LOG_INFO("tracker listening on {}:{} (metrics port {})", config_.bind_addr,
                  server_->port(), metrics_port());
   return Status::OK();
 }
 
+void TrackerServer::PersistMember(const proto::JoinInfo& info) {
+  timer_loop_->Post([this, info] {
+    Status s = store_->PutMember(info);
+    if (!s.ok()) DEPOT_LOG_ERROR("cannot persist member {}:{}: {}", info.ip, info.port, s.ToString());
+  });
+}
+
 void TrackerServer::Stop() {
+  // Handlers first (they post to the timer loop), then the timer loop (it runs what was posted
+  // before it stops), then the state store it writes to.
+  if (server_) server_->Stop();
   if (timer_loop_) {
     timer_loop_->Stop();
     timer_loop_->Join();
     timer_loop_.reset();
   }
-  if (server_) server_->Stop();
   store_.reset();
 }
 

@@ -23,7 +23,8 @@ class TrackerServer {
   int metrics_port() const { return metrics_ ? metrics_->port() : 0; }
 
   ClusterMap& cluster() { return *cluster_; }
-  StateStore& store() { return *store_; }
+  // Persists a member's join info off the network loops (a synced LevelDB write).
+  void PersistMember(const proto::JoinInfo& info);
   const TrackerConfig& config() const { return config_; }
 
  private:

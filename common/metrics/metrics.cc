@@ -54,13 +54,18 @@ RpcMetrics::RpcMetrics(prometheus::Registry& registry, const std::string& daemon
                        .Add({})) {}
 
 prometheus::Counter* RpcMetrics::RequestCounter(uint8_t cmd, uint8_t status) {
-  // Status is bucketed by value to keep the array small: 0, 2 (ENOENT), 22 (EINVAL), other.
-  int cls = status == 0 ? 0 : status == 2 ? 1 : status == 22 ? 2 : 3;
-  auto& slot = counters_[cmd * 4 + cls];
-  prometheus::Counter* c = slot.load(std::memory_order_acquire);
-  if (c != nullptr && cls != 3) return c;
+  // The common statuses (0, 2 ENOENT, 22 EINVAL) are cached per command so that the hot path
+  // takes no lock; any other status goes through the family (a map lookup under its lock).
+  int cls = status == 0 ? 0 : status == 2 ? 1 : status == 22 ? 2 : -1;
+  if (cls >= 0) {
+    prometheus::Counter* c = counters_[cmd * 3 + cls].load(std::memory_order_acquire);
+    if (c != nullptr) return c;
+  }
   std::lock_guard<std::mutex> l(mu_);
-  return &requests_.Add({{"cmd", std::to_string(cmd)}, {"status", std::to_string(status)}});
+  prometheus::Counter* c =
+      &requests_.Add({{"cmd", std::to_string(cmd)}, {"status", std::to_string(status)}});
+  if (cls >= 0) counters_[cmd * 3 + cls].store(c, std::memory_order_release);
+  return c;
 }
 
 prometheus::Histogram* RpcMetrics::Latency(uint8_t cmd) {
@@ -78,10 +83,7 @@ prometheus::Histogram* RpcMetrics::Latency(uint8_t cmd) {
 
 void RpcMetrics::OnRequestDone(uint8_t cmd, uint8_t status, double seconds, uint64_t bytes_in,
                                uint64_t bytes_out) {
-  prometheus::Counter* c = RequestCounter(cmd, status);
-  int cls = status == 0 ? 0 : status == 2 ? 1 : status == 22 ? 2 : 3;
-  if (cls != 3) counters_[cmd * 4 + cls].store(c, std::memory_order_release);
-  c->Increment();
+  RequestCounter(cmd, status)->Increment();
   Latency(cmd)->Observe(seconds);
   bytes_in_.Increment(static_cast<double>(bytes_in));
   bytes_out_.Increment(static_cast<double>(bytes_out));

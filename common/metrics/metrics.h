@@ -59,7 +59,7 @@ class RpcMetrics : public net::ServerObserver {
   prometheus::Counter& bytes_out_;
   prometheus::Gauge& connections_;
   std::mutex mu_;
-  std::array<std::atomic<prometheus::Counter*>, 256 * 4> counters_{};  // [cmd][status class]
+  std::array<std::atomic<prometheus::Counter*>, 256 * 3> counters_{};  // [cmd][0, 2, 22]
   std::array<std::atomic<prometheus::Histogram*>, 256> histograms_{};
 };
 

@@ -23,8 +23,7 @@ void Join(TrackerServer* t, const ConnectionPtr& c, const FrameHeader&, std::str
   auto joined = t->cluster().Join(*info, UnixSeconds(), &seq);
   if (!joined.ok()) return c->ReplyStatus(joined.status());
   std::string id = *joined;
-  Status s = t->store().PutMember(*info);
-  if (!s.ok()) DEPOT_LOG_ERROR("cannot persist member {}: {}", id, s.ToString());
+  t->PersistMember(*info);
   DEPOT_LOG_INFO("storage {} joined group {} ({} store paths)", id, info->group,
                  info->store_path_count);
   // The storage keeps this connection for its heartbeats: when it drops, the storage is gone
