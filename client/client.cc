@@ -10,6 +10,7 @@
 #include "common/base/fs.h"
 #include "common/net/blocking_conn.h"
 #include "common/proto/file_id.h"
+#include "common/proto/metadata.h"
 #include "common/proto/protocol.h"
 #include "common/proto/stat_records.h"
 
@@ -204,16 +205,8 @@ class Client::Impl {
 
   Status SetMetaOn(const StorageNode& node, const ParsedId& p,
                    const std::map<std::string, std::string>& meta, bool merge) {
-    std::string m;
-    for (const auto& [k, v] : meta) {
-      if (k.empty() || k.size() > proto::kMaxMetaKeyLen || v.size() > proto::kMaxMetaValueLen ||
-          k.find_first_of("\x01\x02") != std::string::npos ||
-          v.find_first_of("\x01\x02") != std::string::npos) {
-        return Status::InvalidArgument("metadata key must be 1-64 bytes and value at most 256:", k);
-      }
-      if (!m.empty()) m.push_back('\x01');
-      m += k + '\x02' + v;
-    }
+    for (const auto& [k, v] : meta) DEPOT_RETURN_IF_ERROR(proto::ValidateMetaEntry(k, v));
+    std::string m = proto::EncodeMeta(meta);
     std::string remote = p.id.RemoteName();
     std::string body;
     proto::AppendU64(&body, remote.size());
@@ -382,17 +375,9 @@ Result<std::map<std::string, std::string>> Client::GetMeta(const std::string& fi
   DEPOT_ASSIGN_OR_RETURN(net::Reply r, impl_->SmallCall(node.ip, node.port, proto::kStorageGetMeta,
                                                         p.group_and_name, 4 << 20));
   DEPOT_RETURN_IF_ERROR(proto::WireToStatus(r.status, "get metadata of " + file_id));
-  std::map<std::string, std::string> out;
-  size_t pos = 0;
-  while (pos < r.body.size()) {
-    size_t end = r.body.find('\x01', pos);
-    if (end == std::string::npos) end = r.body.size();
-    std::string rec = r.body.substr(pos, end - pos);
-    size_t sep = rec.find('\x02');
-    if (sep != std::string::npos) out[rec.substr(0, sep)] = rec.substr(sep + 1);
-    pos = end + 1;
-  }
-  return out;
+  auto meta = proto::ParseMeta(r.body);
+  if (!meta.ok()) return Status::Corruption("metadata reply:", meta.status().message());
+  return std::move(*meta);
 }
 
 Status Client::SetMeta(const std::string& file_id, const std::map<std::string, std::string>& meta,

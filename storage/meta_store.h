@@ -10,6 +10,7 @@
 #include <string>
 
 #include "common/base/status.h"
+#include "common/proto/metadata.h"
 
 namespace leveldb {
 class DB;
@@ -17,12 +18,10 @@ class DB;
 
 namespace depot::storage {
 
-using MetaMap = std::map<std::string, std::string>;
-
-// Parses FastDFS metadata bytes. InvalidArgument on a key over 64 bytes, a value over 256, an
-// empty key or a record without the \x02 separator.
-Result<MetaMap> ParseMeta(std::string_view bytes);
-std::string EncodeMeta(const MetaMap& meta);
+// The metadata codec lives in common/proto/metadata.h (clients use it too).
+using proto::EncodeMeta;
+using proto::MetaMap;
+using proto::ParseMeta;
 
 class MetaStore {
  public:

@@ -502,6 +502,11 @@ void Connection::Reply(uint8_t status, std::string_view body) {
   FinishRequest(body.size(), status);
 }
 
+void Connection::PostReply(uint8_t status, std::string body) {
+  auto self = shared_from_this();
+  loop_->Post([self, status, body = std::move(body)] { self->Reply(status, body); });
+}
+
 void Connection::ReplyFile(std::string head, int fd, uint64_t offset, uint64_t len) {
   if (closed_ || !attached_) {
     close(fd);

@@ -134,6 +134,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // All of these must run on loop(). Reply* ends the current request.
   void Reply(uint8_t status, std::string_view body = {});
   void ReplyStatus(const Status& s) { Reply(proto::StatusToWire(s)); }
+  // Reply() from any thread (a disk thread): posted to the connection's loop.
+  void PostReply(uint8_t status, std::string body = {});
   // Sends a success header announcing `len` bytes, then `head` (already in memory) followed by
   // `len - head.size()` bytes of `fd` from `offset` via sendfile. Takes ownership of fd.
   void ReplyFile(std::string head, int fd, uint64_t offset, uint64_t len);

@@ -82,32 +82,4 @@ std::string_view TrimFixed(std::string_view field) {
   return nul == std::string_view::npos ? field : field.substr(0, nul);
 }
 
-Status Reader::U64(uint64_t* out, const char* field) {
-  if (remaining() < 8) return Status::InvalidArgument("body too short for field", field);
-  *out = GetU64(data_.data() + pos_);
-  pos_ += 8;
-  return Status::OK();
-}
-
-Status Reader::U8(uint8_t* out, const char* field) {
-  if (remaining() < 1) return Status::InvalidArgument("body too short for field", field);
-  *out = static_cast<uint8_t>(data_[pos_]);
-  pos_ += 1;
-  return Status::OK();
-}
-
-Status Reader::Fixed(size_t width, std::string* out, const char* field) {
-  if (remaining() < width) return Status::InvalidArgument("body too short for field", field);
-  *out = std::string(TrimFixed(data_.substr(pos_, width)));
-  pos_ += width;
-  return Status::OK();
-}
-
-Status Reader::Raw(size_t n, std::string_view* out, const char* field) {
-  if (remaining() < n) return Status::InvalidArgument("body too short for field", field);
-  *out = data_.substr(pos_, n);
-  pos_ += n;
-  return Status::OK();
-}
-
 }  // namespace depot::proto

@@ -133,25 +133,4 @@ void AppendU64(std::string* out, uint64_t v);
 // Text of a NUL-padded field, up to the first NUL.
 std::string_view TrimFixed(std::string_view field);
 
-// Cursor over a received body. Every read checks the remaining length; a short body is
-// InvalidArgument naming the field.
-class Reader {
- public:
-  explicit Reader(std::string_view data) : data_(data) {}
-  Status U64(uint64_t* out, const char* field);
-  Status U8(uint8_t* out, const char* field);
-  Status Fixed(size_t width, std::string* out, const char* field);
-  Status Raw(size_t n, std::string_view* out, const char* field);
-  std::string_view Rest() {
-    std::string_view r = data_.substr(pos_);
-    pos_ = data_.size();
-    return r;
-  }
-  size_t remaining() const { return data_.size() - pos_; }
-
- private:
-  std::string_view data_;
-  size_t pos_ = 0;
-};
-
 }  // namespace depot::proto

@@ -133,51 +133,6 @@ TEST(FixedFieldTest, AppendFixedPadsAndTruncates) {
   EXPECT_EQ(TrimFixed(std::string_view("ab\0cd", 5)), "ab");
 }
 
-TEST(ReaderTest, ReadsFieldsInOrder) {
-  std::string body;
-  AppendFixed(&body, "group1", 16);
-  AppendU64(&body, 23000);
-  body.push_back('\x07');
-  body += "rest";
-  Reader r(body);
-  std::string group;
-  uint64_t port = 0;
-  uint8_t st = 0;
-  std::string_view raw;
-  ASSERT_TRUE(r.Fixed(16, &group, "group").ok());
-  EXPECT_EQ(group, "group1");
-  ASSERT_TRUE(r.U64(&port, "port").ok());
-  EXPECT_EQ(port, 23000u);
-  ASSERT_TRUE(r.U8(&st, "status").ok());
-  EXPECT_EQ(st, 7);
-  EXPECT_EQ(r.remaining(), 4u);
-  ASSERT_TRUE(r.Raw(2, &raw, "two").ok());
-  EXPECT_EQ(raw, "re");
-  EXPECT_EQ(r.Rest(), "st");
-  EXPECT_EQ(r.remaining(), 0u);
-  EXPECT_EQ(r.Rest(), "");
-}
-
-TEST(ReaderTest, ShortBodyIsInvalidArgumentNamingTheField) {
-  std::string seven(7, '\x01');
-  Reader r(seven);
-  uint64_t v = 99;
-  Status s = r.U64(&v, "file_size");
-  EXPECT_TRUE(s.IsInvalidArgument());
-  EXPECT_NE(s.message().find("file_size"), std::string::npos) << s.message();
-  EXPECT_EQ(v, 99u);
-  EXPECT_EQ(r.remaining(), 7u);  // a failed read consumes nothing
-
-  std::string f;
-  EXPECT_TRUE(r.Fixed(8, &f, "group").IsInvalidArgument());
-  std::string_view raw;
-  EXPECT_TRUE(r.Raw(8, &raw, "data").IsInvalidArgument());
-  EXPECT_TRUE(r.Raw(7, &raw, "data").ok());
-  uint8_t b = 0;
-  EXPECT_TRUE(r.U8(&b, "status").IsInvalidArgument());
-  EXPECT_TRUE(Reader("").U8(&b, "status").IsInvalidArgument());
-}
-
 // Records captured from FastDFS 6.16.1 (shared/fastdfs-vectors/stat-records.txt, vector 32).
 const char kGroupRecordHex[] =
     "67726f75703100000000000000000000000000000000009c4d0000000000008cc10000000000001f42000000"

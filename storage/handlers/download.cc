@@ -29,18 +29,15 @@ void Download(StorageServer* s, const ConnectionPtr& conn, std::string body) {
   StorePath* p = *path;
   std::string full = p->FullPath(id->RelativePath());
   p->reader().Submit([s, conn, full, offset, length] {
-    auto reply = [conn](uint8_t st, std::string b = {}) {
-      conn->loop()->Post([conn, st, b = std::move(b)] { conn->Reply(st, b); });
-    };
     int fd = open(full.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
       s->Count(proto::kCntDownload, false);
-      return reply(errno == ENOENT ? ENOENT : EIO);
+      return conn->PostReply(errno == ENOENT ? ENOENT : EIO);
     }
     struct stat st;
     if (fstat(fd, &st) != 0) {
       close(fd);
-      return reply(EIO);
+      return conn->PostReply(EIO);
     }
     uint64_t size = static_cast<uint64_t>(st.st_size);
     // FastDFS answers EINVAL for an offset at or past the end; Depot serves an empty file's
@@ -49,7 +46,7 @@ void Download(StorageServer* s, const ConnectionPtr& conn, std::string body) {
         static_cast<int64_t>(offset) < 0 || static_cast<int64_t>(length) < 0) {
       close(fd);
       s->Count(proto::kCntDownload, false);
-      return reply(EINVAL);
+      return conn->PostReply(EINVAL);
     }
     uint64_t len = size - offset;
     if (length > 0 && length < len) len = length;
@@ -63,12 +60,12 @@ void Download(StorageServer* s, const ConnectionPtr& conn, std::string body) {
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) {
           close(fd);
-          return reply(EIO);
+          return conn->PostReply(EIO);
         }
         got += static_cast<uint64_t>(n);
       }
       close(fd);
-      return reply(0, std::move(data));
+      return conn->PostReply(0, std::move(data));
     }
     // sendfile() runs on the loop thread: start reading the range into the page cache now, on
     // this reader thread's time, so that the loop rarely waits for the disk (a cold read of a

@@ -12,10 +12,6 @@ namespace {
 using net::ConnectionPtr;
 using proto::FrameHeader;
 
-void PostReply(const ConnectionPtr& conn, uint8_t status, std::string body = {}) {
-  conn->loop()->Post([conn, status, body = std::move(body)] { conn->Reply(status, body); });
-}
-
 void Delete(StorageServer* s, const ConnectionPtr& conn, std::string body) {
   auto id = ParseGroupAndName(s, body);
   if (!id.ok()) return conn->Reply(EINVAL);
@@ -29,14 +25,14 @@ void Delete(StorageServer* s, const ConnectionPtr& conn, std::string body) {
     if (unlink(full.c_str()) != 0) {
       int err = errno;
       s->Count(proto::kCntDelete, false);
-      return PostReply(conn, err == ENOENT ? ENOENT : EIO);
+      return conn->PostReply(err == ENOENT ? ENOENT : EIO);
     }
     Status st = s->meta().Delete(meta_key);
     if (st.ok() && p->durable()) st = FsyncDir(DirName(full));
     if (!st.ok()) DEPOT_LOG_WARN("delete {}: {}", full, st.ToString());
     s->Count(proto::kCntDelete, true);
     s->TouchSourceUpdate();
-    PostReply(conn, 0);
+    conn->PostReply(0);
   });
 }
 
@@ -54,7 +50,7 @@ void QueryInfo(StorageServer* s, const ConnectionPtr& conn, const FrameHeader& h
   proto::FileId fid = *id;
   p->reader().Submit([conn, full, fid, flags] {
     struct stat st;
-    if (stat(full.c_str(), &st) != 0) return PostReply(conn, errno == ENOENT ? ENOENT : EIO);
+    if (stat(full.c_str(), &st) != 0) return conn->PostReply(errno == ENOENT ? ENOENT : EIO);
     std::string out;
     proto::AppendU64(&out, static_cast<uint64_t>(st.st_size));
     proto::AppendU64(&out, fid.fields.create_time);
@@ -62,7 +58,7 @@ void QueryInfo(StorageServer* s, const ConnectionPtr& conn, const FrameHeader& h
     int64_t crc = (flags & 1) ? 0 : static_cast<int32_t>(fid.fields.crc32);
     proto::AppendU64(&out, static_cast<uint64_t>(crc));
     proto::AppendFixed(&out, proto::IpToString(fid.fields.source_ip), proto::kIpLen);
-    PostReply(conn, 0, std::move(out));
+    conn->PostReply(0, std::move(out));
   });
 }
 

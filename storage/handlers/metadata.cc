@@ -14,10 +14,6 @@ using proto::FrameHeader;
 
 constexpr uint64_t kMaxMetaBytes = 1 << 20;
 
-void PostReply(const ConnectionPtr& conn, uint8_t status, std::string body = {}) {
-  conn->loop()->Post([conn, status, body = std::move(body)] { conn->Reply(status, body); });
-}
-
 void SetMeta(StorageServer* s, const ConnectionPtr& conn, std::string body) {
   constexpr size_t kFixed = 8 + 8 + 1 + proto::kGroupNameLen;
   if (body.size() < kFixed) return conn->Reply(EINVAL);
@@ -47,11 +43,11 @@ void SetMeta(StorageServer* s, const ConnectionPtr& conn, std::string body) {
     struct stat st;
     if (stat(full.c_str(), &st) != 0) {
       s->Count(proto::kCntSetMeta, false);
-      return PostReply(conn, ENOENT);
+      return conn->PostReply(ENOENT);
     }
     if (flag == 'M') {
       auto old = s->meta().Get(key);
-      if (!old.ok()) return PostReply(conn, EIO);
+      if (!old.ok()) return conn->PostReply(EIO);
       if (*old) {
         auto merged = ParseMeta(**old);
         if (merged.ok()) {
@@ -63,7 +59,7 @@ void SetMeta(StorageServer* s, const ConnectionPtr& conn, std::string body) {
     Status r = meta.empty() ? s->meta().Delete(key) : s->meta().Put(key, EncodeMeta(meta));
     s->Count(proto::kCntSetMeta, r.ok());
     if (r.ok()) s->TouchSourceUpdate();
-    PostReply(conn, proto::StatusToWire(r));
+    conn->PostReply(proto::StatusToWire(r));
   });
 }
 
@@ -79,13 +75,13 @@ void GetMeta(StorageServer* s, const ConnectionPtr& conn, std::string body) {
     struct stat st;
     if (stat(full.c_str(), &st) != 0) {
       s->Count(proto::kCntGetMeta, false);
-      return PostReply(conn, ENOENT);
+      return conn->PostReply(ENOENT);
     }
     auto v = s->meta().Get(key);
-    if (!v.ok()) return PostReply(conn, EIO);
+    if (!v.ok()) return conn->PostReply(EIO);
     s->Count(proto::kCntGetMeta, v->has_value());
-    if (!*v) return PostReply(conn, ENOENT);
-    PostReply(conn, 0, std::move(**v));
+    if (!*v) return conn->PostReply(ENOENT);
+    conn->PostReply(0, std::move(**v));
   });
 }
 

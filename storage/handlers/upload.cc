@@ -22,10 +22,6 @@ using proto::FrameHeader;
 
 constexpr size_t kUploadPrefix = 1 + 8 + proto::kExtLen;
 
-void PostReply(const ConnectionPtr& conn, uint8_t status, std::string body = {}) {
-  conn->loop()->Post([conn, status, body = std::move(body)] { conn->Reply(status, body); });
-}
-
 // One upload in progress. Shared between the loop (stream) and the disk threads; mu_ orders the
 // disk work of one upload when a path has several writer threads.
 class UploadJob : public std::enable_shared_from_this<UploadJob> {
@@ -80,7 +76,7 @@ class UploadJob : public std::enable_shared_from_this<UploadJob> {
     DEPOT_LOG_WARN("upload from {} failed: {}", conn->peer(), s.ToString());
     server_->Count(proto::kCntUpload, false);
     StorePath::Discard(&file_);
-    PostReply(conn, proto::StatusToWire(s));
+    conn->PostReply(proto::StatusToWire(s));
   }
 
   void Publish(const ConnectionPtr& conn, int attempt) {
@@ -108,7 +104,7 @@ class UploadJob : public std::enable_shared_from_this<UploadJob> {
       std::string out;
       proto::AppendFixed(&out, id.group, proto::kGroupNameLen);
       out += id.RemoteName();
-      PostReply(conn, 0, std::move(out));
+      conn->PostReply(0, std::move(out));
     };
     if (path_->durable()) {
       std::lock_guard<std::mutex> l(mu_);

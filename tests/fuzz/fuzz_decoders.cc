@@ -6,26 +6,19 @@
 #include "common/proto/internal.h"
 #include "common/proto/protocol.h"
 #include "common/proto/stat_records.h"
-#include "storage/meta_store.h"
+#include "common/proto/metadata.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string_view in(reinterpret_cast<const char*>(data), size);
   if (size >= depot::proto::kHeaderSize) (void)depot::proto::DecodeHeader(in.data());
-  depot::proto::Reader r(in);
-  uint64_t v;
-  std::string s;
-  std::string_view raw;
-  (void)r.U64(&v, "a");
-  (void)r.Fixed(16, &s, "b");
-  (void)r.Raw(v & 0xFFFF, &raw, "c");
   (void)depot::proto::DecodeGroupStats(in);
   (void)depot::proto::DecodeStorageStats(in);
   (void)depot::proto::DecodeJoin(in);
   (void)depot::proto::DecodeHeartbeat(in);
   (void)depot::proto::DecodeHeartbeatReply(in);
-  auto meta = depot::storage::ParseMeta(in);
+  auto meta = depot::proto::ParseMeta(in);
   if (meta.ok()) {
-    auto again = depot::storage::ParseMeta(depot::storage::EncodeMeta(*meta));
+    auto again = depot::proto::ParseMeta(depot::proto::EncodeMeta(*meta));
     if (!again.ok() || *again != *meta) __builtin_trap();
   }
   return 0;
