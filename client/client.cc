@@ -6,6 +6,8 @@
 
 #include <atomic>
 
+#include <nlohmann/json.hpp>
+
 #include "common/base/conf.h"
 #include "common/base/fs.h"
 #include "common/net/blocking_conn.h"
@@ -27,6 +29,7 @@ Result<ClientOptions> LoadClientOptions(const std::string& path) {
   b.Repeated("tracker_server", &o.trackers);
   b.Seconds("connect_timeout", &connect_s, 1, 600);
   b.Seconds("network_timeout", &network_s, 1, 3600);
+  b.String("cluster_secret", &o.cluster_secret);
   for (const auto& t : o.trackers) {
     std::string h;
     int p;
@@ -62,6 +65,8 @@ class Client::Impl {
  public:
   explicit Impl(ClientOptions o)
       : opt_(std::move(o)), pool_(opt_.connect_timeout_ms, opt_.network_timeout_ms) {}
+
+  const ClientOptions& options() const { return opt_; }
 
   Status Init() {
     if (opt_.trackers.empty()) return Status::InvalidArgument("no tracker configured");
@@ -235,6 +240,8 @@ Result<std::unique_ptr<Client>> Client::Create(ClientOptions options) {
   return std::unique_ptr<Client>(new Client(std::move(impl)));
 }
 
+const ClientOptions& Client::options() const { return impl_->options(); }
+
 Result<StorageNode> Client::QueryStore(const std::string& group) {
   return impl_->QueryStore(group);
 }
@@ -388,6 +395,70 @@ Status Client::SetMeta(const std::string& file_id, const std::map<std::string, s
 }
 
 Result<std::vector<GroupStatus>> Client::ClusterStatus() {
+  // Depot trackers answer the JSON status (with replication); FastDFS ones only 91/92.
+  auto js = impl_->TrackerCall(proto::kDepotClusterStatus, {}, 16 << 20);
+  if (js.ok() && js->status == 0) {
+    using nlohmann::json;
+    json doc = json::parse(js->body, nullptr, /*allow_exceptions=*/false);
+    if (doc.is_object() && doc.contains("groups") && doc["groups"].is_array()) {
+      std::vector<GroupStatus> out;
+      auto i64 = [](const json& j, const char* k) -> int64_t {
+        auto it = j.find(k);
+        return it != j.end() && it->is_number_integer() ? it->get<int64_t>() : 0;
+      };
+      auto str = [](const json& j, const char* k) -> std::string {
+        auto it = j.find(k);
+        return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
+      };
+      for (const auto& g : doc["groups"]) {
+        if (!g.is_object()) continue;
+        GroupStatus gs;
+        gs.name = str(g, "name");
+        gs.total_mb = i64(g, "total_mb");
+        gs.free_mb = i64(g, "free_mb");
+        gs.writable = i64(g, "writable");
+        gs.readable = i64(g, "readable");
+        if (g.contains("members") && g["members"].is_array()) {
+          for (const auto& m : g["members"]) {
+            if (!m.is_object()) continue;
+            MemberStatus ms;
+            ms.id = str(m, "id");
+            ms.ip = str(m, "ip");
+            ms.port = static_cast<int>(i64(m, "port"));
+            ms.http_port = static_cast<int>(i64(m, "http_port"));
+            ms.state = static_cast<int>(i64(m, "state"));
+            ms.state_name = str(m, "state_name");
+            ms.store_path_count = static_cast<int>(std::max<int64_t>(1, i64(m, "store_path_count")));
+            ms.total_mb = i64(m, "total_mb");
+            ms.free_mb = i64(m, "free_mb");
+            ms.reserved_mb = i64(m, "reserved_mb");
+            ms.uploads = i64(m, "uploads");
+            ms.downloads = i64(m, "downloads");
+            ms.last_heartbeat = i64(m, "last_heartbeat");
+            ms.version = str(m, "version");
+            ms.repl_state = str(m, "repl_state");
+            ms.binlog_seq = i64(m, "binlog_seq");
+            if (m.contains("sync") && m["sync"].is_array()) {
+              for (const auto& r : m["sync"]) {
+                if (!r.is_object()) continue;
+                MemberStatus::PeerSync ps;
+                ps.peer = str(r, "peer");
+                ps.synced_until = i64(r, "synced_until");
+                ps.lag_records = i64(r, "lag_records");
+                ps.lag_seconds = i64(r, "lag_seconds");
+                ps.connected = r.contains("connected") && r["connected"].is_boolean() &&
+                               r["connected"].get<bool>();
+                ms.sync.push_back(std::move(ps));
+              }
+            }
+            gs.members.push_back(std::move(ms));
+          }
+        }
+        out.push_back(std::move(gs));
+      }
+      return out;
+    }
+  }
   DEPOT_ASSIGN_OR_RETURN(net::Reply r, impl_->TrackerCall(proto::kTrackerListGroups, {}, 1 << 20));
   DEPOT_RETURN_IF_ERROR(proto::WireToStatus(r.status, "list groups"));
   DEPOT_ASSIGN_OR_RETURN(auto groups, proto::DecodeGroupStats(r.body));

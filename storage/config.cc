@@ -47,6 +47,10 @@ Result<StorageConfig> ParseStorageConfig(const std::string& text, const std::str
   b.String("log_file", &c.log_file);
   b.Enum("log_level", &c.log_level, {"trace", "debug", "info", "warn", "error", "critical", "off"});
   b.String("cluster_secret", &c.cluster_secret);
+  b.Enum("replication", &c.replication, {"async", "sync"});
+  b.Int("write_quorum", &c.write_quorum, 1, 64);
+  b.Int("sync_window", &c.sync_window, 1, 1024);
+  b.Int("sync_delay_ms", &c.sync_delay_ms, 0, 60000);
   if (c.group_name.empty()) {
     b.Fail("group_name", "is required");
   } else if (!proto::ValidateGroupName(c.group_name).ok()) {

@@ -33,6 +33,12 @@ struct StorageConfig {
   std::string log_file;                    // empty: stderr
   std::string log_level = "info";
   std::string cluster_secret;              // required: shared secret of internal commands
+  // Replication (doc/replication.md).
+  std::string replication = "async";       // async | sync
+  int write_quorum = 2;                    // with sync: members (source included) that must hold
+                                           // an upload before it is acknowledged
+  int sync_window = 32;                    // records in flight per peer
+  int sync_delay_ms = 0;                   // testing: delay before pushing each record
 };
 
 Result<StorageConfig> LoadStorageConfig(const std::string& path);

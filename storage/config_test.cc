@@ -50,7 +50,8 @@ const std::vector<std::string> kAllKeys = {
     "tracker_server",      "heartbeat_interval",  "durable_writes", "reserved_space",
     "max_file_size",       "work_threads",        "disk_writer_threads",
     "disk_reader_threads", "max_connections",     "idle_timeout",   "network_timeout",
-    "upload_priority",     "log_file",            "log_level",      "cluster_secret"};
+    "upload_priority",     "log_file",            "log_level",      "cluster_secret",
+    "replication",         "write_quorum",        "sync_window",    "sync_delay_ms"};
 
 TEST(StorageConfigTest, ShippedFileEqualsStructDefaults) {
   auto c = LoadStorageConfig(kShipped);
@@ -72,6 +73,10 @@ TEST(StorageConfigTest, ShippedFileEqualsStructDefaults) {
   EXPECT_EQ(c->idle_timeout, d.idle_timeout);
   EXPECT_EQ(c->network_timeout, d.network_timeout);
   EXPECT_EQ(c->upload_priority, d.upload_priority);
+  EXPECT_EQ(c->replication, d.replication);
+  EXPECT_EQ(c->write_quorum, d.write_quorum);
+  EXPECT_EQ(c->sync_window, d.sync_window);
+  EXPECT_EQ(c->sync_delay_ms, d.sync_delay_ms);
   EXPECT_EQ(c->log_file, d.log_file);
   EXPECT_EQ(c->log_level, d.log_level);
   // The keys without a usable default carry example values.

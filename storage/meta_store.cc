@@ -1,6 +1,7 @@
 #include "storage/meta_store.h"
 
 #include <leveldb/db.h>
+#include <leveldb/iterator.h>
 
 #include "common/base/fs.h"
 
@@ -31,6 +32,16 @@ Status MetaStore::Put(const std::string& key, const std::string& value) {
   wo.sync = sync_;
   leveldb::Status s = db_->Put(wo, key, value);
   if (!s.ok()) return Status::IOError("write storage state", s.ToString());
+  return Status::OK();
+}
+
+Status MetaStore::Scan(const std::string& prefix,
+                       const std::function<void(const std::string&, const std::string&)>& fn) {
+  std::unique_ptr<leveldb::Iterator> it(db_->NewIterator(leveldb::ReadOptions()));
+  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
+    fn(it->key().ToString(), it->value().ToString());
+  }
+  if (!it->status().ok()) return Status::IOError("scan storage state", it->status().ToString());
   return Status::OK();
 }
 

@@ -1,9 +1,12 @@
 #include "storage/storage_server.h"
 
+#include <sys/stat.h>
+
 #include <prometheus/gauge.h>
 
 #include "common/base/hash.h"
 #include "common/base/logging.h"
+#include "storage/replicator.h"
 #include "storage/tracker_reporter.h"
 
 namespace depot::storage {
@@ -39,6 +42,19 @@ Status StorageServer::Start() {
     DEPOT_RETURN_IF_ERROR(metrics_->Start(config_.bind_addr, config_.metrics_port));
   }
   rpc_metrics_ = std::make_unique<metrics::RpcMetrics>(metrics_->registry(), "storage");
+  replicator_ = std::make_unique<Replicator>(this);
+  DEPOT_RETURN_IF_ERROR(replicator_->Open());
+  {
+    // With durable writes, an upload's binlog record must be as durable as its file: the store
+    // path's syncfs covers it when the binlog shares its filesystem, else the binlog is synced too.
+    struct stat bs;
+    bool binlog_stat = stat((config_.base_path + "/binlog").c_str(), &bs) == 0;
+    for (auto& p : paths_) {
+      struct stat ps;
+      if (binlog_stat && stat(p->root().c_str(), &ps) == 0 && ps.st_dev == bs.st_dev) continue;
+      p->set_after_sync([this] { return replicator_->binlog().Sync(); });
+    }
+  }
   auto& free_family = prometheus::BuildGauge()
                           .Name("depot_store_path_free_bytes")
                           .Help("Free bytes on the filesystem of each store path")
@@ -67,6 +83,8 @@ Status StorageServer::Start() {
   RegisterDownload(this, server_.get());
   RegisterFileOps(this, server_.get());
   RegisterMetadata(this, server_.get());
+  RegisterSync(this, server_.get());
+  RegisterFsck(this, server_.get());
   DEPOT_RETURN_IF_ERROR(server_->Start());
 
   timer_loop_ = std::make_unique<net::EventLoop>();
@@ -76,6 +94,7 @@ Status StorageServer::Start() {
 
   reporter_ = std::make_unique<TrackerReporter>(this);
   reporter_->Start();
+  replicator_->Start();
   DEPOT_LOG_INFO("storage of group {} listening on {}:{} with {} store paths (durable writes {})",
                  config_.group_name, config_.bind_addr, server_->port(), paths_.size(),
                  config_.durable_writes ? "on" : "off");
@@ -87,6 +106,7 @@ void StorageServer::Stop() {
     reporter_->Stop();
     reporter_.reset();
   }
+  if (replicator_) replicator_->Stop();
   if (timer_loop_) {
     timer_loop_->Stop();
     timer_loop_->Join();
@@ -97,6 +117,7 @@ void StorageServer::Stop() {
   if (server_) server_->CloseAll();
   paths_.clear();
   if (server_) server_->Stop();
+  replicator_.reset();  // closes the binlog cleanly once nothing appends any more
   meta_.reset();
 }
 
@@ -157,6 +178,10 @@ void StorageServer::Count(int counter, bool ok, int64_t n) {
 
 void StorageServer::Snapshot(int64_t out[proto::kStorageCounterCount]) const {
   for (int i = 0; i < proto::kStorageCounterCount; ++i) out[i] = counters_[i].load();
+}
+
+void StorageServer::KickReporter() {
+  if (reporter_) reporter_->Kick();
 }
 
 void StorageServer::TouchSourceUpdate() { last_source_update_ = UnixSeconds(); }

@@ -22,6 +22,7 @@
 namespace depot::storage {
 
 class TrackerReporter;
+class Replicator;
 
 class StorageServer {
  public:
@@ -36,6 +37,10 @@ class StorageServer {
   const StorageConfig& config() const { return config_; }
   std::vector<std::unique_ptr<StorePath>>& paths() { return paths_; }
   MetaStore& meta() { return *meta_; }
+  Replicator& replicator() { return *replicator_; }
+  prometheus::Registry& metrics_registry() { return metrics_->registry(); }
+  // Sends the next heartbeat to every tracker now (the replication state changed).
+  void KickReporter();
   int64_t join_time() const { return join_time_; }
   int64_t up_time() const { return up_time_; }
   int64_t connection_count() const { return server_ ? server_->connection_count() : 0; }
@@ -77,6 +82,7 @@ class StorageServer {
   std::unique_ptr<net::EventLoop> timer_loop_;
   std::unique_ptr<net::FrameServer> server_;
   std::unique_ptr<TrackerReporter> reporter_;
+  std::unique_ptr<Replicator> replicator_;
   std::atomic<uint32_t> source_ip_{0x7f000001};
   std::atomic<uint64_t> path_rr_{0};
   int64_t join_time_ = 0;
@@ -91,6 +97,8 @@ void RegisterUpload(StorageServer* s, net::FrameServer* fs);
 void RegisterDownload(StorageServer* s, net::FrameServer* fs);
 void RegisterFileOps(StorageServer* s, net::FrameServer* fs);
 void RegisterMetadata(StorageServer* s, net::FrameServer* fs);
+void RegisterSync(StorageServer* s, net::FrameServer* fs);
+void RegisterFsck(StorageServer* s, net::FrameServer* fs);
 
 // Parses "group16 + remote name" request bodies and checks the group is ours.
 Result<proto::FileId> ParseGroupAndName(StorageServer* s, std::string_view body);

@@ -88,9 +88,13 @@ Status StorePath::EnsureDir(int dir1, int dir2) {
 
 Result<StorePath::PendingFile> StorePath::CreatePending() {
   uint64_t n = file_seq_++ / kFilesPerDir;
+  return CreatePendingIn(static_cast<int>((n >> 8) & 0xFF), static_cast<int>(n & 0xFF));
+}
+
+Result<StorePath::PendingFile> StorePath::CreatePendingIn(int dir1, int dir2) {
   PendingFile f;
-  f.dir1 = static_cast<int>((n >> 8) & 0xFF);
-  f.dir2 = static_cast<int>(n & 0xFF);
+  f.dir1 = dir1 & 0xFF;
+  f.dir2 = dir2 & 0xFF;
   DEPOT_RETURN_IF_ERROR(EnsureDir(f.dir1, f.dir2));
   char dir[24];
   std::snprintf(dir, sizeof dir, "/data/%02X/%02X", f.dir1, f.dir2);
@@ -111,6 +115,12 @@ Result<StorePath::PendingFile> StorePath::CreatePending() {
   f.fd = open(f.tmp_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
   if (f.fd < 0) return Status::FromErrno(errno, "create", f.tmp_path);
   return f;
+}
+
+std::string StorePath::DataPath(int dir1, int dir2, const std::string& name) {
+  char rel[24];
+  std::snprintf(rel, sizeof rel, "data/%02X/%02X/", dir1 & 0xFF, dir2 & 0xFF);
+  return rel + name;
 }
 
 Status StorePath::Publish(PendingFile* f, const std::string& name) {
@@ -140,10 +150,11 @@ void StorePath::Discard(PendingFile* f) {
 }
 
 void StorePath::Commit(PendingFile f, std::string name,
-                       std::function<void(Status, PendingFile)> done) {
+                       std::function<void(Status, PendingFile)> done,
+                       std::function<Status()> named) {
   {
     std::lock_guard<std::mutex> l(commit_mu_);
-    commits_.push_back({std::move(f), std::move(name), std::move(done)});
+    commits_.push_back({std::move(f), std::move(name), std::move(done), std::move(named)});
   }
   commit_cv_.notify_one();
 }
@@ -192,10 +203,15 @@ void StorePath::CommitLoop() {
     bool any = false;
     for (size_t i = 0; i < batch.size() && s.ok(); ++i) {
       results[i] = Publish(&batch[i].file, batch[i].name);
+      if (results[i].ok() && batch[i].named) {
+        results[i] = batch[i].named();
+        if (!results[i].ok()) unlink(FullPath(DataPath(batch[i].file.dir1, batch[i].file.dir2, batch[i].name)).c_str());
+      }
       any = any || results[i].ok();
     }
     if (any) {
       Status synced = sync();
+      if (synced.ok() && after_sync_) synced = after_sync_();
       for (auto& r : results) {
         if (r.ok()) r = synced;
       }
@@ -275,6 +291,17 @@ bool StorePath::FileMatches(const std::string& path, uint64_t size, uint32_t crc
   }
   close(fd);
   return c == crc;
+}
+
+Status StorePath::SyncAll() {
+  std::string data_dir = root_ + "/data";
+  int fd = open(data_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return Status::FromErrno(errno, "open", data_dir);
+  int rc = syncfs(fd);
+  int err = errno;
+  close(fd);
+  if (rc != 0) return Status::FromErrno(err, "syncfs", data_dir);
+  return Status::OK();
 }
 
 void StorePath::RefreshSpace() {

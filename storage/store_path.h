@@ -39,6 +39,8 @@ class StorePath {
   DiskExecutor& reader() { return *reader_; }
 
   std::string FullPath(const std::string& relative) const { return root_ + "/" + relative; }
+  // "data/XX/YY/<name>".
+  static std::string DataPath(int dir1, int dir2, const std::string& name);
 
   // A file being written: an unnamed O_TMPFILE inode in its final directory (or, where the
   // filesystem lacks O_TMPFILE, a file under tmp/). Invisible until Publish/Commit names it.
@@ -71,12 +73,24 @@ class StorePath {
   // Creates the pending file in the current write directory (FastDFS-style: the directory
   // moves on every kFilesPerDir files, so directories are created rarely).
   Result<PendingFile> CreatePending();
+  // A pending file in a given directory (replicated and repaired files keep their directory).
+  Result<PendingFile> CreatePendingIn(int dir1, int dir2);
   // Gives a complete pending file its name `data/XX/YY/<name>` (XX/YY from the pending file)
   // without replacing an existing file (AlreadyExists then), and closes it.
   Status Publish(PendingFile* f, const std::string& name);
   // Durable publish: the file's data, its name and the directory entry reach the disk before
   // `done` runs (on the commit thread). Concurrent commits share one sync (group commit).
-  void Commit(PendingFile f, std::string name, std::function<void(Status, PendingFile)> done);
+  // `named` (optional) runs on the commit thread once the name exists and before the sync, so
+  // that what it writes (the binlog record) is made durable by the same sync.
+  void Commit(PendingFile f, std::string name, std::function<void(Status, PendingFile)> done,
+              std::function<Status()> named = nullptr);
+  // Runs after each group-commit sync: makes durable what the store path's sync does not cover
+  // (the binlog, when it lives on another filesystem).
+  void set_after_sync(std::function<Status()> fn) { after_sync_ = std::move(fn); }
+  // syncfs of the store path's filesystem.
+  Status SyncAll();
+  // True when the file at `path` has exactly `size` bytes with CRC32 `crc`.
+  static bool FileMatches(const std::string& path, uint64_t size, uint32_t crc);
   // Closes and removes a pending file that will not be published.
   static void Discard(PendingFile* f);
 
@@ -93,6 +107,7 @@ class StorePath {
     PendingFile file;
     std::string name;
     std::function<void(Status, PendingFile)> done;
+    std::function<Status()> named;
   };
   Status EnsureDir(int dir1, int dir2);
   void CommitLoop();
@@ -101,7 +116,6 @@ class StorePath {
   // At start-up, after a crash: removes files of those directories that do not match the size
   // and CRC32 in their names.
   Status RecoverRecentDirs();
-  static bool FileMatches(const std::string& path, uint64_t size, uint32_t crc);
 
   int index_;
   std::string root_;
@@ -122,6 +136,7 @@ class StorePath {
   std::vector<PendingCommit> commits_;  // GUARDED_BY(commit_mu_)
   bool commit_stop_ = false;            // GUARDED_BY(commit_mu_)
   std::thread commit_thread_;
+  std::function<Status()> after_sync_;
 };
 
 }  // namespace depot::storage

@@ -5,6 +5,7 @@
 #include "common/base/logging.h"
 #include "common/net/blocking_conn.h"
 #include "common/proto/internal.h"
+#include "storage/replicator.h"
 #include "storage/storage_server.h"
 
 namespace depot::storage {
@@ -34,7 +35,17 @@ void TrackerReporter::Stop() {
 
 bool TrackerReporter::SleepFor(int ms) {
   std::unique_lock<std::mutex> l(mu_);
-  return !cv_.wait_for(l, std::chrono::milliseconds(ms), [this] { return stop_; });
+  uint64_t k = kicks_;
+  cv_.wait_for(l, std::chrono::milliseconds(ms), [&] { return stop_ || kicks_ != k; });
+  return !stop_;
+}
+
+void TrackerReporter::Kick() {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    ++kicks_;
+  }
+  cv_.notify_all();
 }
 
 void TrackerReporter::Run(std::string host, int port) {
@@ -104,12 +115,15 @@ void TrackerReporter::Run(std::string host, int port) {
       hb.conn_alloc = static_cast<uint32_t>(cfg.max_connections);
       server_->Snapshot(hb.counters);
       hb.last_source_update = server_->last_source_update();
+      server_->replicator().FillHeartbeat(&hb);
       auto r = (*conn)->Call(proto::kDepotStorageHeartbeat, proto::EncodeHeartbeat(hb), 1 << 20);
       if (!r.ok() || r->status != 0) {
         DEPOT_LOG_WARN("tracker {}: heartbeat failed: {}; joining again", addr,
                        r.ok() ? std::to_string(r->status) : r.status().ToString());
         break;
       }
+      auto peers = proto::DecodeHeartbeatReply(r->body);
+      if (peers.ok()) server_->replicator().UpdatePeers(id, *peers);
       if (!SleepFor(cfg.heartbeat_interval * 1000)) {
         joined_--;
         return;

@@ -21,6 +21,8 @@ class TrackerReporter {
   ~TrackerReporter();
   void Start();
   void Stop();
+  // Wakes every tracker thread to heartbeat now.
+  void Kick();
   // Trackers this storage is currently joined to.
   int joined_count() const { return joined_.load(); }
 
@@ -33,6 +35,7 @@ class TrackerReporter {
   std::mutex mu_;
   std::condition_variable cv_;
   bool stop_ = false;  // GUARDED_BY(mu_)
+  uint64_t kicks_ = 0;  // GUARDED_BY(mu_)
   std::atomic<int> joined_{0};
 };
 

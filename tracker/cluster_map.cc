@@ -76,7 +76,14 @@ Status ClusterMap::Heartbeat(const std::string& id, const HeartbeatInfo& hb, int
     }
     m.hb = hb;
     m.last_heartbeat = now;
-    m.state = StorageState::kActive;
+    // A member still catching up is neither read from nor written to.
+    if (hb.repl_state == "wait_sync") {
+      m.state = StorageState::kWaitSync;
+    } else if (hb.repl_state == "syncing") {
+      m.state = StorageState::kSyncing;
+    } else {
+      m.state = StorageState::kActive;
+    }
     return Status::OK();
   }
   return Status::NotFound("unknown storage; join first:", id);
@@ -194,33 +201,50 @@ Result<std::vector<Target>> ClusterMap::PickStoreAll(const std::optional<std::st
 }
 
 Result<std::vector<Target>> ClusterMap::PickFetch(const std::string& group, uint32_t source_ip,
-                                                  bool all) {
+                                                  bool all, uint32_t create_time) {
   std::lock_guard<std::mutex> l(mu_);
   auto it = groups_.find(group);
   if (it == groups_.end()) return Status::NotFound("no such group:", group);
-  std::vector<Target> source, others;
   std::string src = proto::IpToString(source_ip);
+  std::vector<const Member*> sources;
+  bool source_active = false;
   for (auto& [id, m] : it->second) {
-    if (m.state != StorageState::kActive) continue;
+    if (m.info.ip == src) {
+      sources.push_back(&m);
+      source_active = source_active || m.state == StorageState::kActive;
+    }
+  }
+  auto holds = [&](const Member& m) {
+    if (m.info.ip == src) return true;
+    if (!source_active) return true;  // nothing reliable is known: offer every ACTIVE member
+    for (const Member* x : sources) {
+      for (const auto& rep : x->hb.sync) {
+        if (rep.peer == m.id && rep.synced_until >= static_cast<int64_t>(create_time)) return true;
+      }
+    }
+    return false;
+  };
+  std::vector<Target> source, others;
+  for (auto& [id, m] : it->second) {
+    if (m.state != StorageState::kActive || !holds(m)) continue;
     Target t{group, m.info.ip, m.info.port, 0};
     (m.info.ip == src ? source : others).push_back(t);
   }
-  // Without replication positions (the replication issue), only the source is known to hold
-  // a file; other members are offered after it.
   std::vector<Target> out = source;
-  if (!others.empty()) {
-    uint64_t& rr = member_rr_["fetch/" + group];
-    size_t start = rr++ % others.size();
-    for (size_t i = 0; i < others.size(); ++i) out.push_back(others[(start + i) % others.size()]);
-  }
+  out.insert(out.end(), others.begin(), others.end());
   if (out.empty()) return Status::NotFound("no active storage in group:", group);
-  if (!all) out.resize(1);
+  if (!all) {
+    uint64_t& rr = member_rr_["fetch/" + group];
+    Target one = out[rr++ % out.size()];
+    out.assign(1, one);
+  }
   return out;
 }
 
-Result<Target> ClusterMap::PickUpdate(const std::string& group, uint32_t source_ip) {
-  DEPOT_ASSIGN_OR_RETURN(auto v, PickFetch(group, source_ip, false));
-  return v.front();
+Result<Target> ClusterMap::PickUpdate(const std::string& group, uint32_t source_ip,
+                                      uint32_t create_time) {
+  DEPOT_ASSIGN_OR_RETURN(auto v, PickFetch(group, source_ip, true, create_time));
+  return v.front();  // the source when it is ACTIVE
 }
 
 proto::GroupStat ClusterMap::GroupStatLocked(const std::string& name, const Group& g) {

@@ -72,10 +72,16 @@ class ClusterMap {
   Result<Target> PickStore(const std::optional<std::string>& group);
   // Every writable member of the chosen group (query store ALL).
   Result<std::vector<Target>> PickStoreAll(const std::optional<std::string>& group);
-  // Where to read a file of `group` whose ID says it came from `source_ip`.
-  Result<std::vector<Target>> PickFetch(const std::string& group, uint32_t source_ip, bool all);
-  // Where to change a file (delete, metadata): its source when up, else any active member.
-  Result<Target> PickUpdate(const std::string& group, uint32_t source_ip);
+  // Where to read a file of `group` whose ID says it was created at `create_time` on the member
+  // at `source_ip`: only ACTIVE members that hold it - the source, and members whose sync
+  // position (reported by the source) covers `create_time`. When the source is not ACTIVE (or
+  // unknown) nothing is known for sure and every ACTIVE member is offered (FastDFS's fallback).
+  // One target rotates over the holders; all lists the source first.
+  Result<std::vector<Target>> PickFetch(const std::string& group, uint32_t source_ip, bool all,
+                                        uint32_t create_time = 0);
+  // Where to change a file (delete, metadata): its source when ACTIVE, else a member holding it.
+  Result<Target> PickUpdate(const std::string& group, uint32_t source_ip,
+                            uint32_t create_time = 0);
 
   Result<proto::GroupStat> GroupStat(const std::string& group);
   std::vector<proto::GroupStat> AllGroupStats();

@@ -402,30 +402,78 @@ TEST_F(ClusterMapTest, PickStoreAllListsWritableMembers) {
   EXPECT_EQ(got, (std::map<std::string, int>{{"10.0.0.1", 23000}, {"10.0.0.2", 23001}}));
 }
 
-TEST_F(ClusterMapTest, PickFetchPrefersTheSourceServer) {
+TEST_F(ClusterMapTest, PickFetchOffersOnlyMembersThatHoldTheFile) {
   ClusterMap map(Policies{});
-  AddActive(map, "group1", "10.0.0.1");
-  AddActive(map, "group1", "10.0.0.2", 1000, 23002);
-  AddActive(map, "group1", "10.0.0.3");
+  std::string m1 = AddActive(map, "group1", "10.0.0.1");
+  std::string src = AddActive(map, "group1", "10.0.0.2", 1000, 23002);
+  std::string m3 = AddActive(map, "group1", "10.0.0.3");
+  constexpr uint32_t kCreated = 5000;
+  // No sync report yet: only the source is known to hold the file.
   for (int i = 0; i < 4; ++i) {
-    auto one = map.PickFetch("group1", Ip("10.0.0.2"), false);
+    auto one = map.PickFetch("group1", Ip("10.0.0.2"), false, kCreated);
     ASSERT_TRUE(one.ok()) << one.status().ToString();
     ASSERT_EQ(one->size(), 1u);
     EXPECT_EQ((*one)[0].ip, "10.0.0.2");
     EXPECT_EQ((*one)[0].port, 23002);
     EXPECT_EQ((*one)[0].group, "group1");
   }
-  auto all = map.PickFetch("group1", Ip("10.0.0.2"), true);
+  auto all = map.PickFetch("group1", Ip("10.0.0.2"), true, kCreated);
   ASSERT_TRUE(all.ok());
-  ASSERT_EQ(all->size(), 3u);
-  EXPECT_EQ((*all)[0].ip, "10.0.0.2");
-  std::set<std::string> ips;
-  for (const auto& t : *all) ips.insert(t.ip);
-  EXPECT_EQ(ips, (std::set<std::string>{"10.0.0.1", "10.0.0.2", "10.0.0.3"}));
+  ASSERT_EQ(all->size(), 1u);
 
-  auto upd = map.PickUpdate("group1", Ip("10.0.0.2"));
+  // The source reports that 10.0.0.1 holds everything created up to kCreated, 10.0.0.3 only
+  // up to a second before.
+  HeartbeatInfo hb = MakeHb(src, {{10000, 1000}});
+  hb.sync.push_back({m1, kCreated, 0, 0, true});
+  hb.sync.push_back({m3, kCreated - 1, 4, 2, true});
+  ASSERT_TRUE(map.Heartbeat(src, hb, now_).ok());
+  all = map.PickFetch("group1", Ip("10.0.0.2"), true, kCreated);
+  ASSERT_TRUE(all.ok());
+  ASSERT_EQ(all->size(), 2u);
+  EXPECT_EQ((*all)[0].ip, "10.0.0.2");  // the source first
+  EXPECT_EQ((*all)[1].ip, "10.0.0.1");
+  std::set<std::string> seen;
+  for (int i = 0; i < 6; ++i) {
+    auto one = map.PickFetch("group1", Ip("10.0.0.2"), false, kCreated);
+    ASSERT_TRUE(one.ok());
+    seen.insert((*one)[0].ip);
+  }
+  EXPECT_EQ(seen, (std::set<std::string>{"10.0.0.1", "10.0.0.2"}));  // reads spread over holders
+  // An older file is held by all three.
+  all = map.PickFetch("group1", Ip("10.0.0.2"), true, kCreated - 10);
+  ASSERT_TRUE(all.ok());
+  EXPECT_EQ(all->size(), 3u);
+
+  auto upd = map.PickUpdate("group1", Ip("10.0.0.2"), kCreated);
   ASSERT_TRUE(upd.ok());
   EXPECT_EQ(upd->ip, "10.0.0.2");
+}
+
+TEST_F(ClusterMapTest, MembersCatchingUpAreNotOffered) {
+  ClusterMap map(Policies{});
+  AddActive(map, "group1", "10.0.0.1");
+  auto id = map.Join(MakeJoin("group1", "10.0.0.2"), now_);
+  ASSERT_TRUE(id.ok());
+  HeartbeatInfo hb = MakeHb(*id, {{10000, 1000}});
+  hb.repl_state = "syncing";
+  ASSERT_TRUE(map.Heartbeat(*id, hb, now_).ok());
+  auto members = map.Members("group1");
+  for (const auto& m : members) {
+    if (m.id == *id) EXPECT_EQ(m.state, StorageState::kSyncing);
+  }
+  for (int i = 0; i < 4; ++i) {
+    auto st = map.PickStore(std::string("group1"));
+    ASSERT_TRUE(st.ok());
+    EXPECT_EQ(st->ip, "10.0.0.1");
+    auto f = map.PickFetch("group1", Ip("10.0.0.9"), false, 100);  // unknown source: any ACTIVE
+    ASSERT_TRUE(f.ok());
+    EXPECT_EQ((*f)[0].ip, "10.0.0.1");
+  }
+  hb.repl_state = "active";
+  ASSERT_TRUE(map.Heartbeat(*id, hb, now_).ok());
+  auto all = map.PickStoreAll(std::string("group1"));
+  ASSERT_TRUE(all.ok());
+  EXPECT_EQ(all->size(), 2u);
 }
 
 TEST_F(ClusterMapTest, PickFetchFallsBackWhenTheSourceIsDown) {

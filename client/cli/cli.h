@@ -18,6 +18,7 @@ struct GlobalOptions {
   std::string config;    // --config client.conf
   bool json = false;
   bool quiet = false;    // no progress bar
+  std::string secret;    // --secret (admin commands: fsck)
 };
 
 // Builds a client from --trackers, DEPOT_TRACKERS, --config or /etc/depot/client.conf.

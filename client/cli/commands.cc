@@ -32,6 +32,11 @@ Result<std::unique_ptr<Client>> MakeClient(const GlobalOptions& g) {
     }
     DEPOT_ASSIGN_OR_RETURN(o, LoadClientOptions(conf));
   }
+  if (!g.secret.empty()) {
+    o.cluster_secret = g.secret;
+  } else if (const char* s = std::getenv("DEPOT_CLUSTER_SECRET"); s != nullptr && *s != '\0') {
+    o.cluster_secret = s;
+  }
   return Client::Create(o);
 }
 
@@ -109,8 +114,18 @@ Commands::Commands(CLI::App* app, GlobalOptions* g) : g_(g) {
   mset->add_flag("--merge", merge_, "merge into the existing metadata instead of replacing it");
   mset->callback([this] { exit_code_ = MetaSet(); });
 
-  auto* st = app->add_subcommand("status", "groups, members, states and space");
+  auto* st = app->add_subcommand("status", "groups, members, states, space and sync lag");
   st->callback([this] { exit_code_ = Status(); });
+
+  auto* fsck = app->add_subcommand(
+      "fsck", "compare the members of a group file by file; exit 0 only when all hold every file "
+              "intact (needs the cluster secret)");
+  fsck->add_option("GROUP", group_, "group to check (default: all)");
+  fsck->add_flag("--repair", repair_, "copy good versions onto members that lack them");
+  fsck->add_flag("--verify", verify_, "read every file and check it against its CRC32 (slow)");
+  fsck->add_option("--secret", g_->secret,
+                   "cluster secret (default: DEPOT_CLUSTER_SECRET or cluster_secret in client.conf)");
+  fsck->callback([this] { exit_code_ = Fsck(); });
 
   auto* bench = app->add_subcommand(
       "bench", "N connections upload, download or delete files of a size for a while");
@@ -222,15 +237,41 @@ int Commands::Status() {
   if (!client.ok()) return Fail(*g_, client.status());
   auto groups = (*client)->ClusterStatus();
   if (!groups.ok()) return Fail(*g_, groups.status());
+  // How far behind each member is: the largest lag any peer reports for it.
+  auto lag_of = [&](const GroupStatus& g, const MemberStatus& m, int64_t* records, int64_t* secs) {
+    *records = 0;
+    *secs = 0;
+    bool known = false;
+    for (const auto& src : g.members) {
+      for (const auto& r : src.sync) {
+        if (r.peer != m.id) continue;
+        known = true;
+        *records += r.lag_records;
+        *secs = std::max(*secs, r.lag_seconds);
+      }
+    }
+    return known;
+  };
   if (g_->json) {
     json arr = json::array();
     for (const auto& g : *groups) {
       json members = json::array();
       for (const auto& m : g.members) {
+        json sync = json::array();
+        for (const auto& r : m.sync) {
+          sync.push_back({{"peer", r.peer},
+                          {"synced_until", r.synced_until},
+                          {"lag_records", r.lag_records},
+                          {"lag_seconds", r.lag_seconds},
+                          {"connected", r.connected}});
+        }
+        int64_t lag_records = 0, lag_seconds = 0;
+        bool known = lag_of(g, m, &lag_records, &lag_seconds);
         members.push_back({{"id", m.id},
                            {"ip", m.ip},
                            {"port", m.port},
                            {"state", m.state_name},
+                           {"repl_state", m.repl_state},
                            {"total_mb", m.total_mb},
                            {"free_mb", m.free_mb},
                            {"reserved_mb", m.reserved_mb},
@@ -238,7 +279,10 @@ int Commands::Status() {
                            {"downloads", m.downloads},
                            {"last_heartbeat", m.last_heartbeat},
                            {"version", m.version},
-                           {"sync_lag_s", nullptr}});
+                           {"binlog_seq", m.binlog_seq},
+                           {"sync_lag_records", known ? json(lag_records) : json(nullptr)},
+                           {"sync_lag_s", known ? json(lag_seconds) : json(nullptr)},
+                           {"pushing_to", sync}});
       }
       arr.push_back({{"group", g.name},
                      {"total_mb", g.total_mb},
@@ -254,17 +298,60 @@ int Commands::Status() {
     std::printf("group %s: %lld members, %lld writable, free %lld of %lld MB\n", g.name.c_str(),
                 static_cast<long long>(g.members.size()), static_cast<long long>(g.writable),
                 static_cast<long long>(g.free_mb), static_cast<long long>(g.total_mb));
-    std::printf("  %-22s %-8s %10s %10s %10s %10s  %s\n", "member", "state", "free MB", "total MB",
-                "uploads", "downloads", "sync lag");
+    std::printf("  %-22s %-9s %10s %10s %10s %10s %9s  %s\n", "member", "state", "free MB",
+                "total MB", "uploads", "downloads", "binlog", "behind (records, seconds)");
     for (const auto& m : g.members) {
-      std::printf("  %-22s %-8s %10lld %10lld %10lld %10lld  %s\n",
+      int64_t lag_records = 0, lag_seconds = 0;
+      std::string lag = g.members.size() < 2 ? "-" : "unknown";
+      if (lag_of(g, m, &lag_records, &lag_seconds)) {
+        lag = lag_records == 0 ? "in sync"
+                               : std::to_string(lag_records) + " records, " +
+                                     std::to_string(lag_seconds) + " s";
+      }
+      std::printf("  %-22s %-9s %10lld %10lld %10lld %10lld %9lld  %s\n",
                   (m.ip + ":" + std::to_string(m.port)).c_str(), m.state_name.c_str(),
                   static_cast<long long>(m.free_mb), static_cast<long long>(m.total_mb),
                   static_cast<long long>(m.uploads), static_cast<long long>(m.downloads),
-                  "n/a (no replication yet)");
+                  static_cast<long long>(m.binlog_seq), lag.c_str());
     }
   }
   return 0;
+}
+
+int Commands::Fsck() {
+  auto client = MakeClient(*g_);
+  if (!client.ok()) return Fail(*g_, client.status());
+  FsckOptions fo;
+  fo.group = group_;
+  fo.repair = repair_;
+  fo.verify = verify_;
+  auto report = (*client)->Fsck(fo);
+  if (!report.ok()) return Fail(*g_, report.status());
+  if (g_->json) {
+    json problems = json::array();
+    for (const auto& p : report->problems) {
+      problems.push_back({{"file_id", p.file_id},
+                          {"member", p.member},
+                          {"kind", p.kind},
+                          {"repaired", p.repaired},
+                          {"detail", p.detail}});
+    }
+    PrintJson({{"files", report->files},
+               {"members", report->members},
+               {"clean", report->clean()},
+               {"problems", problems}});
+  } else {
+    for (const auto& p : report->problems) {
+      std::printf("%-11s %-22s %s%s%s\n", p.kind.c_str(), p.member.c_str(), p.file_id.c_str(),
+                  p.detail.empty() ? "" : "  (", p.detail.empty() ? "" : (p.detail + ")").c_str());
+    }
+    size_t repaired = 0;
+    for (const auto& p : report->problems) repaired += p.repaired ? 1 : 0;
+    std::printf("%lld files on %lld members: %zu problems, %zu repaired\n",
+                static_cast<long long>(report->files), static_cast<long long>(report->members),
+                report->problems.size(), repaired);
+  }
+  return report->clean() ? 0 : 5;
 }
 
 }  // namespace depot::cli

@@ -28,12 +28,15 @@ class Commands {
   int MetaGet();
   int MetaSet();
   int Status();
+  int Fsck();
 
   GlobalOptions* g_;
   int exit_code_ = 0;
   std::string file_, file_id_, group_, ext_, output_;
   std::vector<std::string> meta_;
   bool merge_ = false;
+  bool repair_ = false;
+  bool verify_ = false;
   BenchOptions bench_;
 };
 

@@ -75,4 +75,10 @@ int64_t UnixSeconds() {
       .count();
 }
 
+int64_t UnixNanos() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
 }  // namespace depot

@@ -27,5 +27,6 @@ std::string HexEncode(std::string_view bytes);
 // Monotonic clock in nanoseconds; wall clock in unix seconds.
 int64_t MonotonicNanos();
 int64_t UnixSeconds();
+int64_t UnixNanos();
 
 }  // namespace depot

@@ -81,7 +81,18 @@ std::string EncodeHeartbeat(const HeartbeatInfo& h) {
             {"current_write_path", h.current_write_path},
             {"conn", {h.conn_alloc, h.conn_current, h.conn_max}},
             {"counters", std::vector<int64_t>(std::begin(h.counters), std::end(h.counters))},
-            {"last_source_update", h.last_source_update}};
+            {"last_source_update", h.last_source_update},
+            {"repl_state", h.repl_state},
+            {"binlog_seq", h.binlog_seq}};
+  json sync = json::array();
+  for (const auto& r : h.sync) {
+    sync.push_back({{"peer", r.peer},
+                    {"synced_until", r.synced_until},
+                    {"lag_records", r.lag_records},
+                    {"lag_seconds", r.lag_seconds},
+                    {"connected", r.connected}});
+  }
+  j["sync"] = sync;
   return j.dump();
 }
 
@@ -118,6 +129,34 @@ Result<HeartbeatInfo> DecodeHeartbeat(std::string_view body) {
         return Status::InvalidArgument("heartbeat: counters must be integers");
       }
       h.counters[i] = (*counters)[i].get<int64_t>();
+    }
+  }
+  // Replication fields (optional: absent from a storage without replication).
+  if (auto it = j.find("repl_state"); it != j.end()) {
+    if (!it->is_string()) return Status::InvalidArgument("heartbeat: repl_state must be a string");
+    h.repl_state = it->get<std::string>();
+    if (h.repl_state != "wait_sync" && h.repl_state != "syncing" && h.repl_state != "active") {
+      return Status::InvalidArgument("heartbeat: unknown repl_state", h.repl_state);
+    }
+  }
+  if (j.contains("binlog_seq")) {
+    DEPOT_RETURN_IF_ERROR(Get(j, "binlog_seq", &h.binlog_seq, "heartbeat"));
+  }
+  if (auto it = j.find("sync"); it != j.end()) {
+    if (!it->is_array() || it->size() > 1024) {
+      return Status::InvalidArgument("heartbeat: sync must be an array of at most 1024");
+    }
+    for (const auto& r : *it) {
+      if (!r.is_object()) return Status::InvalidArgument("heartbeat: bad sync entry");
+      SyncReport x;
+      DEPOT_RETURN_IF_ERROR(Get(r, "peer", &x.peer, "heartbeat sync"));
+      DEPOT_RETURN_IF_ERROR(Get(r, "synced_until", &x.synced_until, "heartbeat sync"));
+      DEPOT_RETURN_IF_ERROR(Get(r, "lag_records", &x.lag_records, "heartbeat sync"));
+      DEPOT_RETURN_IF_ERROR(Get(r, "lag_seconds", &x.lag_seconds, "heartbeat sync"));
+      auto c = r.find("connected");
+      x.connected = c != r.end() && c->is_boolean() && c->get<bool>();
+      if (x.peer.size() > 64) return Status::InvalidArgument("heartbeat: peer id too long");
+      h.sync.push_back(std::move(x));
     }
   }
   return h;

@@ -31,6 +31,15 @@ struct JoinInfo {
   int64_t up_time = 0;    // process start
 };
 
+// How far a peer has applied this storage's own changes (doc/replication.md).
+struct SyncReport {
+  std::string peer;          // the peer's id
+  int64_t synced_until = 0;  // the peer holds every file of ours created at or before this time
+  int64_t lag_records = 0;   // binlog records not yet applied by the peer
+  int64_t lag_seconds = 0;   // age of the oldest of them
+  bool connected = false;
+};
+
 // What it reports on every heartbeat.
 struct HeartbeatInfo {
   std::string id;  // as returned by join
@@ -40,6 +49,11 @@ struct HeartbeatInfo {
   uint32_t conn_alloc = 0, conn_current = 0, conn_max = 0;
   int64_t counters[kStorageCounterCount] = {};
   int64_t last_source_update = 0;
+  // Replication: "wait_sync" (new, waiting for a peer to copy from), "syncing" (copying),
+  // "active" (caught up); the binlog's last sequence number; and one report per peer.
+  std::string repl_state = "active";
+  int64_t binlog_seq = 0;
+  std::vector<SyncReport> sync;
 };
 
 // A member of the storage's group as the tracker sees it (heartbeat reply).

@@ -62,6 +62,17 @@ enum Command : uint8_t {
   kDepotAuthProof = 201,
   kDepotStorageJoin = 210,
   kDepotStorageHeartbeat = 211,
+  // storage <-> storage replication (doc/replication.md)
+  kDepotSyncHello = 220,
+  kDepotSyncRecord = 221,
+  kDepotSyncFlush = 222,
+  kDepotSyncDumpRequest = 223,
+  kDepotSyncDumpDone = 224,
+  // fsck (internal, storage)
+  kDepotListFiles = 230,
+  kDepotRepairFile = 231,
+  // tracker: the cluster's state as JSON (public, read-only)
+  kDepotClusterStatus = 240,
 };
 
 // FastDFS storage states (tracker_types.h values).

@@ -3,7 +3,9 @@
 #include <unistd.h>
 
 #include "common/base/fs.h"
+#include "common/base/hash.h"
 #include "common/base/logging.h"
+#include "storage/replicator.h"
 #include "storage/storage_server.h"
 
 namespace depot::storage {
@@ -20,15 +22,22 @@ void Delete(StorageServer* s, const ConnectionPtr& conn, std::string body) {
   StorePath* p = *path;
   std::string full = p->FullPath(id->RelativePath());
   std::string meta_key = "m/" + id->RemoteName();
-  p->writer().Submit([s, p, conn, full, meta_key] {
+  std::string name = id->RemoteName();
+  p->writer().Submit([s, p, conn, full, meta_key, name] {
     std::lock_guard<std::mutex> lock(s->MetaLock(meta_key));
     if (unlink(full.c_str()) != 0) {
       int err = errno;
       s->Count(proto::kCntDelete, false);
       return conn->PostReply(err == ENOENT ? ENOENT : EIO);
     }
+    // The tombstone keeps a late replicated copy from bringing the file back; the binlog record
+    // carries the delete to the peers.
     Status st = s->meta().Delete(meta_key);
+    if (st.ok()) st = s->meta().Delete("mv/" + name);
+    if (st.ok()) st = s->meta().Put("t/" + name, std::to_string(UnixSeconds()));
+    if (st.ok()) st = s->replicator().binlog().AppendOwn(kOpDelete, name).status();
     if (st.ok() && p->durable()) st = FsyncDir(DirName(full));
+    if (st.ok() && p->durable()) st = s->replicator().binlog().Sync();
     if (!st.ok()) DEPOT_LOG_WARN("delete {}: {}", full, st.ToString());
     s->Count(proto::kCntDelete, true);
     s->TouchSourceUpdate();

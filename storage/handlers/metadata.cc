@@ -4,6 +4,8 @@
 #include <sys/stat.h>
 
 #include "common/base/logging.h"
+#include "common/base/hash.h"
+#include "storage/replicator.h"
 #include "storage/storage_server.h"
 
 namespace depot::storage {
@@ -57,6 +59,15 @@ void SetMeta(StorageServer* s, const ConnectionPtr& conn, std::string body) {
       }
     }
     Status r = meta.empty() ? s->meta().Delete(key) : s->meta().Put(key, EncodeMeta(meta));
+    // A version per change (last writer wins between members), then the binlog record.
+    std::string name = key.substr(2);
+    if (r.ok()) {
+      auto old = s->meta().Get("mv/" + name);
+      uint64_t prev = old.ok() && *old ? std::strtoull((*old)->c_str(), nullptr, 10) : 0;
+      uint64_t version = std::max<uint64_t>(prev + 1, static_cast<uint64_t>(UnixNanos()));
+      r = s->meta().Put("mv/" + name, std::to_string(version));
+    }
+    if (r.ok()) r = s->replicator().binlog().AppendOwn(kOpMeta, name).status();
     s->Count(proto::kCntSetMeta, r.ok());
     if (r.ok()) s->TouchSourceUpdate();
     conn->PostReply(proto::StatusToWire(r));

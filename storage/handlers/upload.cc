@@ -12,6 +12,7 @@
 #include "common/base/fs.h"
 #include "common/base/hash.h"
 #include "common/base/logging.h"
+#include "storage/replicator.h"
 #include "storage/storage_server.h"
 
 namespace depot::storage {
@@ -80,6 +81,7 @@ class UploadJob : public std::enable_shared_from_this<UploadJob> {
   }
 
   void Publish(const ConnectionPtr& conn, int attempt) {
+    Binlog& binlog = server_->replicator().binlog();
     proto::FileId id;
     id.group = server_->config().group_name;
     id.store_path = path_->index();
@@ -87,29 +89,45 @@ class UploadJob : public std::enable_shared_from_this<UploadJob> {
     id.dir2 = file_.dir2;
     uint64_t r = RandomU64();
     id.fields.source_ip = server_->source_ip();
-    id.fields.create_time = static_cast<uint32_t>(UnixSeconds());
+    // Registered as in progress until its binlog record exists (read-routing watermarks).
+    uint32_t ctime = binlog.BeginCreate();
+    id.fields.create_time = ctime;
     id.fields.size_word = proto::MakeSizeWord(size_, false, r);
     id.fields.crc32 = crc_;
     id.name = proto::MakeFileName(id.fields, ext_, RandomU64());
     auto self = shared_from_this();
-    auto done = [self, conn, id, attempt](Status s) {
+    // Runs once the name exists (on the commit thread, before its sync, when durable).
+    auto named = [self, id, ctime]() -> Status {
+      auto rec = self->server_->replicator().binlog().AppendOwn(kOpCreate, id.RemoteName(), ctime);
+      if (!rec.ok()) return rec.status();
+      self->seq_ = rec->seq;
+      return Status::OK();
+    };
+    auto done = [self, conn, id, attempt, ctime](Status s) {
+      if (!s.ok()) self->server_->replicator().binlog().AbortCreate(ctime);
       if (s.code() == StatusCode::kAlreadyExists && attempt < 5) {
         return self->Publish(conn, attempt + 1);  // astronomically rare name clash: new name
       }
-      std::lock_guard<std::mutex> l(self->mu_);
-      if (!s.ok()) return self->Fail(conn, s);
-      self->server_->Count(proto::kCntUpload, true);
-      self->server_->Count(proto::kCntUploadBytes, true, static_cast<int64_t>(self->size_));
-      self->server_->TouchSourceUpdate();
-      std::string out;
-      proto::AppendFixed(&out, id.group, proto::kGroupNameLen);
-      out += id.RemoteName();
-      conn->PostReply(0, std::move(out));
+      if (!s.ok()) return self->FailUnlocked(conn, s);
+      // replication = sync: acknowledged only once enough peers hold it.
+      self->server_->replicator().AwaitQuorum(self->seq_, [self, conn, id](Status q) {
+        if (!q.ok()) return self->Withdraw(conn, id, q);
+        self->server_->Count(proto::kCntUpload, true);
+        self->server_->Count(proto::kCntUploadBytes, true, static_cast<int64_t>(self->size_));
+        self->server_->TouchSourceUpdate();
+        std::string out;
+        proto::AppendFixed(&out, id.group, proto::kGroupNameLen);
+        out += id.RemoteName();
+        conn->PostReply(0, std::move(out));
+      });
     };
     if (path_->durable()) {
       std::lock_guard<std::mutex> l(mu_);
-      if (aborted_) return;  // the client went away: the pending file was discarded
-      committing_ = true;   // the file now belongs to the commit thread
+      if (aborted_) {  // the client went away: the pending file was discarded
+        server_->replicator().binlog().AbortCreate(ctime);
+        return;
+      }
+      committing_ = true;  // the file now belongs to the commit thread
       path_->Commit(std::move(file_), id.name, [self, done](Status s, StorePath::PendingFile f) {
         {
           std::lock_guard<std::mutex> l(self->mu_);
@@ -117,16 +135,40 @@ class UploadJob : public std::enable_shared_from_this<UploadJob> {
           self->file_ = std::move(f);
         }
         done(s);
-      });
+      }, named);
     } else {
       Status s;
       {
         std::lock_guard<std::mutex> l(mu_);
-        if (aborted_) return;
+        if (aborted_) {
+          server_->replicator().binlog().AbortCreate(ctime);
+          return;
+        }
         s = path_->Publish(&file_, id.name);
+      }
+      if (s.ok()) {
+        s = named();
+        if (!s.ok()) unlink(path_->FullPath(id.RelativePath()).c_str());
       }
       done(s);
     }
+  }
+
+  // The write quorum was not reached: the upload fails and its file is deleted again (a delete
+  // record follows the create, so peers that got a copy drop it too).
+  void Withdraw(const ConnectionPtr& conn, const proto::FileId& id, const Status& why) {
+    auto self = shared_from_this();
+    path_->writer().Submit([self, conn, id, why] {
+      std::string name = id.RemoteName();
+      {
+        std::lock_guard<std::mutex> l(self->server_->MetaLock("m/" + name));
+        unlink(self->path_->FullPath(id.RelativePath()).c_str());
+        (void)self->server_->meta().Put("t/" + name, std::to_string(UnixSeconds()));
+        auto rec = self->server_->replicator().binlog().AppendOwn(kOpDelete, name);
+        if (!rec.ok()) DEPOT_LOG_WARN("upload withdraw {}: {}", name, rec.status().ToString());
+      }
+      self->FailUnlocked(conn, why);
+    });
   }
 
   StorageServer* server_;
@@ -139,6 +181,7 @@ class UploadJob : public std::enable_shared_from_this<UploadJob> {
   uint64_t written_ = 0;         // GUARDED_BY(mu_)
   bool aborted_ = false;         // GUARDED_BY(mu_)
   bool committing_ = false;      // GUARDED_BY(mu_): file_ is with the commit thread
+  std::atomic<uint64_t> seq_{0};  // the create's binlog record
 };
 
 class UploadStream : public net::BodyStream {
@@ -160,6 +203,11 @@ class UploadStream : public net::BodyStream {
       if (size != body_len_ - kUploadPrefix || !proto::ValidateExt(ext).ok()) {
         server_->Count(proto::kCntUpload, false);
         return conn->Reply(EINVAL);
+      }
+      if (Status q = server_->replicator().CheckQuorumPossible(); !q.ok()) {
+        DEPOT_LOG_WARN("upload from {} refused: {}", conn->peer(), q.ToString());
+        server_->Count(proto::kCntUpload, false);
+        return conn->ReplyStatus(q);
       }
       auto path = server_->PathForUpload(path_index, size);
       if (!path.ok()) {

@@ -228,17 +228,18 @@ std::string MiniCluster::TrackerConf(int i, int port) const {
   return MergeConf(c.str(), opt_.extra_tracker_conf);
 }
 
-std::string MiniCluster::StorageConf(int g, int m, int port) const {
+std::string MiniCluster::StorageConf(int g, int m, int port, const std::string& extra) const {
   std::string base = tmp_.path() + "/storage-" + GroupName(g) + "-" + std::to_string(m + 1);
+  std::string ip = StorageIp(g, m);
   std::ostringstream c;
-  c << "group_name = " << GroupName(g) << "\nbind_addr = 127.0.0.1\nport = " << port
-    << "\nadvertise_address = 127.0.0.1\nmetrics_port = 0\nbase_path = " << base
+  c << "group_name = " << GroupName(g) << "\nbind_addr = " << ip << "\nport = " << port
+    << "\nadvertise_address = " << ip << "\nmetrics_port = 0\nbase_path = " << base
     << "\nlog_file = " << base << "/storage.log\nlog_level = debug\ncluster_secret = " << secret_
     << "\nheartbeat_interval = 1\nreserved_space = 64M\n"
     << "durable_writes = " << (opt_.durable_writes ? "true" : "false") << "\n";
   for (int p = 0; p < opt_.store_paths; ++p) c << "store_path" << p << " = " << StorePath(g, m, p) << "\n";
   for (const auto& t : trackers_) c << "tracker_server = 127.0.0.1:" << t->port() << "\n";
-  return MergeConf(c.str(), opt_.extra_storage_conf);
+  return MergeConf(MergeConf(c.str(), opt_.extra_storage_conf), extra);
 }
 
 std::string MiniCluster::StorePath(int group, int member, int p) const {
@@ -260,6 +261,7 @@ Status MiniCluster::Start() {
     for (int m = 0; m < opt_.per_group; ++m) {
       std::string dir = tmp_.path() + "/storage-" + GroupName(g) + "-" + std::to_string(m + 1);
       auto d = std::make_unique<Daemon>("depot-storaged", dir, "storage");
+      d->set_host(StorageIp(g, m));
       d->set_config(StorageConf(g, m, 0));
       DEPOT_RETURN_IF_ERROR(d->Start());
       d->set_config(StorageConf(g, m, d->port()));
@@ -267,6 +269,30 @@ Status MiniCluster::Start() {
     }
   }
   return WaitAllActive();
+}
+
+void MiniCluster::SetStorageExtraConf(int group, int member, const std::string& extra) {
+  Daemon& d = *storages_[static_cast<size_t>(group * opt_.per_group + member)];
+  d.set_config(StorageConf(group, member, d.port(), extra));
+}
+
+Status MiniCluster::AddStorage(int group) {
+  // Extra members live after the regular ones in storages_ and use addresses past them.
+  int m = opt_.per_group + static_cast<int>(extra_storages_);
+  std::string ip = "127.0.1." + std::to_string(1 + group * 16 + static_cast<int>(extra_storages_));
+  std::string dir = tmp_.path() + "/storage-" + GroupName(group) + "-" + std::to_string(m + 1);
+  auto d = std::make_unique<Daemon>("depot-storaged", dir, "storage");
+  d->set_host(ip);
+  auto conf = [&](int port) {
+    std::string c = StorageConf(group, m, port);
+    return MergeConf(c, "bind_addr = " + ip + "\nadvertise_address = " + ip);
+  };
+  d->set_config(conf(0));
+  DEPOT_RETURN_IF_ERROR(d->Start());
+  d->set_config(conf(d->port()));
+  storages_.push_back(std::move(d));
+  extra_storages_++;
+  return Status::OK();
 }
 
 Status MiniCluster::WaitAllActive(int timeout_ms) {

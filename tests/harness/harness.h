@@ -48,6 +48,9 @@ class Daemon {
   bool Running();
   pid_t pid() const { return pid_; }
   int port() const { return port_; }
+  // The address it listens on (storages of a MiniCluster each have their own 127.0.0.N).
+  const std::string& host() const { return host_; }
+  void set_host(std::string h) { host_ = std::move(h); }
   int metrics_port() const { return metrics_port_; }
   const std::string& dir() const { return dir_; }
   std::string log_path() const { return dir_ + "/" + name_ + ".log"; }
@@ -57,6 +60,7 @@ class Daemon {
 
  private:
   std::string binary_, dir_, name_, config_;
+  std::string host_ = "127.0.0.1";
   pid_t pid_ = -1;
   int port_ = 0;
   int metrics_port_ = 0;
@@ -88,6 +92,15 @@ class MiniCluster {
   }
   std::vector<std::unique_ptr<Daemon>>& storages() { return storages_; }
   std::string GroupName(int g) const { return "group" + std::to_string(g + 1); }
+  // Each storage has its own loopback address (127.0.0.1 for the first), as servers of a real
+  // group have their own IPs: file IDs name their source by address.
+  std::string StorageIp(int group, int member) const {
+    return "127.0.0." + std::to_string(1 + group * opt_.per_group + member);
+  }
+  // Replaces a storage's config (written at its next Start) with its current one plus `extra`.
+  void SetStorageExtraConf(int group, int member, const std::string& extra);
+  // Creates and starts one more member of `group` (index per_group, per_group + 1, ...).
+  Status AddStorage(int group);
   std::string TrackerList() const;  // "127.0.0.1:p1,127.0.0.1:p2"
   ClientOptions ClientOpts() const;
   std::unique_ptr<Client> NewClient() const;
@@ -99,13 +112,14 @@ class MiniCluster {
 
  private:
   std::string TrackerConf(int i, int port) const;
-  std::string StorageConf(int g, int m, int port) const;
+  std::string StorageConf(int g, int m, int port, const std::string& extra = "") const;
 
   ClusterOptions opt_;
   TempDir tmp_;
   std::string secret_ = "test-cluster-secret";
   std::vector<std::unique_ptr<Daemon>> trackers_;
   std::vector<std::unique_ptr<Daemon>> storages_;
+  size_t extra_storages_ = 0;
 };
 
 // Runs a program (argv[0] is looked up in BinDir() when it has no slash), feeding nothing on

@@ -58,12 +58,12 @@ void QueryFetch(TrackerServer* t, const ConnectionPtr& c, const FrameHeader& h, 
   std::string out;
   proto::AppendFixed(&out, group, proto::kGroupNameLen);
   if (h.cmd == proto::kTrackerQueryUpdate) {
-    auto tg = t->cluster().PickUpdate(group, id->fields.source_ip);
+    auto tg = t->cluster().PickUpdate(group, id->fields.source_ip, id->fields.create_time);
     if (!tg.ok()) return c->ReplyStatus(tg.status());
     AppendTarget(&out, *tg);
   } else {
     bool all = h.cmd == proto::kTrackerQueryFetchAll;
-    auto targets = t->cluster().PickFetch(group, id->fields.source_ip, all);
+    auto targets = t->cluster().PickFetch(group, id->fields.source_ip, all, id->fields.create_time);
     if (!targets.ok()) return c->ReplyStatus(targets.status());
     for (const auto& tg : *targets) AppendTarget(&out, tg);
   }

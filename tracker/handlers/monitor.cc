@@ -1,4 +1,8 @@
-// FastDFS monitor commands: list one group (90), all groups (91), storages of a group (92).
+// FastDFS monitor commands: list one group (90), all groups (91), storages of a group (92); and
+// Depot's cluster status (240): the same and the replication state, as JSON (doc/protocol.md).
+#include <nlohmann/json.hpp>
+
+#include "common/base/hash.h"
 #include "common/proto/file_id.h"
 #include "tracker/tracker_server.h"
 
@@ -34,6 +38,49 @@ void ListStorages(TrackerServer* t, const ConnectionPtr& c, const FrameHeader&, 
   c->Reply(0, out);
 }
 
+void ClusterStatus(TrackerServer* t, const ConnectionPtr& c, std::string body) {
+  if (!body.empty()) return c->Reply(EINVAL);
+  using nlohmann::json;
+  json groups = json::array();
+  for (const auto& g : t->cluster().AllGroupStats()) {
+    json members = json::array();
+    for (const auto& m : t->cluster().Members(g.group_name)) {
+      json sync = json::array();
+      for (const auto& r : m.hb.sync) {
+        sync.push_back({{"peer", r.peer},
+                        {"synced_until", r.synced_until},
+                        {"lag_records", r.lag_records},
+                        {"lag_seconds", r.lag_seconds},
+                        {"connected", r.connected}});
+      }
+      members.push_back({{"id", m.id},
+                         {"ip", m.info.ip},
+                         {"port", m.info.port},
+                         {"http_port", m.info.http_port},
+                         {"state", static_cast<int>(m.state)},
+                         {"state_name", proto::StorageStateName(m.state)},
+                         {"store_path_count", m.info.store_path_count},
+                         {"total_mb", m.TotalMb()},
+                         {"free_mb", m.FreeMb()},
+                         {"reserved_mb", m.hb.reserved_mb},
+                         {"uploads", m.hb.counters[proto::kCntUpload + 1]},
+                         {"downloads", m.hb.counters[proto::kCntDownload + 1]},
+                         {"last_heartbeat", m.last_heartbeat},
+                         {"version", m.info.version},
+                         {"repl_state", m.hb.repl_state},
+                         {"binlog_seq", m.hb.binlog_seq},
+                         {"sync", sync}});
+    }
+    groups.push_back({{"name", g.group_name},
+                      {"total_mb", g.total_mb},
+                      {"free_mb", g.free_mb},
+                      {"writable", g.writable_count},
+                      {"readable", g.readable_count},
+                      {"members", members}});
+  }
+  c->Reply(0, json{{"time", UnixSeconds()}, {"groups", groups}}.dump());
+}
+
 }  // namespace
 
 void RegisterMonitor(TrackerServer* t, net::FrameServer* s) {
@@ -50,6 +97,12 @@ void RegisterMonitor(TrackerServer* t, net::FrameServer* s) {
     ListStorages(t, c, h, std::move(body));
   };
   s->Register(proto::kTrackerListStorages, storages);
+  net::CommandSpec status;
+  status.max_body = 0;
+  status.handle = [t](const ConnectionPtr& c, const FrameHeader&, std::string body) {
+    ClusterStatus(t, c, std::move(body));
+  };
+  s->Register(proto::kDepotClusterStatus, status);
 }
 
 }  // namespace depot::tracker

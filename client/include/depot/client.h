@@ -27,6 +27,8 @@ struct ClientOptions {
   std::vector<std::string> trackers;  // "host:port"
   int connect_timeout_ms = 5000;
   int network_timeout_ms = 30000;
+  // The cluster secret: only admin tools (fsck) need it, to list and repair members' files.
+  std::string cluster_secret;
 };
 
 // Loads a client.conf (tracker_server, connect_timeout, network_timeout).
@@ -65,6 +67,20 @@ struct MemberStatus {
   int64_t downloads = 0;
   int64_t last_heartbeat = 0;
   std::string version;
+  int http_port = 0;
+  int store_path_count = 1;
+  // Replication (Depot trackers only): the member's own state and binlog position, and how far
+  // each peer has applied this member's changes.
+  std::string repl_state;
+  int64_t binlog_seq = 0;
+  struct PeerSync {
+    std::string peer;
+    int64_t synced_until = 0;
+    int64_t lag_records = 0;
+    int64_t lag_seconds = 0;
+    bool connected = false;
+  };
+  std::vector<PeerSync> sync;
 };
 
 struct GroupStatus {
@@ -74,6 +90,28 @@ struct GroupStatus {
   int64_t writable = 0;
   int64_t readable = 0;
   std::vector<MemberStatus> members;
+};
+
+// depot fsck: compares the members of a group file by file (names, sizes and, with verify, the
+// content against the CRC32 in each name) and with repair copies a good version onto members
+// that lack it or hold a bad one, and deletes files that were deleted on another member.
+struct FsckOptions {
+  std::string group;    // empty: every group
+  bool repair = false;
+  bool verify = false;  // read every file (slow) instead of comparing sizes
+};
+struct FsckProblem {
+  std::string file_id;
+  std::string member;  // "ip:port"
+  std::string kind;    // missing | size | corrupt | deleted | unreachable
+  bool repaired = false;
+  std::string detail;
+};
+struct FsckReport {
+  int64_t files = 0;    // distinct live files seen
+  int64_t members = 0;  // members checked
+  std::vector<FsckProblem> problems;
+  bool clean() const;   // no problem left unrepaired
 };
 
 // Called as a transfer progresses: bytes done so far and the total.
@@ -105,6 +143,9 @@ class Client {
                  bool merge);
 
   Result<std::vector<GroupStatus>> ClusterStatus();
+  // Needs ClientOptions::cluster_secret.
+  Result<FsckReport> Fsck(const FsckOptions& options);
+  const ClientOptions& options() const;
 
   // Tracker queries, exposed for tools and benchmarks.
   Result<StorageNode> QueryStore(const std::string& group);

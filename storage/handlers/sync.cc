@@ -1,0 +1,327 @@
+// Replication, receiver side (doc/replication.md): SYNC_HELLO (220), SYNC_RECORD (221),
+// SYNC_FLUSH (222), SYNC_DUMP_REQUEST (223) and SYNC_DUMP_DONE (224). All internal: they need the
+// cluster-secret handshake first.
+//
+// A record is applied at most once per (origin, oseq): one already applied is answered at once
+// (its body is read and dropped). A create never replaces a deleted file's tombstone and keeps a
+// good existing copy; a metadata change applies only when its version is newer (last writer wins).
+// Every applied record is appended to this server's binlog, so that it can later serve a dump.
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <mutex>
+
+#include "common/base/fs.h"
+#include "common/base/hash.h"
+#include "common/base/logging.h"
+#include "common/proto/sync.h"
+#include "storage/replicator.h"
+#include "storage/storage_server.h"
+
+namespace depot::storage {
+namespace {
+
+using net::ConnectionPtr;
+using proto::FrameHeader;
+
+// Records the record as applied: binlog, position, metric.
+Status Applied(StorageServer* s, const proto::SyncRecordHead& h, const std::string& name) {
+  auto r = s->replicator().binlog().AppendApplied(h.origin, h.oseq, h.op, name);
+  if (!r.ok()) return r.status();
+  s->replicator().MarkApplied(h.origin, h.oseq);
+  s->replicator().CountApplied();
+  return Status::OK();
+}
+
+bool HasTombstone(StorageServer* s, const std::string& name) {
+  auto t = s->meta().Get("t/" + name);
+  return t.ok() && t->has_value();
+}
+
+// True when the file at `full` is a good copy of `id` (normal files: size and CRC32 from the
+// name; others: the size).
+bool GoodCopy(const proto::FileId& id, const std::string& full, uint64_t size) {
+  struct stat st;
+  if (stat(full.c_str(), &st) != 0 || static_cast<uint64_t>(st.st_size) != size) return false;
+  if (id.IsAppender() || id.IsTrunk()) return true;
+  return StorePath::FileMatches(full, size, id.fields.crc32);
+}
+
+// A replicated create: the body goes to a pending file in the file's own directory.
+class CreateJob {
+ public:
+  CreateJob(StorageServer* s, StorePath* p, proto::FileId id, proto::SyncRecordHead h)
+      : s_(s), p_(p), id_(std::move(id)), h_(h), name_(id_.RemoteName()),
+        full_(p->FullPath(id_.RelativePath())) {}
+
+  // First call, on a writer thread: decides whether the bytes are needed at all.
+  Status Prepare() {
+    if ((h_.flags & proto::kSyncFlagGone) || HasTombstone(s_, name_) ||
+        GoodCopy(id_, full_, h_.data_len)) {
+      keep_ = false;
+      return Status::OK();
+    }
+    DEPOT_ASSIGN_OR_RETURN(file_, p_->CreatePendingIn(id_.dir1, id_.dir2));
+    return Status::OK();
+  }
+
+  Status Write(const std::string& data) {
+    if (!keep_) return Status::OK();
+    if (written_ + data.size() > h_.data_len) return Status::InvalidArgument("record body too long");
+    DEPOT_RETURN_IF_ERROR(WriteAll(file_.fd, data.data(), data.size(), "sync create"));
+    crc_ = Crc32Update(crc_, data.data(), data.size());
+    written_ += data.size();
+    return Status::OK();
+  }
+
+  Status Finish() {
+    if (keep_) {
+      if (written_ != h_.data_len) return Status::InvalidArgument("record body too short");
+      if (!id_.IsAppender() && !id_.IsTrunk() &&
+          (crc_ != id_.fields.crc32 || written_ != proto::SizeFromWord(id_.fields.size_word))) {
+        return Status::Corruption("replicated content does not match its file ID:", name_);
+      }
+      std::lock_guard<std::mutex> l(s_->MetaLock("m/" + name_));
+      if (!HasTombstone(s_, name_)) {  // a delete may have arrived from another origin meanwhile
+        Status st = p_->Publish(&file_, id_.name);
+        if (st.code() == StatusCode::kAlreadyExists) {
+          // The existing copy was found bad in Prepare (a torn write before a crash): replace it.
+          unlink(full_.c_str());
+          st = p_->Publish(&file_, id_.name);
+        }
+        DEPOT_RETURN_IF_ERROR(st);
+      }
+    }
+    StorePath::Discard(&file_);
+    return Applied(s_, h_, name_);
+  }
+
+ private:
+  StorageServer* s_;
+  StorePath* p_;
+  proto::FileId id_;
+  proto::SyncRecordHead h_;
+  std::string name_, full_;
+  bool keep_ = true;
+  StorePath::PendingFile file_;
+  uint64_t written_ = 0;
+  uint32_t crc_ = 0;
+};
+
+Status ApplyDelete(StorageServer* s, StorePath* p, const proto::FileId& id,
+                   const proto::SyncRecordHead& h) {
+  std::string name = id.RemoteName();
+  std::lock_guard<std::mutex> l(s->MetaLock("m/" + name));
+  std::string full = p->FullPath(id.RelativePath());
+  if (unlink(full.c_str()) != 0 && errno != ENOENT) return Status::FromErrno(errno, "unlink", full);
+  DEPOT_RETURN_IF_ERROR(s->meta().Delete("m/" + name));
+  DEPOT_RETURN_IF_ERROR(s->meta().Delete("mv/" + name));
+  DEPOT_RETURN_IF_ERROR(s->meta().Put("t/" + name, std::to_string(UnixSeconds())));
+  return Applied(s, h, name);
+}
+
+Status ApplyMeta(StorageServer* s, StorePath* p, const proto::FileId& id,
+                 const proto::SyncRecordHead& h, const std::string& meta) {
+  std::string name = id.RemoteName();
+  std::lock_guard<std::mutex> l(s->MetaLock("m/" + name));
+  struct stat st;
+  if (stat(p->FullPath(id.RelativePath()).c_str(), &st) == 0) {
+    auto old = s->meta().Get("mv/" + name);
+    if (!old.ok()) return old.status();
+    uint64_t local = *old ? std::strtoull((*old)->c_str(), nullptr, 10) : 0;
+    if (h.version > local) {
+      if ((h.flags & proto::kSyncFlagGone) || meta.empty()) {
+        DEPOT_RETURN_IF_ERROR(s->meta().Delete("m/" + name));
+      } else {
+        if (!ParseMeta(meta).ok()) return Status::InvalidArgument("replicated metadata is malformed");
+        DEPOT_RETURN_IF_ERROR(s->meta().Put("m/" + name, meta));
+      }
+      DEPOT_RETURN_IF_ERROR(s->meta().Put("mv/" + name, std::to_string(h.version)));
+    }
+  }
+  return Applied(s, h, name);
+}
+
+class RecordStream : public net::BodyStream {
+ public:
+  RecordStream(StorageServer* s, uint64_t body_len) : s_(s), body_len_(body_len) {}
+
+  void OnChunk(const ConnectionPtr& conn, std::string chunk, bool last) override {
+    if (!parsed_) {
+      if (prefix_.size() < proto::kSyncRecordHead) {
+        size_t take = std::min(proto::kSyncRecordHead - prefix_.size(), chunk.size());
+        prefix_.append(chunk, 0, take);
+        chunk.erase(0, take);
+        if (prefix_.size() == proto::kSyncRecordHead) {
+          auto h = proto::DecodeSyncRecordHead(prefix_);
+          if (!h.ok()) return Refuse(conn, h.status());
+          head_ = *h;
+          if (body_len_ != proto::kSyncRecordHead + head_.name_len + head_.data_len) {
+            return Refuse(conn, Status::InvalidArgument("sync record: body length mismatch"));
+          }
+        }
+      }
+      size_t need = proto::kSyncRecordHead + head_.name_len;
+      if (prefix_.size() >= proto::kSyncRecordHead && prefix_.size() < need) {
+        size_t take = std::min(need - prefix_.size(), chunk.size());
+        prefix_.append(chunk, 0, take);
+        chunk.erase(0, take);
+      }
+      if (prefix_.size() < proto::kSyncRecordHead || prefix_.size() < need) {
+        if (last) return Refuse(conn, Status::InvalidArgument("sync record: truncated"));
+        return conn->ContinueBody();
+      }
+      parsed_ = true;
+      std::string name = prefix_.substr(proto::kSyncRecordHead);
+      auto id = proto::ParseRemoteName(s_->config().group_name, name);
+      if (!id.ok()) return Refuse(conn, id.status());
+      auto path = s_->PathForFile(*id);
+      if (!path.ok()) return Refuse(conn, path.status());
+      if (!s_->replicator().Accepting(conn.get())) {
+        return conn->Reply(EBUSY);  // catching up: only the dump is applied now
+      }
+      id_ = *id;
+      path_ = *path;
+      if (head_.oseq <= s_->replicator().Applied(head_.origin)) {
+        mode_ = Mode::kSkip;
+      } else if (head_.op == 'C') {
+        mode_ = Mode::kCreate;
+        job_ = std::make_shared<CreateJob>(s_, path_, id_, head_);
+      } else if (head_.op == 'M') {
+        mode_ = Mode::kMeta;
+      } else {
+        mode_ = Mode::kDelete;
+      }
+    }
+    switch (mode_) {
+      case Mode::kSkip:
+        return last ? conn->Reply(0) : conn->ContinueBody();
+      case Mode::kMeta:
+        meta_ += chunk;
+        if (!last) return conn->ContinueBody();
+        path_->writer().Submit([s = s_, p = path_, id = id_, h = head_, meta = std::move(meta_), conn] {
+          Status st = ApplyMeta(s, p, id, h, meta);
+          if (!st.ok()) DEPOT_LOG_WARN("sync metadata {}: {}", id.RemoteName(), st.ToString());
+          conn->PostReply(proto::StatusToWire(st));
+        });
+        return;
+      case Mode::kDelete:
+        path_->writer().Submit([s = s_, p = path_, id = id_, h = head_, conn] {
+          Status st = ApplyDelete(s, p, id, h);
+          if (!st.ok()) DEPOT_LOG_WARN("sync delete {}: {}", id.RemoteName(), st.ToString());
+          conn->PostReply(proto::StatusToWire(st));
+        });
+        return;
+      case Mode::kCreate: {
+        bool first = !prepared_;
+        prepared_ = true;
+        auto job = job_;
+        path_->writer().Submit([job, conn, first, chunk = std::move(chunk), last] {
+          Status st = first ? job->Prepare() : Status::OK();
+          if (st.ok() && !chunk.empty()) st = job->Write(chunk);
+          if (st.ok() && last) st = job->Finish();
+          if (!st.ok()) {
+            DEPOT_LOG_WARN("sync create from {}: {}", conn->peer(), st.ToString());
+            return conn->PostReply(proto::StatusToWire(st));
+          }
+          if (last) return conn->PostReply(0);
+          conn->ContinueBody();
+        });
+        return;
+      }
+    }
+  }
+
+  void OnAbort() override {
+    if (!job_ || path_ == nullptr) return;
+    auto job = job_;
+    path_->writer().Submit([job] {});  // the job (and its pending file) dies on a writer thread
+    job_.reset();
+  }
+
+ private:
+  enum class Mode { kSkip, kCreate, kMeta, kDelete };
+  void Refuse(const ConnectionPtr& conn, const Status& s) {
+    DEPOT_LOG_WARN("sync record from {} refused: {}", conn->peer(), s.ToString());
+    conn->ReplyStatus(s);
+  }
+
+  StorageServer* s_;
+  uint64_t body_len_;
+  std::string prefix_;
+  bool parsed_ = false;
+  bool prepared_ = false;
+  proto::SyncRecordHead head_;
+  proto::FileId id_;
+  StorePath* path_ = nullptr;
+  Mode mode_ = Mode::kSkip;
+  std::shared_ptr<CreateJob> job_;
+  std::string meta_;
+};
+
+void Hello(StorageServer* s, const ConnectionPtr& c, std::string body) {
+  auto hello = proto::DecodeSyncHello(body);
+  if (!hello.ok()) return c->ReplyStatus(hello.status());
+  auto reply = s->replicator().Hello(*hello, c.get());
+  const void* key = c.get();
+  c->set_close_hook([s, key] { s->replicator().ConnectionClosed(key); });
+  c->Reply(0, proto::EncodeSyncHelloReply(reply));
+}
+
+}  // namespace
+
+void RegisterSync(StorageServer* s, net::FrameServer* fs) {
+  net::CommandSpec hello;
+  hello.max_body = 4096;
+  hello.internal = true;
+  hello.handle = [s](const ConnectionPtr& c, const FrameHeader&, std::string body) {
+    Hello(s, c, std::move(body));
+  };
+  fs->Register(proto::kDepotSyncHello, hello);
+
+  net::CommandSpec record;
+  record.max_body = proto::kSyncRecordHead + proto::kMaxRemoteNameLen +
+                    std::max<uint64_t>(s->config().max_file_size, 1 << 20);
+  record.internal = true;
+  record.stream = [s](const ConnectionPtr&, const FrameHeader& h) {
+    return std::make_unique<RecordStream>(s, h.body_len);
+  };
+  fs->Register(proto::kDepotSyncRecord, record);
+
+  net::CommandSpec flush;
+  flush.max_body = 0;
+  flush.internal = true;
+  flush.handle = [s](const ConnectionPtr& c, const FrameHeader&, std::string) {
+    s->paths()[0]->writer().Submit([s, c] {
+      Status st = s->replicator().Flush();
+      if (!st.ok()) DEPOT_LOG_WARN("sync flush: {}", st.ToString());
+      c->PostReply(proto::StatusToWire(st));
+    });
+  };
+  fs->Register(proto::kDepotSyncFlush, flush);
+
+  net::CommandSpec dump;
+  dump.max_body = 4096;
+  dump.internal = true;
+  dump.handle = [s](const ConnectionPtr& c, const FrameHeader&, std::string body) {
+    auto to = proto::DecodeDumpRequest(body);
+    if (!to.ok()) return c->ReplyStatus(to.status());
+    c->ReplyStatus(s->replicator().StartDump(*to));
+  };
+  fs->Register(proto::kDepotSyncDumpRequest, dump);
+
+  net::CommandSpec done;
+  done.max_body = 4096;
+  done.internal = true;
+  done.handle = [s](const ConnectionPtr& c, const FrameHeader&, std::string) {
+    const void* key = c.get();
+    s->paths()[0]->writer().Submit([s, c, key] {
+      Status st = s->replicator().DumpDone(key);
+      if (!st.ok()) DEPOT_LOG_WARN("dump done from {}: {}", c->peer(), st.ToString());
+      c->PostReply(proto::StatusToWire(st));
+    });
+  };
+  fs->Register(proto::kDepotSyncDumpDone, done);
+}
+
+}  // namespace depot::storage

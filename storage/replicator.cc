@@ -1,0 +1,744 @@
+#include "storage/replicator.h"
+
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <deque>
+
+#include <prometheus/counter.h>
+#include <prometheus/gauge.h>
+
+#include "common/base/conf.h"
+#include "common/base/hash.h"
+#include "common/base/logging.h"
+#include "common/net/blocking_conn.h"
+#include "common/proto/file_id.h"
+#include "storage/storage_server.h"
+#include "storage/tracker_reporter.h"
+
+namespace depot::storage {
+
+const char* ReplStateName(ReplState s) {
+  switch (s) {
+    case ReplState::kWaitSync: return "wait_sync";
+    case ReplState::kSyncing: return "syncing";
+    case ReplState::kActive: return "active";
+  }
+  return "wait_sync";
+}
+
+namespace {
+
+constexpr int kFlushEvery = 64;        // own records per SYNC_FLUSH
+constexpr int kIdlePingSeconds = 30;   // ACTIVE_TEST on an idle push connection
+constexpr int64_t kDumpStallNs = 30LL * 1000 * 1000 * 1000;
+
+std::string Hex64(uint64_t v) {
+  char buf[20];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(v));
+  return buf;
+}
+
+// Where a pusher stands, persisted as its hint (`sync/out/<peer>`).
+struct PushMark {
+  BinlogPos pos;
+  uint64_t seq = 0;        // last record passed
+  uint32_t watermark = 0;  // its watermark
+  uint64_t origin = 0;     // last own record passed (for the validity check)
+  uint64_t oseq = 0;
+  std::string Encode() const {
+    char buf[160];
+    std::snprintf(buf, sizeof buf, "%u %llu %llu %u %llx %llu", pos.segment,
+                  static_cast<unsigned long long>(pos.offset), static_cast<unsigned long long>(seq),
+                  watermark, static_cast<unsigned long long>(origin),
+                  static_cast<unsigned long long>(oseq));
+    return buf;
+  }
+  static std::optional<PushMark> Decode(const std::string& s) {
+    PushMark m;
+    unsigned long long off = 0, seq = 0, origin = 0, oseq = 0;
+    if (std::sscanf(s.c_str(), "%u %llu %llu %u %llx %llu", &m.pos.segment, &off, &seq,
+                    &m.watermark, &origin, &oseq) != 6) {
+      return std::nullopt;
+    }
+    m.pos.offset = off;
+    m.seq = seq;
+    m.origin = origin;
+    m.oseq = oseq;
+    return m;
+  }
+};
+
+}  // namespace
+
+// Pushes binlog records to one peer: its own records (an ordinary pusher) or every record up to
+// the binlog's end when it started (a catch-up dump). Owns one thread.
+class PeerPusher {
+ public:
+  PeerPusher(Replicator* r, StorageServer* s, std::string self_id, std::string peer_id,
+             std::string ip, int port, bool dump)
+      : r_(r), s_(s), self_id_(std::move(self_id)), peer_(std::move(peer_id)), ip_(std::move(ip)),
+        port_(port), dump_(dump) {
+    if (!dump_) {
+      auto hint = s_->meta().Get("sync/out/" + peer_);
+      if (hint.ok() && *hint) mark_ = PushMark::Decode(**hint).value_or(PushMark());
+    }
+    synced_until_ = mark_.seq > 0 ? mark_.watermark : r_->binlog().first_created() - 1;
+    thread_ = std::thread([this] { Run(); });
+  }
+  ~PeerPusher() { Stop(); }
+
+  void Stop() {
+    stop_ = true;
+    int fd = fd_.load();
+    if (fd >= 0) shutdown(fd, SHUT_RDWR);
+    r_->binlog().Wake();
+    if (thread_.joinable()) thread_.join();
+  }
+  bool finished() const { return finished_.load(); }
+  bool live() const { return live_.load(); }
+  uint64_t durable_seq() const { return durable_seq_.load(); }
+  const std::string& peer() const { return peer_; }
+
+  proto::SyncReport Report() {
+    proto::SyncReport rep;
+    rep.peer = peer_;
+    rep.connected = live_.load();
+    uint64_t passed = passed_seq_.load();
+    auto w = r_->binlog().CaughtUpWatermark(passed);
+    rep.synced_until = w ? *w : synced_until_.load();
+    uint64_t last = r_->binlog().last_seq();
+    rep.lag_records = static_cast<int64_t>(last > passed ? last - passed : 0);
+    if (rep.lag_records > 0) {
+      int64_t oldest = pending_time_.load();
+      if (oldest == 0) oldest = passed_time_.load();
+      rep.lag_seconds = oldest > 0 ? std::max<int64_t>(0, UnixSeconds() - oldest) : 0;
+    }
+    return rep;
+  }
+
+ private:
+  enum class Kind { kRecord, kSkip, kFlush };
+  struct Item {
+    Kind kind;
+    PushMark mark;  // where the pusher stands once this item is answered
+    uint32_t time = 0;
+  };
+
+  void Run() {
+    int backoff_ms = 200;
+    while (!stop_) {
+      Status s = Session();
+      live_ = false;
+      int fd = fd_.exchange(-1);
+      (void)fd;
+      if (stop_ || finished_) return;
+      if (!s.ok() && s.code() != StatusCode::kBusy) {
+        if (!warned_) DEPOT_LOG_WARN("sync to {}: {} (retrying)", peer_, s.ToString());
+        warned_ = true;
+        r_->CountSyncError(peer_);
+      }
+      for (int waited = 0; waited < backoff_ms && !stop_; waited += 50) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      }
+      backoff_ms = std::min(backoff_ms * 2, 5000);
+    }
+  }
+
+  Status Session() {
+    const StorageConfig& cfg = s_->config();
+    DEPOT_ASSIGN_OR_RETURN(auto conn, net::BlockingConn::Connect(ip_, port_, 3000));
+    fd_ = conn->fd();
+    if (stop_) return Status::Unavailable("stopping");
+    conn->set_timeout_ms(cfg.network_timeout * 1000);
+    DEPOT_RETURN_IF_ERROR(conn->Authenticate(cfg.cluster_secret));
+    proto::SyncHello hello{self_id_, dump_};
+    DEPOT_ASSIGN_OR_RETURN(auto rep, conn->Call(proto::kDepotSyncHello, proto::EncodeSyncHello(hello)));
+    if (rep.status != 0) return proto::WireToStatus(rep.status, "sync hello to " + peer_);
+    DEPOT_ASSIGN_OR_RETURN(auto hr, proto::DecodeSyncHelloReply(rep.body));
+    if (!hr.accepting) return Status::Busy("peer is catching up:", peer_);
+    applied_ = std::move(hr.applied);
+    auto applied = [&](uint64_t origin) {
+      auto it = applied_.find(origin);
+      return it == applied_.end() ? 0 : it->second;
+    };
+
+    Binlog& log = r_->binlog();
+    // Resume from the hint when the peer confirms it has everything before it.
+    PushMark at;
+    if (!dump_ && mark_.seq > 0 && (mark_.origin == 0 || applied(mark_.origin) >= mark_.oseq)) {
+      at = mark_;
+    }
+    BinlogReader reader(&log, at.pos);
+    BinlogPos dump_end = log.end();
+    passed_seq_ = at.seq;
+    if (at.seq > 0) synced_until_ = at.watermark;
+    durable_seq_ = std::min(durable_seq_.load(), at.seq);
+    live_ = true;
+    if (warned_) DEPOT_LOG_INFO("sync to {}: connected", peer_);
+    warned_ = false;
+
+    std::deque<Item> inflight;
+    PushMark sent = at;  // the mark after the last item queued
+    uint64_t last_read = at.seq;
+    int unflushed = 0;
+    int64_t idle_since = MonotonicNanos();
+    bool at_end = false;
+    const size_t window = static_cast<size_t>(cfg.sync_window);
+    for (;;) {
+      if (stop_) return Status::Unavailable("stopping");
+      // 1. Queue what the window allows.
+      at_end = false;
+      while (inflight.size() < window) {
+        if (dump_ && !(reader.pos().segment < dump_end.segment ||
+                       (reader.pos().segment == dump_end.segment &&
+                        reader.pos().offset < dump_end.offset))) {
+          at_end = true;
+          break;
+        }
+        DEPOT_ASSIGN_OR_RETURN(auto rec, reader.Next());
+        if (!rec) {
+          at_end = true;
+          break;
+        }
+        last_read = rec->seq;
+        bool own = log.IsOwn(rec->origin);
+        sent.pos = reader.pos();
+        sent.seq = rec->seq;
+        sent.watermark = rec->watermark;
+        if (own) {
+          sent.origin = rec->origin;
+          sent.oseq = rec->oseq;
+        }
+        if ((!dump_ && !own) || applied(rec->origin) >= rec->oseq) {
+          inflight.push_back({Kind::kSkip, sent, rec->time});
+          if (own) ++unflushed;
+          continue;
+        }
+        if (cfg.sync_delay_ms > 0) {
+          for (int w = 0; w < cfg.sync_delay_ms && !stop_; w += 10) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(std::min(10, cfg.sync_delay_ms - w)));
+          }
+        }
+        if (inflight.empty()) pending_time_ = rec->time;
+        DEPOT_RETURN_IF_ERROR(SendRecord(*conn, *rec));
+        inflight.push_back({Kind::kRecord, sent, rec->time});
+        if (++unflushed >= kFlushEvery) {
+          DEPOT_RETURN_IF_ERROR(conn->SendHeader(0, proto::kDepotSyncFlush));
+          inflight.push_back({Kind::kFlush, sent, 0});
+          unflushed = 0;
+        }
+      }
+      if (at_end && unflushed > 0) {
+        DEPOT_RETURN_IF_ERROR(conn->SendHeader(0, proto::kDepotSyncFlush));
+        inflight.push_back({Kind::kFlush, sent, 0});
+        unflushed = 0;
+      }
+      // 2. Answered items at the front: skips need no answer.
+      while (!inflight.empty() && inflight.front().kind == Kind::kSkip) {
+        Pass(inflight.front());
+        inflight.pop_front();
+      }
+      if (inflight.empty()) {
+        pending_time_ = 0;
+        if (dump_ && at_end) {
+          auto done = conn->Call(proto::kDepotSyncDumpDone, "");
+          if (!done.ok()) return done.status();
+          if (done->status != 0) return proto::WireToStatus(done->status, "dump done to " + peer_);
+          DEPOT_LOG_INFO("catch-up dump to {} complete ({} records)", peer_, sent.seq);
+          finished_ = true;
+          return Status::OK();
+        }
+        if (MonotonicNanos() - idle_since > kIdlePingSeconds * 1000000000LL) {
+          auto ping = conn->Call(proto::kActiveTest, "");
+          if (!ping.ok()) return ping.status();
+          idle_since = MonotonicNanos();
+        }
+        log.WaitBeyond(last_read, 500);
+        continue;
+      }
+      // 3. One answer.
+      DEPOT_ASSIGN_OR_RETURN(auto h, conn->RecvHeader(1 << 16));
+      if (h.body_len > 0) {
+        std::string skip(h.body_len, '\0');
+        DEPOT_RETURN_IF_ERROR(conn->RecvExact(skip.data(), skip.size()));
+      }
+      Item item = inflight.front();
+      inflight.pop_front();
+      if (h.status != 0) {
+        return proto::WireToStatus(h.status, "sync record to " + peer_);
+      }
+      idle_since = MonotonicNanos();
+      if (item.kind == Kind::kFlush) {
+        durable_seq_ = item.mark.seq;
+        if (!dump_) {
+          mark_ = item.mark;
+          Status ps = s_->meta().Put("sync/out/" + peer_, mark_.Encode());
+          if (!ps.ok()) DEPOT_LOG_WARN("sync to {}: saving position: {}", peer_, ps.ToString());
+        }
+        r_->OnDurable();
+      } else {
+        Pass(item);
+        r_->CountPushed(peer_);
+      }
+      while (!inflight.empty() && inflight.front().kind == Kind::kSkip) {
+        Pass(inflight.front());
+        inflight.pop_front();
+      }
+      pending_time_ = inflight.empty() ? 0 : inflight.front().time;
+    }
+  }
+
+  void Pass(const Item& item) {
+    passed_seq_ = item.mark.seq;
+    synced_until_ = item.mark.watermark;
+    passed_time_ = item.time;
+  }
+
+  Status SendRecord(net::BlockingConn& conn, const BinlogRecord& rec) {
+    proto::SyncRecordHead head;
+    head.origin = rec.origin;
+    head.oseq = rec.oseq;
+    head.op = rec.op;
+    head.name_len = static_cast<uint16_t>(rec.name.size());
+    std::string data;
+    int fd = -1;
+    auto id = proto::ParseRemoteName(s_->config().group_name, rec.name);
+    if (!id.ok()) {
+      head.flags |= proto::kSyncFlagGone;  // cannot happen for records we wrote; keep the order
+    } else if (rec.op == kOpCreate) {
+      auto path = s_->PathForFile(*id);
+      if (path.ok()) fd = open((*path)->FullPath(id->RelativePath()).c_str(), O_RDONLY | O_CLOEXEC);
+      struct stat st;
+      if (fd >= 0 && fstat(fd, &st) == 0) {
+        head.data_len = static_cast<uint64_t>(st.st_size);
+      } else {
+        if (fd >= 0) close(fd);
+        fd = -1;
+        head.flags |= proto::kSyncFlagGone;
+      }
+    } else if (rec.op == kOpMeta) {
+      std::string key = id->RemoteName();
+      std::lock_guard<std::mutex> l(s_->MetaLock("m/" + key));
+      auto v = s_->meta().Get("mv/" + key);
+      if (v.ok() && *v) head.version = std::strtoull((*v)->c_str(), nullptr, 10);
+      auto m = s_->meta().Get("m/" + key);
+      if (m.ok() && *m) {
+        data = std::move(**m);
+        head.data_len = data.size();
+      } else if (head.version == 0) {
+        head.flags |= proto::kSyncFlagGone;
+      }
+    }
+    std::string prefix = proto::EncodeSyncRecordHead(head) + rec.name;
+    Status s = conn.SendHeader(prefix.size() + head.data_len, proto::kDepotSyncRecord);
+    if (s.ok()) s = conn.SendAll(prefix.data(), prefix.size());
+    if (s.ok() && fd >= 0) s = conn.SendFromFile(fd, head.data_len);
+    if (s.ok() && !data.empty()) s = conn.SendAll(data.data(), data.size());
+    if (fd >= 0) close(fd);
+    return s;
+  }
+
+  Replicator* r_;
+  StorageServer* s_;
+  std::string self_id_, peer_, ip_;
+  int port_;
+  bool dump_;
+  std::thread thread_;
+  std::atomic<bool> stop_{false};
+  std::atomic<bool> finished_{false};
+  std::atomic<bool> live_{false};
+  std::atomic<int> fd_{-1};
+  bool warned_ = false;
+  PushMark mark_;  // the persisted hint (pusher thread only)
+  std::map<uint64_t, uint64_t> applied_;
+  std::atomic<uint64_t> passed_seq_{0};
+  std::atomic<uint64_t> durable_seq_{0};
+  std::atomic<uint32_t> synced_until_{0};
+  std::atomic<int64_t> passed_time_{0};
+  std::atomic<int64_t> pending_time_{0};
+};
+
+Replicator::Replicator(StorageServer* server) : server_(server) {}
+
+Replicator::~Replicator() { Stop(); }
+
+Status Replicator::Open() {
+  DEPOT_ASSIGN_OR_RETURN(binlog_, Binlog::Open(server_->config().base_path + "/binlog"));
+  DEPOT_RETURN_IF_ERROR(server_->meta().Scan("sync/applied/", [&](const std::string& k,
+                                                                 const std::string& v) {
+    uint64_t origin = std::strtoull(k.c_str() + 13, nullptr, 16);
+    applied_[origin] = std::strtoull(v.c_str(), nullptr, 10);
+  }));
+  DEPOT_ASSIGN_OR_RETURN(auto caught_up, server_->meta().Get("sys/caught_up"));
+  // A server with history (a binlog that has records) is a member that has caught up before.
+  if (caught_up || binlog_->last_seq() > 0) state_ = ReplState::kActive;
+  auto& reg = server_->metrics_registry();
+  lag_records_ = &prometheus::BuildGauge()
+                      .Name("depot_sync_lag_records")
+                      .Help("Binlog records a peer has not applied yet, by peer")
+                      .Register(reg);
+  lag_seconds_ = &prometheus::BuildGauge()
+                      .Name("depot_sync_lag_seconds")
+                      .Help("Age of the oldest record a peer has not applied yet, by peer")
+                      .Register(reg);
+  pushed_ = &prometheus::BuildCounter()
+                 .Name("depot_sync_records_pushed_total")
+                 .Help("Binlog records pushed to and applied by a peer, by peer")
+                 .Register(reg);
+  errors_ = &prometheus::BuildCounter()
+                 .Name("depot_sync_errors_total")
+                 .Help("Failed push sessions (connection or peer errors), by peer")
+                 .Register(reg);
+  applied_total_ = &prometheus::BuildCounter()
+                        .Name("depot_sync_records_applied_total")
+                        .Help("Records received from peers and applied here")
+                        .Register(reg)
+                        .Add({});
+  binlog_seq_ = &prometheus::BuildGauge()
+                     .Name("depot_binlog_seq")
+                     .Help("Sequence number of the last binlog record")
+                     .Register(reg)
+                     .Add({});
+  repl_state_ = &prometheus::BuildGauge()
+                     .Name("depot_replication_state")
+                     .Help("0 wait_sync, 1 syncing, 2 active (caught up)")
+                     .Register(reg)
+                     .Add({});
+  return Status::OK();
+}
+
+void Replicator::Start() {
+  coordinator_ = std::thread([this] { Coordinate(); });
+}
+
+void Replicator::Stop() {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (stop_) return;
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (coordinator_.joinable()) coordinator_.join();
+  std::map<std::string, std::unique_ptr<PeerPusher>> pushers, dumps;
+  std::vector<Waiter> waiters;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    pushers.swap(pushers_);
+    dumps.swap(dumps_);
+    waiters.swap(waiters_);
+  }
+  pushers.clear();
+  dumps.clear();
+  for (auto& w : waiters) w.done(Status::Unavailable("storage is stopping"));
+}
+
+bool Replicator::sync_mode() const { return server_->config().replication == "sync"; }
+
+void Replicator::UpdatePeers(const std::string& self_id,
+                             const std::vector<proto::PeerInfo>& peers) {
+  std::lock_guard<std::mutex> l(mu_);
+  self_id_ = self_id;
+  peers_.clear();
+  for (const auto& p : peers) {
+    if (p.id != self_id) peers_.push_back({p.id, p.ip, p.port, p.state});
+  }
+  have_peers_ = true;
+  cv_.notify_all();
+}
+
+int Replicator::LivePeersLocked() const {
+  int n = 0;
+  for (const auto& [id, p] : pushers_) n += p->live() ? 1 : 0;
+  return n;
+}
+
+Status Replicator::CheckQuorumPossible() {
+  if (!sync_mode()) return Status::OK();
+  int w = server_->config().write_quorum;
+  std::lock_guard<std::mutex> l(mu_);
+  int live = LivePeersLocked() + 1;
+  if (live < w) {
+    return Status::Unavailable("replication = sync needs " + std::to_string(w) +
+                               " live members of the group; " + std::to_string(live) + " are up");
+  }
+  return Status::OK();
+}
+
+void Replicator::AwaitQuorum(uint64_t seq, std::function<void(Status)> done) {
+  int need = server_->config().write_quorum - 1;
+  if (!sync_mode() || need <= 0) return done(Status::OK());
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    int have = 0;
+    for (const auto& [id, p] : pushers_) have += p->durable_seq() >= seq ? 1 : 0;
+    if (have < need) {
+      int64_t deadline = MonotonicNanos() + server_->config().network_timeout * 1000000000LL;
+      waiters_.push_back({seq, deadline, std::move(done)});
+      return;
+    }
+  }
+  done(Status::OK());
+}
+
+void Replicator::OnDurable() {
+  int need = server_->config().write_quorum - 1;
+  std::vector<std::function<void(Status)>> ready;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    for (auto it = waiters_.begin(); it != waiters_.end();) {
+      int have = 0;
+      for (const auto& [id, p] : pushers_) have += p->durable_seq() >= it->seq ? 1 : 0;
+      if (have >= need) {
+        ready.push_back(std::move(it->done));
+        it = waiters_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  for (auto& d : ready) d(Status::OK());
+}
+
+void Replicator::FillHeartbeat(proto::HeartbeatInfo* hb) {
+  hb->repl_state = ReplStateName(state_.load());
+  hb->binlog_seq = static_cast<int64_t>(binlog_->last_seq());
+  std::lock_guard<std::mutex> l(mu_);
+  for (const auto& [id, p] : pushers_) hb->sync.push_back(p->Report());
+}
+
+prometheus::Gauge* Replicator::PeerGauge(prometheus::Family<prometheus::Gauge>* f,
+                                         const std::string& peer) {
+  return &f->Add({{"peer", peer}});
+}
+
+void Replicator::CountApplied() { applied_total_->Increment(); }
+void Replicator::CountPushed(const std::string& peer) { pushed_->Add({{"peer", peer}}).Increment(); }
+void Replicator::CountSyncError(const std::string& peer) {
+  errors_->Add({{"peer", peer}}).Increment();
+}
+
+void Replicator::Coordinate() {
+  bool warned_wait = false;
+  bool saved_caught_up = false;
+  for (;;) {
+    std::string dump_to_ip, dump_to_id, self;
+    int dump_to_port = 0;
+    std::vector<Waiter> expired;
+    std::vector<std::unique_ptr<PeerPusher>> retired;
+    {
+      std::unique_lock<std::mutex> l(mu_);
+      cv_.wait_for(l, std::chrono::milliseconds(250), [this] { return stop_; });
+      if (stop_) return;
+      self = self_id_;
+      // Pushers follow the tracker's member list.
+      if (have_peers_ && !self_id_.empty()) {
+        for (const auto& p : peers_) {
+          if (!pushers_.count(p.id)) {
+            pushers_[p.id] = std::make_unique<PeerPusher>(this, server_, self_id_, p.id, p.ip,
+                                                          p.port, /*dump=*/false);
+          }
+        }
+        for (auto it = pushers_.begin(); it != pushers_.end();) {
+          bool known = std::any_of(peers_.begin(), peers_.end(),
+                                   [&](const PeerAddr& p) { return p.id == it->first; });
+          if (!known) {
+            retired.push_back(std::move(it->second));
+            it = pushers_.erase(it);
+          } else {
+            ++it;
+          }
+        }
+      }
+      for (auto it = dumps_.begin(); it != dumps_.end();) {
+        if (it->second->finished()) {
+          retired.push_back(std::move(it->second));
+          it = dumps_.erase(it);
+        } else {
+          ++it;
+        }
+      }
+      // Quorum waiters: out of time, or not enough live members to ever complete.
+      int64_t now = MonotonicNanos();
+      bool too_few = sync_mode() && LivePeersLocked() + 1 < server_->config().write_quorum;
+      for (auto it = waiters_.begin(); it != waiters_.end();) {
+        if (too_few || now > it->deadline_ns) {
+          expired.push_back(std::move(*it));
+          it = waiters_.erase(it);
+        } else {
+          ++it;
+        }
+      }
+      // Catch-up.
+      ReplState st = state_.load();
+      if (st == ReplState::kWaitSync && have_peers_ && !self_id_.empty()) {
+        const PeerAddr* active = nullptr;
+        bool all_new = true;
+        for (const auto& p : peers_) {
+          if (p.state == static_cast<int>(proto::StorageState::kActive) && active == nullptr) {
+            active = &p;
+          }
+          if (p.state != static_cast<int>(proto::StorageState::kWaitSync)) all_new = false;
+        }
+        if (all_new) {
+          // Nobody in the group has anything yet: this member starts the group's history.
+          state_ = ReplState::kActive;
+          DEPOT_LOG_INFO("replication: no peer holds data; {} is ACTIVE", self_id_);
+        } else if (active != nullptr) {
+          dump_to_id = active->id;
+          dump_to_ip = active->ip;
+          dump_to_port = active->port;
+        } else if (!warned_wait) {
+          DEPOT_LOG_WARN("replication: new member waits for an ACTIVE peer to copy from");
+          warned_wait = true;
+        }
+      } else if (st == ReplState::kSyncing) {
+        int64_t last = std::max(dump_requested_ns_, last_dump_activity_ns_.load());
+        if (now - last > kDumpStallNs) {
+          DEPOT_LOG_WARN("replication: catch-up from {} stalled; asking again", dump_source_);
+          state_ = ReplState::kWaitSync;
+        }
+      }
+    }
+    retired.clear();
+    for (auto& w : expired) {
+      w.done(Status::Unavailable("write quorum of " +
+                                 std::to_string(server_->config().write_quorum) +
+                                 " members not reached"));
+    }
+    if (!saved_caught_up && state_.load() == ReplState::kActive) {
+      Status s = server_->meta().Put("sys/caught_up", "1");
+      if (!s.ok()) DEPOT_LOG_WARN("replication: {}", s.ToString());
+      saved_caught_up = s.ok();
+      server_->KickReporter();
+    }
+    if (!dump_to_id.empty()) {
+      // Ask the peer for its whole binlog.
+      Status s;
+      auto conn = net::BlockingConn::Connect(dump_to_ip, dump_to_port, 3000);
+      if (!conn.ok()) s = conn.status();
+      if (s.ok()) s = (*conn)->Authenticate(server_->config().cluster_secret);
+      if (s.ok()) {
+        auto r = (*conn)->Call(proto::kDepotSyncDumpRequest, proto::EncodeDumpRequest(self));
+        s = !r.ok() ? r.status() : proto::WireToStatus(r->status, "dump request");
+      }
+      std::lock_guard<std::mutex> l(mu_);
+      if (s.ok()) {
+        DEPOT_LOG_INFO("replication: catching up from {}", dump_to_id);
+        state_ = ReplState::kSyncing;
+        dump_requested_ns_ = MonotonicNanos();
+        dump_source_ = dump_to_id;
+      } else {
+        DEPOT_LOG_WARN("replication: dump request to {}: {}", dump_to_id, s.ToString());
+      }
+    }
+    repl_state_->Set(static_cast<double>(static_cast<int>(state_.load())));
+    binlog_seq_->Set(static_cast<double>(binlog_->last_seq()));
+    std::lock_guard<std::mutex> l(mu_);
+    for (const auto& [id, p] : pushers_) {
+      auto rep = p->Report();
+      PeerGauge(lag_records_, id)->Set(static_cast<double>(rep.lag_records));
+      PeerGauge(lag_seconds_, id)->Set(static_cast<double>(rep.lag_seconds));
+    }
+  }
+}
+
+// --- receiver side ---
+
+proto::SyncHelloReply Replicator::Hello(const proto::SyncHello& hello, const void* conn_key) {
+  proto::SyncHelloReply r;
+  std::lock_guard<std::mutex> l(applied_mu_);
+  r.applied = applied_;
+  if (hello.dump) {
+    r.accepting = true;
+    dump_conns_.insert(conn_key);
+    last_dump_activity_ns_ = MonotonicNanos();
+    ReplState expected = ReplState::kWaitSync;
+    state_.compare_exchange_strong(expected, ReplState::kSyncing);
+  } else {
+    r.accepting = state_.load() == ReplState::kActive;
+  }
+  return r;
+}
+
+void Replicator::ConnectionClosed(const void* conn_key) {
+  std::lock_guard<std::mutex> l(applied_mu_);
+  dump_conns_.erase(conn_key);
+}
+
+bool Replicator::Accepting(const void* conn_key) {
+  if (state_.load() == ReplState::kActive) return true;
+  std::lock_guard<std::mutex> l(applied_mu_);
+  if (dump_conns_.count(conn_key) == 0) return false;
+  last_dump_activity_ns_ = MonotonicNanos();
+  return true;
+}
+
+uint64_t Replicator::Applied(uint64_t origin) {
+  std::lock_guard<std::mutex> l(applied_mu_);
+  auto it = applied_.find(origin);
+  return it == applied_.end() ? 0 : it->second;
+}
+
+void Replicator::MarkApplied(uint64_t origin, uint64_t oseq) {
+  std::lock_guard<std::mutex> l(applied_mu_);
+  uint64_t& v = applied_[origin];
+  if (oseq > v) {
+    v = oseq;
+    dirty_.insert(origin);
+  }
+}
+
+Status Replicator::Flush() {
+  if (server_->config().durable_writes) {
+    for (auto& p : server_->paths()) DEPOT_RETURN_IF_ERROR(p->SyncAll());
+    DEPOT_RETURN_IF_ERROR(binlog_->Sync());
+  }
+  std::map<uint64_t, uint64_t> dirty;
+  {
+    std::lock_guard<std::mutex> l(applied_mu_);
+    for (uint64_t o : dirty_) dirty[o] = applied_[o];
+    dirty_.clear();
+  }
+  for (const auto& [origin, oseq] : dirty) {
+    DEPOT_RETURN_IF_ERROR(server_->meta().Put("sync/applied/" + Hex64(origin), std::to_string(oseq)));
+  }
+  return Status::OK();
+}
+
+Status Replicator::DumpDone(const void* conn_key) {
+  {
+    std::lock_guard<std::mutex> l(applied_mu_);
+    if (dump_conns_.count(conn_key) == 0) return Status::InvalidArgument("not a dump connection");
+  }
+  DEPOT_RETURN_IF_ERROR(Flush());
+  DEPOT_RETURN_IF_ERROR(server_->meta().Put("sys/caught_up", "1"));
+  if (state_.exchange(ReplState::kActive) != ReplState::kActive) {
+    DEPOT_LOG_INFO("replication: caught up; ACTIVE");
+  }
+  server_->KickReporter();
+  return Status::OK();
+}
+
+Status Replicator::StartDump(const std::string& to_id) {
+  std::string host;
+  int port = 0;
+  DEPOT_RETURN_IF_ERROR(ParseHostPort(to_id, &host, &port));
+  std::unique_ptr<PeerPusher> old;  // joined after the lock is released
+  std::lock_guard<std::mutex> l(mu_);
+  if (stop_) return Status::Unavailable("stopping");
+  if (state_.load() != ReplState::kActive) return Status::Busy("this member is not caught up itself");
+  auto it = dumps_.find(to_id);
+  if (it != dumps_.end() && !it->second->finished()) return Status::OK();  // already running
+  if (it != dumps_.end()) old = std::move(it->second);
+  dumps_[to_id] = std::make_unique<PeerPusher>(this, server_, self_id_, to_id, host, port,
+                                               /*dump=*/true);
+  DEPOT_LOG_INFO("replication: sending a catch-up dump to {}", to_id);
+  return Status::OK();
+}
+
+}  // namespace depot::storage
