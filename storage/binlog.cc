@@ -156,6 +156,25 @@ Status Binlog::Init() {
     pos = nl + 1;
   }
   epochs_text.resize(pos);
+  // A segment cut short while it was being created (a crash between its creation and its header
+  // reaching the disk) holds no record: it goes.
+  while (!segments.empty()) {
+    struct stat st;
+    std::string path = SegmentPath(segments.back());
+    if (stat(path.c_str(), &st) != 0 || static_cast<size_t>(st.st_size) >= kSegmentHeader) break;
+    DEPOT_LOG_WARN("binlog {}: removing segment {} torn at creation", dir_, path);
+    if (unlink(path.c_str()) != 0) return Status::FromErrno(errno, "unlink", path);
+    segments.pop_back();
+    recovery_.unclean = true;
+  }
+  if (!segments.empty()) {
+    segment_ = segments.back();
+    DEPOT_RETURN_IF_ERROR(OpenSegment(segment_, /*create=*/false, 0));
+    DEPOT_RETURN_IF_ERROR(ScanLastSegment());
+  }
+  // A new epoch for a new binlog, after an unclean stop and after any damage: numbers that were
+  // handed out before may be lost, and a number is never given to two changes.
+  if (recovery_.torn_bytes > 0 || recovery_.corrupt_records > 0) recovery_.unclean = true;
   bool new_epoch = epochs_.empty() || recovery_.unclean || !clean_oseq;
   if (new_epoch) {
     uint64_t e = 0;
@@ -176,8 +195,13 @@ Status Binlog::Init() {
   }
 
   if (segments.empty()) return OpenSegment(0, /*create=*/true, 1);
-  segment_ = segments.back();
-  DEPOT_RETURN_IF_ERROR(OpenSegment(segment_, /*create=*/false, 0));
+  if (recovery_.unclean) {
+    DEPOT_LOG_WARN("binlog {}: the last run did not stop cleanly; new epoch {:016x}", dir_, epoch());
+  }
+  return Status::OK();
+}
+
+Status Binlog::ScanLastSegment() {
   // Scan the last segment: find its end and last sequence number, cut a torn tail.
   struct stat st;
   if (fstat(fd_, &st) != 0) return Status::FromErrno(errno, "fstat", SegmentPath(segment_));
@@ -231,9 +255,6 @@ Status Binlog::Init() {
   if (recovery_.corrupt_records > 0) {
     DEPOT_LOG_WARN("binlog {}: {} corrupt records in the last segment will be skipped", dir_,
                    recovery_.corrupt_records);
-  }
-  if (recovery_.unclean) {
-    DEPOT_LOG_WARN("binlog {}: the last run did not stop cleanly; new epoch {:016x}", dir_, epoch());
   }
   return Status::OK();
 }

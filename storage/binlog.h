@@ -117,6 +117,7 @@ class Binlog {
   Binlog(std::string dir, Options options) : dir_(std::move(dir)), options_(options) {}
   Status Init();
   Status OpenSegment(uint32_t n, bool create, uint64_t first_seq);
+  Status ScanLastSegment();
   Result<BinlogRecord> AppendLocked(BinlogRecord r);
   uint32_t WatermarkLocked(uint32_t now) const;
 

@@ -176,7 +176,8 @@ class PeerPusher {
     BinlogReader reader(&log, at.pos);
     BinlogPos dump_end = log.end();
     passed_seq_ = at.seq;
-    if (at.seq > 0) synced_until_ = at.watermark;
+    // From the start: nothing of ours is known to be there (the peer may have lost its data).
+    synced_until_ = at.seq > 0 ? at.watermark : log.first_created() - 1;
     durable_seq_ = std::min(durable_seq_.load(), at.seq);
     live_ = true;
     if (warned_) DEPOT_LOG_INFO("sync to {}: connected", peer_);
