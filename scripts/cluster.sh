@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
-# A local multi-node Depot cluster on 127.0.0.1 (DESIGN.md section 10). `--help` says everything.
+# A local multi-node Depot cluster on loopback addresses (DESIGN.md section 10). `--help` says
+# everything. Trackers listen on 127.0.0.1; storage n (counting every group, from 0) listens on
+# and advertises 127.0.0.(1+n), because replication and read routing tell a file's source member
+# by the IPv4 address in its file ID (doc/replication.md).
 #
 # Each daemon gets a folder DIR/<role>-<n>/ with its generated config, its data, its log, the
 # stdout/stderr of the process, the ready file the daemon writes once it serves, and a `pid` file.
@@ -14,13 +17,16 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BIN_DIR=$(realpath -m "${DEPOT_BIN_DIR:-$ROOT/build/bin}")
 READY_TIMEOUT_MS=20000  # for the ready files, then again for every storage to be ACTIVE
 STOP_TIMEOUT_MS=10000   # SIGTERM grace before SIGKILL
-HOST=127.0.0.1
+ADD_TIMEOUT_MS=600000   # add-storage: for the new member to catch up and be ACTIVE
+HOST=127.0.0.1          # the trackers' address; storage n gets 127.0.0.(1+n), see storage_ip
 
 usage() {
   cat <<EOF
-usage: scripts/cluster.sh up|down|status|restart [options]
+usage: scripts/cluster.sh up|down|status|restart|add-storage [options]
 
-A local Depot cluster on $HOST: trackers and storage groups, each daemon in its own folder
+A local Depot cluster on loopback addresses: trackers on $HOST, storage n (counting every group,
+from 0) on 127.0.0.(1+n) as bind_addr and advertise_address, since replication tells a file's
+source member by the IPv4 address in its file ID. Each daemon has its own folder
 DIR/<role>-<n>/ (tracker-1, storage-group1-2) with its config, data, log and a pid file.
 
 commands:
@@ -32,6 +38,12 @@ commands:
            data and logs stay.
   status   show which daemons run, then \`depot status\`. Exit 0 when all run, 1 otherwise.
   restart  start every daemon of DIR that is not running, with its existing config and data.
+  add-storage
+           add one fresh member to group --group G of the running cluster in DIR (the next
+           storage number, address and ports; the trackers and secret of DIR). It starts empty,
+           copies the group's files from an ACTIVE member (WAIT_SYNC, SYNCING) and becomes
+           ACTIVE. Returns once it is ACTIVE on every tracker (up to $((ADD_TIMEOUT_MS / 1000)) s), or,
+           with --no-wait, as soon as it serves. Rewrites DIR/cluster.env.
 
 options:
   --dir DIR         cluster folder (default: run/cluster in the repository); a relative DIR is
@@ -42,7 +54,17 @@ options:
   --base-port P     first port (default 40000)                    [up]
                       trackers P+0.., storages P+100.., metrics P+200..,
                       nginx P+300 (reserved), storage HTTP ports P+400.. (reserved)
-  --durable         durable_writes = true on every storage        [up]
+                    add-storage takes P, the trackers and the secret from DIR's configs, and
+                    durable_writes, replication and write_quorum from an existing member of the
+                    group unless given.
+  --durable         durable_writes = true on every storage        [up, add-storage]
+  --replication async|sync
+                    replication mode of every storage (default async)  [up, add-storage]
+  --write-quorum W  members that must hold an upload before it is acknowledged with
+                    --replication sync, the receiving one included (default 2)
+                                                                  [up, add-storage]
+  --group G         the group to add a member to: a number (2) or a name (group2) [add-storage]
+  --no-wait         return once the new member serves, before it is ACTIVE   [add-storage]
   --dht N           dht nodes (not built yet: skipped with a note)
   --opsd            start opsd (not built yet: skipped with a note)
   --no-nginx        no nginx in front (nginx is not built yet: always skipped for now)
@@ -52,13 +74,18 @@ environment:
   DEPOT_BIN_DIR     where the binaries are (default: build/bin in the repository)
 
 files in DIR:
-  cluster.env       DEPOT_TRACKERS=$HOST:port,...  and  DEPOT_HTTP= (empty until nginx lands);
+  cluster.env       DEPOT_TRACKERS=$HOST:port,...  DEPOT_STORAGES=127.0.0.N:port,... (every
+                    storage's address), DEPOT_CLUSTER_SECRET= (the generated cluster secret, read
+                    by depot fsck) and DEPOT_HTTP= (empty until nginx lands);
                     load it with: set -a; . DIR/cluster.env; set +a
   <role>-<n>/       <role>.conf, <role>.log (daemon log), stdout.log, ready.json, pid, data
 
 examples:
   scripts/cluster.sh up --trackers 2 --groups 2 --per-group 1
   build/bin/depot --trackers \$(sed -n 's/^DEPOT_TRACKERS=//p' run/cluster/cluster.env) status
+  scripts/cluster.sh up --groups 1 --per-group 2 --replication sync --write-quorum 2
+  scripts/cluster.sh add-storage --group 1
+  (set -a; . run/cluster/cluster.env; build/bin/depot fsck)
   scripts/cluster.sh down
 EOF
 }
@@ -86,6 +113,11 @@ DHT=0
 OPSD=0
 BASE_PORT=40000
 DURABLE=false
+REPLICATION=async
+WRITE_QUORUM=2
+ADD_GROUP=""
+NO_WAIT=0
+declare -A GIVEN=()  # options given on the command line (add-storage copies the others)
 
 need_value() {
   (($# >= 2)) || die "$1 needs a value (see --help)"
@@ -99,7 +131,7 @@ need_int() {
 
 while (($# > 0)); do
   case $1 in
-    up | down | status | restart)
+    up | down | status | restart | add-storage)
       [[ -z $CMD ]] || die "two commands given: $CMD and $1"
       CMD=$1
       ;;
@@ -115,7 +147,14 @@ while (($# > 0)); do
     --dht=*) DHT=${1#*=} ;;
     --base-port) need_value "$@"; BASE_PORT=$2; shift ;;
     --base-port=*) BASE_PORT=${1#*=} ;;
-    --durable) DURABLE=true ;;
+    --durable) DURABLE=true; GIVEN[durable]=1 ;;
+    --replication) need_value "$@"; REPLICATION=$2; GIVEN[replication]=1; shift ;;
+    --replication=*) REPLICATION=${1#*=}; GIVEN[replication]=1 ;;
+    --write-quorum) need_value "$@"; WRITE_QUORUM=$2; GIVEN[write_quorum]=1; shift ;;
+    --write-quorum=*) WRITE_QUORUM=${1#*=}; GIVEN[write_quorum]=1 ;;
+    --group) need_value "$@"; ADD_GROUP=$2; shift ;;
+    --group=*) ADD_GROUP=${1#*=} ;;
+    --no-wait) NO_WAIT=1 ;;
     --opsd) OPSD=1 ;;
     --no-nginx) ;;  # nginx is not built yet: it is always skipped
     -h | --help | help) usage; exit 0 ;;
@@ -130,6 +169,10 @@ need_int --groups "$GROUPS_N" 1 100
 need_int --per-group "$PER_GROUP" 1 100
 need_int --dht "$DHT" 0 100
 need_int --base-port "$BASE_PORT" 1024 65036  # the highest port used is base + 499
+need_int --write-quorum "$WRITE_QUORUM" 1 64
+[[ $REPLICATION == async || $REPLICATION == sync ]] ||
+  die "--replication must be async or sync, got '$REPLICATION'"
+WRITE_QUORUM=$((10#$WRITE_QUORUM))
 TRACKERS=$((10#$TRACKERS)) GROUPS_N=$((10#$GROUPS_N)) PER_GROUP=$((10#$PER_GROUP))
 DHT=$((10#$DHT)) BASE_PORT=$((10#$BASE_PORT))
 STORAGES=$((GROUPS_N * PER_GROUP))

@@ -72,6 +72,13 @@ Status Daemon::Start(int timeout_ms) {
   DEPOT_RETURN_IF_ERROR(WriteFileAtomic(conf, config_, false));
   std::string bin = BinDir() + "/" + binary_;
   std::string log = dir_ + "/" + name_ + ".stderr";
+  std::vector<std::string> args = wrapper_;
+  for (const std::string& a : {bin, std::string("--config"), conf, std::string("--ready-file"), ready}) {
+    args.push_back(a);
+  }
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
   pid_t pid = fork();
   if (pid < 0) return Status::FromErrno(errno, "fork");
   if (pid == 0) {
@@ -82,8 +89,7 @@ Status Daemon::Start(int timeout_ms) {
       dup2(fd, 1);
       dup2(fd, 2);
     }
-    execl(bin.c_str(), bin.c_str(), "--config", conf.c_str(), "--ready-file", ready.c_str(),
-          static_cast<char*>(nullptr));
+    execv(argv[0], argv.data());
     _exit(127);
   }
   pid_ = pid;

@@ -51,6 +51,9 @@ class Daemon {
   // The address it listens on (storages of a MiniCluster each have their own 127.0.0.N).
   const std::string& host() const { return host_; }
   void set_host(std::string h) { host_ = std::move(h); }
+  // A command the daemon runs under (e.g. {"/usr/sbin/ip", "netns", "exec", "ns1"}); it must
+  // exec the daemon in place, so that pid() stays the daemon's.
+  void set_wrapper(std::vector<std::string> argv) { wrapper_ = std::move(argv); }
   int metrics_port() const { return metrics_port_; }
   const std::string& dir() const { return dir_; }
   std::string log_path() const { return dir_ + "/" + name_ + ".log"; }
@@ -61,6 +64,7 @@ class Daemon {
  private:
   std::string binary_, dir_, name_, config_;
   std::string host_ = "127.0.0.1";
+  std::vector<std::string> wrapper_;
   pid_t pid_ = -1;
   int port_ = 0;
   int metrics_port_ = 0;
