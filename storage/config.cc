@@ -1,6 +1,7 @@
 #include "storage/config.h"
 
 #include "common/base/conf.h"
+#include "common/net/frame_server.h"
 #include "common/base/fs.h"
 #include "common/proto/file_id.h"
 
@@ -47,6 +48,10 @@ Result<StorageConfig> ParseStorageConfig(const std::string& text, const std::str
   b.String("log_file", &c.log_file);
   b.Enum("log_level", &c.log_level, {"trace", "debug", "info", "warn", "error", "critical", "off"});
   b.String("cluster_secret", &c.cluster_secret);
+  b.Repeated("allow_hosts", &c.allow_hosts);
+  for (const auto& h : c.allow_hosts) {
+    if (!net::ValidateAllowEntry(h).ok()) b.Fail("allow_hosts", "expected a.b.c.d or a.b.c.d/n: " + h);
+  }
   b.Enum("replication", &c.replication, {"async", "sync"});
   b.Int("write_quorum", &c.write_quorum, 1, 64);
   b.Int("sync_window", &c.sync_window, 1, 1024);

@@ -32,6 +32,7 @@ struct StorageConfig {
   int upload_priority = 10;                // lower wins with store_server = first_by_priority
   std::string log_file;                    // empty: stderr
   std::string log_level = "info";
+  std::vector<std::string> allow_hosts;    // internal commands only from these (empty: any)
   std::string cluster_secret;              // required: shared secret of internal commands
   // Replication (doc/replication.md).
   std::string replication = "async";       // async | sync

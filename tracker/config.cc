@@ -1,6 +1,7 @@
 #include "tracker/config.h"
 
 #include "common/base/conf.h"
+#include "common/net/frame_server.h"
 #include "common/base/fs.h"
 #include "common/proto/file_id.h"
 
@@ -26,6 +27,10 @@ Result<TrackerConfig> ParseTrackerConfig(const std::string& text, const std::str
   b.Enum("store_path", &c.store_path, {"round_robin", "most_free"});
   b.Seconds("storage_timeout", &c.storage_timeout, 2, 86400);
   b.String("cluster_secret", &c.cluster_secret);
+  b.Repeated("allow_hosts", &c.allow_hosts);
+  for (const auto& h : c.allow_hosts) {
+    if (!net::ValidateAllowEntry(h).ok()) b.Fail("allow_hosts", "expected a.b.c.d or a.b.c.d/n: " + h);
+  }
   if (c.base_path.empty()) b.Fail("base_path", "is required");
   if (c.cluster_secret.size() < 8) b.Fail("cluster_secret", "is required (8 characters or more)");
   if (c.store_lookup == "specified") {

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "common/base/status.h"
 
@@ -23,6 +24,7 @@ struct TrackerConfig {
   std::string store_server = "round_robin";  // which member: round_robin, most_free, first_by_priority
   std::string store_path = "round_robin";    // which store path: round_robin, most_free
   int storage_timeout = 30;               // seconds without heartbeat before a storage is OFFLINE
+  std::vector<std::string> allow_hosts;    // internal commands only from these (empty: any)
   std::string cluster_secret;             // required: shared secret of internal commands
 };
 

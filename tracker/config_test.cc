@@ -146,6 +146,17 @@ TEST(TrackerConfigTest, UnknownKeyFailsNamingIt) {
   EXPECT_NE(c.status().message().find("t.conf:3"), std::string::npos) << c.status().ToString();
 }
 
+TEST(TrackerConfigTest, AllowHostsTakesAddressesAndCidrBlocks) {
+  auto ok = Parse("allow_hosts = 10.0.0.0/8\nallow_hosts = 192.168.1.7\n");
+  ASSERT_TRUE(ok.ok()) << ok.status().ToString();
+  EXPECT_EQ(ok->allow_hosts, (std::vector<std::string>{"10.0.0.0/8", "192.168.1.7"}));
+  for (const char* bad : {"10.0.0.0/33", "example.com", "10.0.0/8", "10.0.0.1/", "1.2.3.4/x"}) {
+    auto c = Parse(std::string("allow_hosts = ") + bad + "\n");
+    ASSERT_FALSE(c.ok()) << bad;
+    EXPECT_TRUE(Names(c.status(), "allow_hosts")) << c.status().ToString();
+  }
+}
+
 TEST(TrackerConfigTest, OutOfRangeValuesFailNamingTheKey) {
   const std::vector<std::pair<std::string, std::string>> cases = {
       {"port", "-1"},

@@ -37,6 +37,7 @@ Status TrackerServer::Start() {
   opt.idle_timeout_s = config_.idle_timeout;
   opt.network_timeout_s = config_.network_timeout;
   opt.cluster_secret = config_.cluster_secret;
+  opt.allow_hosts = config_.allow_hosts;
   server_ = std::make_unique<net::FrameServer>(opt);
   server_->SetObserver(rpc_metrics_.get());
   RegisterClientQueries(this, server_.get());

@@ -17,6 +17,7 @@
 
 #include "common/base/hash.h"
 #include "common/base/logging.h"
+#include "common/proto/file_id.h"
 
 namespace depot::net {
 namespace {
@@ -188,10 +189,58 @@ void FrameServer::OnAccept(evconnlistener*, int fd, sockaddr* addr, int, void* a
   });
 }
 
+namespace {
+
+bool ParseCidr(const std::string& entry, uint32_t* net, uint32_t* mask) {
+  size_t slash = entry.find('/');
+  std::string addr = entry.substr(0, slash);
+  int bits = 32;
+  if (slash != std::string::npos) {
+    std::string b = entry.substr(slash + 1);
+    if (b.empty() || b.size() > 2 || b.find_first_not_of("0123456789") != std::string::npos) {
+      return false;
+    }
+    bits = std::stoi(b);
+    if (bits > 32) return false;
+  }
+  auto ip = proto::ParseIpv4(addr);
+  if (!ip.ok()) return false;
+  uint32_t v = *ip;  // host order
+  *mask = bits == 0 ? 0 : ~uint32_t{0} << (32 - bits);
+  *net = v & *mask;
+  return true;
+}
+
+}  // namespace
+
+Status ValidateAllowEntry(const std::string& entry) {
+  uint32_t net, mask;
+  if (!ParseCidr(entry, &net, &mask)) {
+    return Status::InvalidArgument("expected an IPv4 address or a.b.c.d/n, got", entry);
+  }
+  return Status::OK();
+}
+
+bool HostAllowed(const std::string& ip, const std::vector<std::string>& allow) {
+  if (allow.empty()) return true;
+  auto addr = proto::ParseIpv4(ip);
+  if (!addr.ok()) return false;
+  uint32_t v = *addr;
+  for (const auto& e : allow) {
+    uint32_t net, mask;
+    if (ParseCidr(e, &net, &mask) && (v & mask) == net) return true;
+  }
+  return false;
+}
+
 void FrameServer::HandleAuth(const ConnectionPtr& c, const proto::FrameHeader& h,
                              std::string body) {
   if (options_.cluster_secret.empty()) {
     DEPOT_LOG_WARN("{}: internal handshake refused: no cluster_secret configured", c->peer());
+    return c->ErrorAndClose(EACCES);
+  }
+  if (!HostAllowed(c->peer_ip(), options_.allow_hosts)) {
+    DEPOT_LOG_WARN("{}: internal handshake refused: address not in allow_hosts", c->peer());
     return c->ErrorAndClose(EACCES);
   }
   if (h.cmd == proto::kDepotAuthChallenge) {

@@ -81,7 +81,15 @@ struct ServerOptions {
   size_t read_high_water = 1024 * 1024;  // stop reading the socket above this
   size_t write_high_water = 4 * 1024 * 1024;
   std::string cluster_secret;  // empty: internal commands are refused
+  // When not empty, only peers whose IPv4 address matches an entry (a.b.c.d or a.b.c.d/n) may
+  // take the cluster-secret handshake.
+  std::vector<std::string> allow_hosts;
 };
+
+// Validates one allow_hosts entry (IPv4 address or CIDR block).
+Status ValidateAllowEntry(const std::string& entry);
+// True when `ip` matches an entry of `allow` (an empty list allows everyone).
+bool HostAllowed(const std::string& ip, const std::vector<std::string>& allow);
 
 class FrameServer {
  public:

@@ -91,6 +91,38 @@ class FrameServerTest : public ::testing::Test {
   std::atomic<int> closed_hooks_{0};
 };
 
+TEST(HostAllowedTest, MatchesAddressesAndBlocks) {
+  EXPECT_TRUE(HostAllowed("1.2.3.4", {}));  // no list: everyone
+  std::vector<std::string> allow = {"10.0.0.0/8", "192.168.1.7", "172.16.0.0/12"};
+  EXPECT_TRUE(HostAllowed("10.200.3.4", allow));
+  EXPECT_TRUE(HostAllowed("192.168.1.7", allow));
+  EXPECT_FALSE(HostAllowed("192.168.1.8", allow));
+  EXPECT_TRUE(HostAllowed("172.31.255.255", allow));
+  EXPECT_FALSE(HostAllowed("172.32.0.1", allow));
+  EXPECT_FALSE(HostAllowed("11.0.0.1", allow));
+  EXPECT_FALSE(HostAllowed("not-an-ip", allow));
+  EXPECT_TRUE(HostAllowed("8.8.8.8", {"0.0.0.0/0"}));
+  EXPECT_TRUE(ValidateAllowEntry("127.0.0.1").ok());
+  EXPECT_FALSE(ValidateAllowEntry("127.0.0.1/40").ok());
+}
+
+TEST_F(FrameServerTest, HandshakeRefusedFromAnAddressNotAllowed) {
+  ServerOptions opt;
+  opt.bind_addr = "127.0.0.1";
+  opt.cluster_secret = "a-good-secret";
+  opt.allow_hosts = {"10.0.0.0/8"};
+  FrameServer server(opt);
+  CommandSpec spec;
+  spec.internal = true;
+  spec.handle = [](const ConnectionPtr& c, const proto::FrameHeader&, std::string) { c->Reply(0); };
+  server.Register(220, spec);
+  ASSERT_TRUE(server.Start().ok());
+  auto conn = BlockingConn::Connect("127.0.0.1", server.port(), 2000);
+  ASSERT_TRUE(conn.ok());
+  EXPECT_FALSE((*conn)->Authenticate("a-good-secret").ok());
+  server.Stop();
+}
+
 TEST_F(FrameServerTest, BufferedEchoAndActiveTestOnOneConnection) {
   auto c = Connect();
   for (int i = 0; i < 50; ++i) {
