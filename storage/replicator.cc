@@ -36,6 +36,7 @@ namespace {
 constexpr int kFlushEvery = 64;        // own records per SYNC_FLUSH
 constexpr int kIdlePingSeconds = 30;   // ACTIVE_TEST on an idle push connection
 constexpr int64_t kDumpStallNs = 30LL * 1000 * 1000 * 1000;
+constexpr int64_t kUnlistedNs = 60LL * 1000 * 1000 * 1000;  // before a pusher is retired
 
 std::string Hex64(uint64_t v) {
   char buf[20];
@@ -375,6 +376,9 @@ Status Replicator::Open() {
     uint64_t origin = std::strtoull(k.c_str() + 13, nullptr, 16);
     applied_[origin] = std::strtoull(v.c_str(), nullptr, 10);
   }));
+  if (binlog_->recovery().torn_bytes > 0 || binlog_->recovery().corrupt_records > 0) {
+    DEPOT_RETURN_IF_ERROR(ReannounceRecentFiles());
+  }
   DEPOT_ASSIGN_OR_RETURN(auto caught_up, server_->meta().Get("sys/caught_up"));
   // A server with history (a binlog that has records) is a member that has caught up before.
   if (caught_up || binlog_->last_seq() > 0) state_ = ReplState::kActive;
@@ -413,6 +417,29 @@ Status Replicator::Open() {
   return Status::OK();
 }
 
+// After a damaged binlog tail, the records of the last changes may be gone, and with them the
+// pushes of the files they created. Every file created since shortly before the last good record
+// is announced again as this server's create: peers that have it skip it (it is intact there, or
+// deleted: tombstone), the others receive it. Deletes lost in the tail are found by fsck.
+Status Replicator::ReannounceRecentFiles() {
+  uint32_t since = binlog_->recovery().last_time;
+  since = since > 60 ? since - 60 : 0;
+  int n = 0;
+  for (auto& p : server_->paths()) {
+    Status inner;
+    DEPOT_RETURN_IF_ERROR(p->ForEachFile([&](const std::string& name) {
+      auto id = proto::ParseRemoteName(server_->config().group_name, name);
+      if (!inner.ok() || !id.ok() || id->fields.create_time < since) return;
+      auto r = binlog_->AppendOwn(kOpCreate, name);
+      if (!r.ok()) inner = r.status();
+      ++n;
+    }));
+    DEPOT_RETURN_IF_ERROR(inner);
+  }
+  DEPOT_LOG_WARN("binlog damaged: announced {} files created since {} again", n, since);
+  return Status::OK();
+}
+
 void Replicator::Start() {
   coordinator_ = std::thread([this] { Coordinate(); });
 }
@@ -445,8 +472,11 @@ void Replicator::UpdatePeers(const std::string& self_id,
   std::lock_guard<std::mutex> l(mu_);
   self_id_ = self_id;
   peers_.clear();
+  int64_t now = MonotonicNanos();
   for (const auto& p : peers) {
-    if (p.id != self_id) peers_.push_back({p.id, p.ip, p.port, p.state});
+    if (p.id == self_id) continue;
+    peers_.push_back({p.id, p.ip, p.port, p.state});
+    last_listed_ns_[p.id] = now;
   }
   have_peers_ = true;
   cv_.notify_all();
@@ -544,10 +574,12 @@ void Replicator::Coordinate() {
                                                           p.port, /*dump=*/false);
           }
         }
+        int64_t now_ns = MonotonicNanos();
         for (auto it = pushers_.begin(); it != pushers_.end();) {
-          bool known = std::any_of(peers_.begin(), peers_.end(),
-                                   [&](const PeerAddr& p) { return p.id == it->first; });
+          auto seen = last_listed_ns_.find(it->first);
+          bool known = seen != last_listed_ns_.end() && now_ns - seen->second < kUnlistedNs;
           if (!known) {
+            last_listed_ns_.erase(it->first);
             retired.push_back(std::move(it->second));
             it = pushers_.erase(it);
           } else {

@@ -103,6 +103,7 @@ class Replicator {
     int state = 0;
   };
   void Coordinate();
+  Status ReannounceRecentFiles();
   void OnDurable();  // a pusher's durable position moved: complete waiters
   int LivePeersLocked() const;
   prometheus::Gauge* PeerGauge(prometheus::Family<prometheus::Gauge>* f, const std::string& peer);
@@ -116,6 +117,9 @@ class Replicator {
   bool stop_ = false;                                       // GUARDED_BY(mu_)
   std::string self_id_;                                     // GUARDED_BY(mu_)
   std::vector<PeerAddr> peers_;                             // GUARDED_BY(mu_)
+  // When each peer was last listed by a tracker: trackers may briefly disagree (one restarted),
+  // so a pusher is retired only after its peer has been unlisted for a while.
+  std::map<std::string, int64_t> last_listed_ns_;           // GUARDED_BY(mu_)
   bool have_peers_ = false;                                 // GUARDED_BY(mu_)
   std::map<std::string, std::unique_ptr<PeerPusher>> pushers_;  // GUARDED_BY(mu_)
   std::map<std::string, std::unique_ptr<PeerPusher>> dumps_;    // GUARDED_BY(mu_)

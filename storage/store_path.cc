@@ -293,6 +293,28 @@ bool StorePath::FileMatches(const std::string& path, uint64_t size, uint32_t crc
   return c == crc;
 }
 
+Status StorePath::ForEachFile(const std::function<void(const std::string&)>& fn) const {
+  char prefix[16];
+  std::snprintf(prefix, sizeof prefix, "M%02X/", index_);
+  for (int d1 = 0; d1 < 256; ++d1) {
+    char top[32];
+    std::snprintf(top, sizeof top, "/data/%02X", d1);
+    if (access((root_ + top).c_str(), F_OK) != 0) continue;
+    for (int d2 = 0; d2 < 256; ++d2) {
+      char rel[32];
+      std::snprintf(rel, sizeof rel, "%02X/%02X", d1, d2);
+      std::string dir = root_ + "/data/" + rel;
+      DIR* d = opendir(dir.c_str());
+      if (d == nullptr) continue;
+      while (dirent* e = readdir(d)) {
+        if (e->d_name[0] != '.') fn(prefix + std::string(rel) + "/" + e->d_name);
+      }
+      closedir(d);
+    }
+  }
+  return Status::OK();
+}
+
 Status StorePath::SyncAll() {
   std::string data_dir = root_ + "/data";
   int fd = open(data_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
