@@ -4,7 +4,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <initializer_list>
+#include <optional>
 
 #include <nlohmann/json.hpp>
 
@@ -115,16 +118,28 @@ class Client::Impl {
     return out;
   }
 
-  // Asks the trackers in turn, starting with the next one in rotation, until one answers.
-  Result<net::Reply> TrackerCall(uint8_t cmd, std::string_view body, uint64_t max_reply) {
+  // Asks the trackers in turn, starting with the next one in rotation, until one answers. An
+  // answer with a status in `ask_others_on` is returned only when no other tracker answers
+  // better: a tracker that has just restarted knows no storage until they join it again, and
+  // would turn a client away (ENOENT, ENOSPC) where its peers would not.
+  Result<net::Reply> TrackerCall(uint8_t cmd, std::string_view body, uint64_t max_reply,
+                                 std::initializer_list<uint8_t> ask_others_on = {}) {
     Status last;
+    std::optional<net::Reply> kept;
     size_t start = next_tracker_++;
     for (size_t i = 0; i < trackers_.size(); ++i) {
       const auto& [host, port] = trackers_[(start + i) % trackers_.size()];
       auto r = SmallCall(host, port, cmd, body, max_reply);
-      if (r.ok()) return r;
-      last = r.status();
+      if (!r.ok()) {
+        last = r.status();
+        continue;
+      }
+      if (std::find(ask_others_on.begin(), ask_others_on.end(), r->status) == ask_others_on.end()) {
+        return r;
+      }
+      if (!kept) kept = std::move(*r);
     }
+    if (kept) return std::move(*kept);
     return Status::Unavailable("no tracker answered", "(last error: " + last.ToString() + ")");
   }
 
@@ -149,12 +164,12 @@ class Client::Impl {
       proto::AppendFixed(&body, group, proto::kGroupNameLen);
       cmd = proto::kTrackerQueryStoreWithGroupOne;
     }
-    DEPOT_ASSIGN_OR_RETURN(net::Reply r, TrackerCall(cmd, body, 1024));
+    DEPOT_ASSIGN_OR_RETURN(net::Reply r, TrackerCall(cmd, body, 1024, {ENOENT, ENOSPC}));
     return ParseNode(r, true, "query store");
   }
 
   Result<StorageNode> QueryFile(const ParsedId& p, uint8_t cmd) {
-    DEPOT_ASSIGN_OR_RETURN(net::Reply r, TrackerCall(cmd, p.group_and_name, 1 << 16));
+    DEPOT_ASSIGN_OR_RETURN(net::Reply r, TrackerCall(cmd, p.group_and_name, 1 << 16, {ENOENT}));
     return ParseNode(r, false, cmd == proto::kTrackerQueryUpdate ? "query update" : "query fetch");
   }
 

@@ -75,17 +75,24 @@ Result<FsckReport> Client::Fsck(const FsckOptions& fo) {
         std::set<std::string> deleted;
         proto::ListFilesRequest req{p, d1, fo.verify};
         for (size_t i = 0; i < members.size(); ++i) {
+          if (!members[i].conn) continue;  // failed earlier: reported once, skipped since
           auto r = members[i].conn->Call(proto::kDepotListFiles, proto::EncodeListFilesRequest(req),
                                          256ULL << 20);
-          if (!r.ok()) return r.status();
-          DEPOT_RETURN_IF_ERROR(proto::WireToStatus(r->status, "list files on " + members[i].addr));
-          DEPOT_ASSIGN_OR_RETURN(auto list, proto::DecodeListFilesReply(r->body));
-          for (const auto& f : list.files) {
+          Status st = r.ok() ? proto::WireToStatus(r->status, "list files") : r.status();
+          Result<proto::ListFilesReply> list =
+              st.ok() ? proto::DecodeListFilesReply(r->body) : Result<proto::ListFilesReply>(st);
+          if (!list.ok()) {
+            report.problems.push_back({"", members[i].addr, "unreachable", false,
+                                       list.status().ToString()});
+            members[i].conn.reset();
+            continue;
+          }
+          for (const auto& f : list->files) {
             auto& v = files[f.name];
             v.resize(members.size());
             v[i] = Seen{f.size, f.intact};
           }
-          deleted.insert(list.deleted.begin(), list.deleted.end());
+          deleted.insert(list->deleted.begin(), list->deleted.end());
         }
         for (auto& [name, seen] : files) {
           seen.resize(members.size());
@@ -93,7 +100,7 @@ Result<FsckReport> Client::Fsck(const FsckOptions& fo) {
           if (deleted.count(name)) {
             // Deleted on some member, still present on others: finish the delete.
             for (size_t i = 0; i < members.size(); ++i) {
-              if (!seen[i]) continue;
+              if (!seen[i] || !members[i].conn) continue;
               FsckProblem pr{file_id, members[i].addr, "deleted", false,
                              "deleted on another member"};
               if (fo.repair) {
@@ -124,6 +131,7 @@ Result<FsckReport> Client::Fsck(const FsckOptions& fo) {
             if (seen[i] && seen[i]->intact && seen[i]->size == want) good = static_cast<int>(i);
           }
           for (size_t i = 0; i < members.size(); ++i) {
+            if (!members[i].conn) continue;  // unreachable: reported once
             std::string kind;
             if (!seen[i]) {
               kind = "missing";

@@ -30,8 +30,9 @@ source member by the IPv4 address in its file ID. Each daemon has its own folder
 DIR/<role>-<n>/ (tracker-1, storage-group1-2) with its config, data, log and a pid file.
 
 commands:
-  up       generate configs and start a fresh cluster; returns when every daemon is ready and every
-           storage is ACTIVE on every tracker; writes DIR/cluster.env. Refuses when DIR has running
+  up       generate configs and start a fresh cluster; returns when every daemon is ready, every
+           storage is ACTIVE on every tracker and the members of each group have their push
+           sessions to each other connected; writes DIR/cluster.env. Refuses when DIR has running
            daemons; the folders of a stopped cluster in DIR are removed first (use restart to keep
            them).
   down     stop the daemons of DIR (SIGTERM, SIGKILL after $((STOP_TIMEOUT_MS / 1000)) s) and remove their pid files;
@@ -42,7 +43,7 @@ commands:
            add one fresh member to group --group G of the running cluster in DIR (the next
            storage number, address and ports; the trackers and secret of DIR). It starts empty,
            copies the group's files from an ACTIVE member (WAIT_SYNC, SYNCING) and becomes
-           ACTIVE. Returns once it is ACTIVE on every tracker (up to $((ADD_TIMEOUT_MS / 1000)) s), or,
+           ACTIVE. Returns once it is ACTIVE on every tracker and replicating (up to $((ADD_TIMEOUT_MS / 1000)) s), or,
            with --no-wait, as soon as it serves. Rewrites DIR/cluster.env.
 
 options:
@@ -51,7 +52,7 @@ options:
   --trackers N      trackers (default 2)                          [up]
   --groups G        storage groups group1..groupG (default 2)     [up]
   --per-group M     storage servers per group (default 1)         [up]
-  --base-port P     first port (default 40000)                    [up]
+  --base-port P     first port (default 21000)                    [up]
                       trackers P+0.., storages P+100.., metrics P+200..,
                       nginx P+300 (reserved), storage HTTP ports P+400.. (reserved)
                     add-storage takes P, the trackers and the secret from DIR's configs, and
@@ -111,7 +112,7 @@ GROUPS_N=2
 PER_GROUP=1
 DHT=0
 OPSD=0
-BASE_PORT=40000
+BASE_PORT=21000
 DURABLE=false
 REPLICATION=async
 WRITE_QUORUM=2
@@ -210,35 +211,76 @@ conf_value() {
   sed -n "s/^[[:space:]]*$2[[:space:]]*=[[:space:]]*//p" "$1" | head -n 1
 }
 
+# The command line of process $1, one argument per line; fails when the process is gone. The
+# kernel can answer an empty read while the process is busy (seen during a daemon's start-up,
+# under load): an empty answer is asked again a few times before it is believed.
+cmdline_of() {
+  local args i
+  for i in 1 2 3 4 5; do
+    args=$(tr '\0' '\n' 2>/dev/null <"/proc/$1/cmdline") || return 1
+    [[ -n $args ]] && break
+    sleep 0.02
+  done
+  printf '%s\n' "$args"
+}
+
+# The state letter of process $1 (R, S, D, Z...); fails when the process is gone.
+proc_state() {
+  local state
+  state=$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1)
+  [[ -n $state ]] || return 1
+  echo "$state"
+}
+
 # Prints the pid of the daemon of folder $1 and succeeds when it is running: the pid file names a
 # live (not zombie) process whose command line carries this folder's config.
 daemon_pid() {
-  local d=$1 pid state conf
+  local d=$1 pid state args
   [[ -f $d/pid ]] || return 1
   pid=$(<"$d/pid")
   [[ $pid =~ ^[0-9]+$ ]] || return 1
-  conf=$(conf_of "$d")
-  tr '\0' '\n' 2>/dev/null <"/proc/$pid/cmdline" | grep -qxF -- "$conf" || return 1
-  state=$(sed 's/^.*) //' "/proc/$pid/stat" 2>/dev/null | cut -d' ' -f1) || return 1
-  [[ -n $state && $state != Z ]] || return 1
+  args=$(cmdline_of "$pid") || return 1
+  grep -qxF -- "$(conf_of "$d")" <<<"$args" || return 1
+  state=$(proc_state "$pid") || return 1
+  [[ $state != Z ]] || return 1
   echo "$pid"
 }
 
-# True while the pid in $1/pid is alive but has not exec'd the daemon yet (its command line is
-# still the launching subshell's): a daemon that just started is not a daemon that died.
-still_starting() {
+# True while the process named by $1/pid exists and is not a zombie: right after start_daemon
+# it may still be the launching subshell, or setsid, or nohup, before it is the daemon.
+launched_alive() {
   local pid state
   pid=$(<"$1/pid") || return 1
   [[ $pid =~ ^[0-9]+$ ]] || return 1
-  state=$(sed 's/^.*) //' "/proc/$pid/stat" 2>/dev/null | cut -d' ' -f1) || return 1
-  [[ -n $state && $state != Z ]] || return 1
-  ! tr '\0' '\n' 2>/dev/null <"/proc/$pid/cmdline" | grep -q "depot-"
+  state=$(proc_state "$pid") || return 1
+  [[ $state != Z ]]
 }
 
 # A field of the daemon's ready file ({"pid":N,"port":P,"metrics_port":M}).
 ready_field() {
   [[ -f $1/ready.json ]] || return 0
   grep -o "\"$2\":[0-9-]*" "$1/ready.json" | head -n 1 | cut -d: -f2
+}
+
+# The address of storage number $1 (0, 1, ... counting every group): 127.0.0.(1+n).
+storage_ip() { echo "127.0.0.$((1 + $1))"; }
+
+# The address a storage folder's daemon listens on and advertises (its storage.conf).
+storage_addr() {
+  local ip
+  ip=$(conf_value "$1/storage.conf" advertise_address)
+  echo "${ip:-$HOST}"
+}
+
+# The storages of DIR as ip:port,...
+storage_list() {
+  local d list=""
+  load_dirs
+  for d in "${DIRS[@]+"${DIRS[@]}"}"; do
+    [[ $(role_of "$d") == storage ]] || continue
+    list+="${list:+,}$(storage_addr "$d"):$(conf_value "$d/storage.conf" port)"
+  done
+  echo "$list"
 }
 
 tracker_list() {
@@ -251,8 +293,9 @@ tracker_list() {
   echo "$list"
 }
 
+# port_in_use HOST PORT
 port_in_use() {
-  (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null
+  (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null
 }
 
 show_log_tail() {
@@ -297,7 +340,7 @@ wait_ready() {
     still=()
     for d in "${pending[@]}"; do
       [[ -s $d/ready.json ]] && continue
-      if ! daemon_pid "$d" >/dev/null && ! still_starting "$d"; then
+      if ! launched_alive "$d"; then
         show_log_tail "$d"
         die "${d##*/} exited before it was ready (logs above, folder $d)"
       fi
@@ -318,49 +361,67 @@ wait_ready() {
   return 0
 }
 
-# Lists "tracker storage" pairs where a storage is not ACTIVE yet (empty: all ACTIVE everywhere).
+# Lists "tracker storage" pairs where a storage is not ACTIVE yet, and trackers that do not see
+# every push session of the groups' members connected yet (empty: all ACTIVE and replicating).
 not_active() {
-  local t d port out members member heartbeat
+  local t d g ip port out members member heartbeat sessions=0 connected
   local -a storages=()
+  local -A group_size=()
   load_dirs
   for d in "${DIRS[@]+"${DIRS[@]}"}"; do
-    [[ $(role_of "$d") == storage ]] && storages+=("$d")
+    [[ $(role_of "$d") == storage ]] || continue
+    storages+=("$d")
+    g=$(conf_value "$d/storage.conf" group_name)
+    group_size[$g]=$((${group_size[$g]:-0} + 1))
+  done
+  # Each member of a group of n pushes to its n-1 peers; with replication = sync an upload is
+  # refused until those sessions are up, so `up` waits for them too.
+  for g in "${!group_size[@]}"; do
+    sessions=$((sessions + group_size[$g] * (group_size[$g] - 1)))
   done
   for t in ${1//,/ }; do
     if ! out=$("$BIN_DIR/depot" --trackers "$t" --json status 2>/dev/null); then
       echo "tracker $t: no answer"
       continue
     fi
-    # Member objects are the flat {...} objects of the reply.
-    members=$(grep -o '{[^{}]*}' <<<"$out" || true)
+    # Member objects are the {...} objects of the reply once their "pushing_to" arrays (one
+    # flat object per peer, no brackets inside) are emptied.
+    # shellcheck disable=SC2001  # a regular expression, not a glob
+    members=$(sed 's/"pushing_to":\[[^]]*\]/"pushing_to":[]/g' <<<"$out" | grep -o '{[^{}]*}' || true)
     for d in "${storages[@]+"${storages[@]}"}"; do
       port=$(conf_value "$d/storage.conf" port)
-      member=$(grep -F "\"port\":$port," <<<"$members" | grep -F "\"ip\":\"$HOST\"" || true)
+      ip=$(storage_addr "$d")
+      member=$(grep -F "\"port\":$port," <<<"$members" | grep -F "\"ip\":\"$ip\"" || true)
       if ! grep -qF '"state":"ACTIVE"' <<<"$member"; then
-        echo "tracker $t: ${d##*/} ($HOST:$port) not ACTIVE"
+        echo "tracker $t: ${d##*/} ($ip:$port) not ACTIVE"
         continue
       fi
       # A storage started by this run must have heartbeated since: a tracker still shows a
       # storage that died a moment ago as ACTIVE until storage_timeout.
       heartbeat=$(grep -o '"last_heartbeat":[0-9]*' <<<"$member" | cut -d: -f2)
       if [[ -n ${START_SEC[$d]:-} ]] && ((${heartbeat:-0} < START_SEC[$d])); then
-        echo "tracker $t: ${d##*/} ($HOST:$port) has not heartbeated since it started"
+        echo "tracker $t: ${d##*/} ($ip:$port) has not heartbeated since it started"
       fi
     done
+    connected=$(grep -o '"connected":true' <<<"$out" | wc -l)
+    if ((connected < sessions)); then
+      echo "tracker $t: $connected of $sessions push sessions between group members connected"
+    fi
   done
 }
 
+# wait_active [TIMEOUT_MS]
 wait_active() {
-  local trackers deadline missing
+  local trackers deadline missing timeout=${1:-$READY_TIMEOUT_MS}
   trackers=$(tracker_list)
-  deadline=$(($(now_ms) + READY_TIMEOUT_MS))
+  deadline=$(($(now_ms) + timeout))
   while :; do
     missing=$(not_active "$trackers")
     [[ -z $missing ]] && return 0
     if (($(now_ms) > deadline)); then
       echo "$missing" >&2
       "$BIN_DIR/depot" --trackers "$trackers" status >&2 || true
-      die "storages not ACTIVE after $((READY_TIMEOUT_MS / 1000)) s"
+      die "storages not ACTIVE after $((timeout / 1000)) s"
     fi
     sleep 0.1
   done
@@ -420,22 +481,27 @@ cluster_secret = $secret
 EOF
 }
 
+# write_storage_conf DIR GROUP IP PORT HTTP_PORT METRICS_PORT SECRET TRACKERS; durable_writes,
+# replication and write_quorum come from DURABLE, REPLICATION and WRITE_QUORUM.
 write_storage_conf() {
-  local d=$1 group=$2 port=$3 http=$4 metrics=$5 secret=$6 trackers=$7 t
+  local d=$1 group=$2 ip=$3 port=$4 http=$5 metrics=$6 secret=$7 trackers=$8 t
   {
     cat <<EOF
-# Generated by scripts/cluster.sh up on $(date -u +%Y-%m-%dT%H:%M:%SZ); restart reuses it.
-# Every key is documented in conf/storage.conf.
+# Generated by scripts/cluster.sh $CMD on $(date -u +%Y-%m-%dT%H:%M:%SZ); restart reuses it.
+# Every key is documented in conf/storage.conf. Each storage has its own loopback address: the
+# file IDs it creates carry it, and replication tells a file's source member by it.
 group_name = $group
-bind_addr = $HOST
+bind_addr = $ip
 port = $port
-advertise_address = $HOST
+advertise_address = $ip
 http_port = $http
 metrics_port = $metrics
 base_path = $d
 store_path0 = $d/store0
 heartbeat_interval = 2
 durable_writes = $DURABLE
+replication = $REPLICATION
+write_quorum = $WRITE_QUORUM
 reserved_space = 64M
 log_file = $d/storage.log
 log_level = info
@@ -470,31 +536,41 @@ running_daemons() {
 }
 
 print_summary() {
-  local d pid port metrics extra
+  local d pid addr port metrics extra conf
   echo "Depot cluster in $DIR:"
   load_dirs
   for d in "${DIRS[@]+"${DIRS[@]}"}"; do
-    port=$(conf_value "$(conf_of "$d")" port)
-    metrics=$(conf_value "$(conf_of "$d")" metrics_port)
+    conf=$(conf_of "$d")
+    port=$(conf_value "$conf" port)
+    addr=$(conf_value "$conf" bind_addr):$port
+    metrics=$(conf_value "$conf" metrics_port)
     extra=""
     [[ $(role_of "$d") == storage ]] &&
-      extra="$(conf_value "$d/storage.conf" group_name)  store $(conf_value "$d/storage.conf" store_path0)"
+      extra="$(conf_value "$conf" group_name) $(conf_value "$conf" replication)  store $(conf_value "$conf" store_path0)"
     if pid=$(daemon_pid "$d"); then
-      printf '  %-20s running  pid %-8s port %-6s metrics %-6s %s\n' "${d##*/}" "$pid" "$port" \
+      printf '  %-20s running  pid %-8s %-21s metrics %-6s %s\n' "${d##*/}" "$pid" "$addr" \
         "$metrics" "$extra"
     else
-      printf '  %-20s STOPPED           port %-6s metrics %-6s %s\n' "${d##*/}" "$port" "$metrics" \
+      printf '  %-20s STOPPED  %-12s %-21s metrics %-6s %s\n' "${d##*/}" "" "$addr" "$metrics" \
         "$extra"
     fi
   done
 }
 
 write_env() {
-  local trackers=$1
+  local trackers=$1 d secret=""
+  load_dirs
+  for d in "${DIRS[@]+"${DIRS[@]}"}"; do
+    secret=$(conf_value "$(conf_of "$d")" cluster_secret)
+    break
+  done
   cat >"$DIR/cluster.env.tmp" <<EOF
 DEPOT_TRACKERS=$trackers
+DEPOT_STORAGES=$(storage_list)
+DEPOT_CLUSTER_SECRET=$secret
 DEPOT_HTTP=
 EOF
+  chmod 600 "$DIR/cluster.env.tmp"
   mv "$DIR/cluster.env.tmp" "$DIR/cluster.env"
 }
 
@@ -521,12 +597,22 @@ cmd_up() {
   ((OPSD == 1)) && note "--opsd: depot-opsd is not built yet; skipped"
 
   for port in $(seq "$BASE_PORT" $((BASE_PORT + TRACKERS - 1))) \
-    $(seq $((BASE_PORT + 100)) $((BASE_PORT + 99 + STORAGES))) \
-    $(seq $((BASE_PORT + 200)) $((BASE_PORT + 199 + TRACKERS + STORAGES))); do
-    if port_in_use "$port"; then
+    $(seq $((BASE_PORT + 200)) $((BASE_PORT + 199 + TRACKERS))); do
+    if port_in_use "$HOST" "$port"; then
       die "port $port on $HOST is already in use (another cluster? pick another --base-port)"
     fi
   done
+  for ((k = 0; k < STORAGES; k++)); do
+    for port in $((BASE_PORT + 100 + k)) $((BASE_PORT + 200 + TRACKERS + k)); do
+      if port_in_use "$(storage_ip "$k")" "$port"; then
+        die "port $port on $(storage_ip "$k") is already in use (another cluster? pick another --base-port)"
+      fi
+    done
+  done
+  if [[ $REPLICATION == sync ]] && ((WRITE_QUORUM > PER_GROUP)); then
+    note "--replication sync with --write-quorum $WRITE_QUORUM and $PER_GROUP members per group:" \
+      "uploads fail (status 11) until a group has $WRITE_QUORUM ACTIVE members"
+  fi
 
   # A stopped cluster's folders go: `up` always starts a fresh cluster of the requested shape.
   local old
@@ -557,8 +643,8 @@ cmd_up() {
     for ((m = 1; m <= PER_GROUP; m++)); do
       d=$DIR/storage-group$g-$m
       mkdir -p "$d"
-      write_storage_conf "$d" "group$g" $((BASE_PORT + 100 + k)) $((BASE_PORT + 400 + k)) \
-        $((BASE_PORT + 200 + TRACKERS + k)) "$secret" "$trackers"
+      write_storage_conf "$d" "group$g" "$(storage_ip "$k")" $((BASE_PORT + 100 + k)) \
+        $((BASE_PORT + 400 + k)) $((BASE_PORT + 200 + TRACKERS + k)) "$secret" "$trackers"
       storage_dirs+=("$d")
       k=$((k + 1))
     done
@@ -636,8 +722,85 @@ cmd_restart() {
   echo "Every storage is ACTIVE on every tracker. Environment: $DIR/cluster.env"
 }
 
+cmd_add_storage() {
+  local d n max_n=-1 m max_m=0 group base trackers secret ref="" ip port metrics http running p
+  local -a tracker_dirs=()
+  check_binaries
+  [[ -n $ADD_GROUP ]] || die "add-storage needs --group G (a number or a group name)"
+  if [[ $ADD_GROUP =~ ^[0-9]+$ ]]; then
+    group=group$((10#$ADD_GROUP))
+  else
+    group=$ADD_GROUP
+  fi
+  [[ $group =~ ^[A-Za-z0-9_-]{1,16}$ ]] || die "--group: not a valid group name: '$group'"
+  load_dirs
+  ((${#DIRS[@]} > 0)) || die "no cluster in $DIR (start one with: scripts/cluster.sh up --dir $DIR)"
+  lock_dir
+  running=$(running_daemons)
+  [[ -n $running ]] || die "the cluster in $DIR is not running (scripts/cluster.sh restart --dir $DIR)"
+  for d in "${DIRS[@]}"; do
+    [[ $(role_of "$d") == tracker ]] && tracker_dirs+=("$d")
+  done
+  ((${#tracker_dirs[@]} > 0)) || die "no tracker in $DIR"
+  # The layout of `up`: tracker-1 listens on the base port.
+  base=$(conf_value "$DIR/tracker-1/tracker.conf" port)
+  [[ $base =~ ^[0-9]+$ ]] || die "cannot read the base port from $DIR/tracker-1/tracker.conf"
+  TRACKERS=${#tracker_dirs[@]}
+  secret=$(conf_value "$DIR/tracker-1/tracker.conf" cluster_secret)
+  trackers=$(tracker_list)
+  for d in "${DIRS[@]}"; do
+    [[ $(role_of "$d") == storage ]] || continue
+    n=$(($(conf_value "$d/storage.conf" port) - base - 100))
+    ((n > max_n)) && max_n=$n
+    if [[ $(conf_value "$d/storage.conf" group_name) == "$group" ]]; then
+      [[ -z $ref ]] && ref=$d/storage.conf
+      m=${d##*-}
+      [[ $m =~ ^[0-9]+$ ]] && ((10#$m > max_m)) && max_m=$((10#$m))
+    fi
+  done
+  if [[ -z $ref ]]; then
+    note "$group has no member yet: the new storage starts it"
+    for d in "${DIRS[@]}"; do
+      [[ $(role_of "$d") == storage ]] && { ref=$d/storage.conf; break; }
+    done
+  fi
+  # Settings not given on the command line follow the group's existing members.
+  if [[ -n $ref ]]; then
+    [[ -n ${GIVEN[durable]:-} ]] || DURABLE=$(conf_value "$ref" durable_writes)
+    [[ -n ${GIVEN[replication]:-} ]] || REPLICATION=$(conf_value "$ref" replication)
+    [[ -n ${GIVEN[write_quorum]:-} ]] || WRITE_QUORUM=$(conf_value "$ref" write_quorum)
+    DURABLE=${DURABLE:-false} REPLICATION=${REPLICATION:-async} WRITE_QUORUM=${WRITE_QUORUM:-2}
+  fi
+  n=$((max_n + 1))
+  ((n <= 99 && TRACKERS + n <= 99)) ||
+    die "no room for another storage (ports P+100..P+199, metrics P+200..P+299)"
+  ip=$(storage_ip "$n")
+  port=$((base + 100 + n))
+  http=$((base + 400 + n))
+  metrics=$((base + 200 + TRACKERS + n))
+  for p in "$port" "$metrics"; do
+    port_in_use "$ip" "$p" && die "port $p on $ip is already in use"
+  done
+  d=$DIR/storage-$group-$((max_m + 1))
+  [[ -e $d ]] && die "$d already exists"
+  mkdir -p "$d"
+  write_storage_conf "$d" "$group" "$ip" "$port" "$http" "$metrics" "$secret" "$trackers"
+  start_daemon "$d"
+  note "${d##*/} ($ip:$port): starting"
+  wait_ready "$d"
+  write_env "$trackers"
+  if ((NO_WAIT == 1)); then
+    note "${d##*/} serves; not waiting for it to catch up (see: scripts/cluster.sh status --dir $(printf '%q' "$DIR"))"
+    return 0
+  fi
+  wait_active "$ADD_TIMEOUT_MS"
+  print_summary
+  echo "Every storage is ACTIVE on every tracker. Environment: $DIR/cluster.env"
+}
+
 case $CMD in
   up) cmd_up ;;
+  add-storage) cmd_add_storage ;;
   down) cmd_down ;;
   status) cmd_status ;;
   restart) cmd_restart ;;

@@ -4,13 +4,13 @@
 # with a byte comparison, the file on disk, delete. Exits non-zero when any step fails; the
 # cluster keeps running afterwards (stop it with scripts/cluster.sh down --dir run/demo).
 #
-#   scripts/demo.sh [--base-port P]   (default 40500: ports P..P+499 on 127.0.0.1)
+#   scripts/demo.sh [--base-port P]   (default 21500: ports P..P+499 on 127.0.0.1 and 127.0.0.2)
 set -Eeuo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
-BASE_PORT=40500
+BASE_PORT=21500
 while (($# > 0)); do
   case $1 in
     --base-port) (($# >= 2)) || { echo "demo.sh: --base-port needs a value" >&2; exit 2; }

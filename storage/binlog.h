@@ -7,9 +7,10 @@
 // change's number at that origin (oseq, 1, 2, ...). A server takes a new epoch when its binlog is
 // created and after every unclean stop, so that numbers lost in a crash are never reused.
 //
-// Files under `dir`: `epochs` (every epoch of this server, one per line), `running` (present while
-// the binlog is open: its presence at start-up means an unclean stop) and segments `binlog.NNNNNN`
-// (a 32-byte header, then records; a new segment every segment_bytes).
+// Files under `dir`: `epochs` (every epoch of this server, one per line), `clean` (written by a
+// clean close with the current epoch's last oseq, removed at Open: its absence at start-up means
+// an unclean stop) and segments `binlog.NNNNNN` (a 32-byte header, then records; a new segment
+// every segment_bytes).
 //
 // Thread-safe. Appends are serialised; readers (BinlogReader) read the segment files directly and
 // never see a partly written record.
@@ -73,7 +74,7 @@ class Binlog {
 
   static Result<std::unique_ptr<Binlog>> Open(const std::string& dir, Options options);
   static Result<std::unique_ptr<Binlog>> Open(const std::string& dir) { return Open(dir, Options()); }
-  ~Binlog();  // a clean close: syncs and removes `running`
+  ~Binlog();  // a clean close: syncs and writes `clean`
 
   uint64_t epoch() const { return epochs_.back(); }
   const std::vector<uint64_t>& epochs() const { return epochs_; }

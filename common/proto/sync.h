@@ -42,7 +42,7 @@ std::string EncodeSyncRecordHead(const SyncRecordHead& h);
 // Decodes the head from the first kSyncRecordHead bytes and validates its fields.
 Result<SyncRecordHead> DecodeSyncRecordHead(std::string_view bytes);
 
-// 223 SYNC_DUMP_REQUEST: {"to": id}; 224 SYNC_DUMP_DONE: {"records": n}.
+// 223 SYNC_DUMP_REQUEST: {"to": id}; 224 SYNC_DUMP_DONE: empty body.
 std::string EncodeSyncHello(const SyncHello& h);
 Result<SyncHello> DecodeSyncHello(std::string_view body);
 std::string EncodeSyncHelloReply(const SyncHelloReply& r);

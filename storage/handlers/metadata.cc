@@ -68,6 +68,7 @@ void SetMeta(StorageServer* s, const ConnectionPtr& conn, std::string body) {
       r = s->meta().Put("mv/" + name, std::to_string(version));
     }
     if (r.ok()) r = s->replicator().binlog().AppendOwn(kOpMeta, name).status();
+    if (r.ok() && s->config().durable_writes) r = s->replicator().binlog().Sync();
     s->Count(proto::kCntSetMeta, r.ok());
     if (r.ok()) s->TouchSourceUpdate();
     conn->PostReply(proto::StatusToWire(r));

@@ -124,8 +124,10 @@ Status ApplyMeta(StorageServer* s, StorePath* p, const proto::FileId& id,
                  const proto::SyncRecordHead& h, const std::string& meta) {
   std::string name = id.RemoteName();
   std::lock_guard<std::mutex> l(s->MetaLock("m/" + name));
-  struct stat st;
-  if (stat(p->FullPath(id.RelativePath()).c_str(), &st) == 0) {
+  // Applied even when the file has not arrived yet (a change made on another member while the
+  // source was down may overtake the create); never for a deleted file.
+  (void)p;
+  if (!HasTombstone(s, name)) {
     auto old = s->meta().Get("mv/" + name);
     if (!old.ok()) return old.status();
     uint64_t local = *old ? std::strtoull((*old)->c_str(), nullptr, 10) : 0;
