@@ -233,8 +233,8 @@ Status Binlog::ScanLastSegment() {
       good_end = off;
       continue;
     }
-    if (d.status().code() == StatusCode::kNotFound) break;  // a partial record at the tail
-    // Corrupt bytes: resume at the next valid record, if any follows.
+    // A partial record, or corrupt bytes (a damaged length may look like a partial record):
+    // resume at the next valid record; with none after it, it is a torn tail.
     size_t k = off + 1;
     for (; k < all.size(); ++k) {
       if (static_cast<uint8_t>(all[k]) == kRecordMagic && Decode(all.substr(k)).ok()) break;
@@ -496,10 +496,8 @@ Result<std::optional<BinlogRecord>> BinlogReader::Next() {
       pos_.offset += d->second;
       return std::optional<BinlogRecord>(std::move(d->first));
     }
-    if (d.status().code() == StatusCode::kNotFound && pos_.segment == end.segment) {
-      return std::optional<BinlogRecord>();  // cannot happen: appends publish whole records
-    }
-    // Corruption (or a cut-off tail of an older segment): find the next valid record.
+    // Corruption: appends publish only whole records, so a record that seems to run past the
+    // published end has a damaged length. Find the next valid record.
     uint64_t k = pos_.offset + 1;
     for (; k < limit; ++k) {
       DEPOT_RETURN_IF_ERROR(Fill(k, kMaxRecord, limit));

@@ -436,6 +436,13 @@ void Connection::Process() {
         request_start_ns_ = MonotonicNanos();
         auto it = server_->commands_.find(request_.cmd);
         if (it == server_->commands_.end()) {
+          // Depot's internal range: whatever this daemon does not serve there is still refused
+          // like an internal command to anyone who has not proved the cluster secret.
+          if (proto::IsInternalRange(request_.cmd) && !authenticated_) {
+            DEPOT_LOG_WARN("{}: internal command {} without the cluster handshake", peer_,
+                           request_.cmd);
+            return ErrorAndClose(EACCES);
+          }
           DEPOT_LOG_DEBUG("{}: unknown command {}", peer_, request_.cmd);
           if (request_.body_len > 64 * 1024) return ErrorAndClose(EINVAL);
           remaining_ = request_.body_len;

@@ -75,6 +75,10 @@ enum Command : uint8_t {
   kDepotClusterStatus = 240,
 };
 
+// Depot's internal command range (200..249): a code there that a daemon does not serve is
+// refused like an internal command when the connection has not proved the cluster secret.
+inline bool IsInternalRange(uint8_t cmd) { return cmd >= 200 && cmd < 250; }
+
 // FastDFS storage states (tracker_types.h values).
 enum class StorageState : uint8_t {
   kInit = 0,

@@ -88,8 +88,10 @@ struct RawReply {
 // A raw TCP connection; the bytes go out exactly as given.
 class Raw {
  public:
-  explicit Raw(int port, int timeout_ms = 10000) {
-    auto c = net::BlockingConn::Connect("127.0.0.1", port, 5000);
+  explicit Raw(int port, int timeout_ms = 10000) : Raw("127.0.0.1", port, timeout_ms) {}
+  // To a daemon on another loopback address (storages of a MiniCluster: Daemon::host()).
+  Raw(const std::string& host, int port, int timeout_ms = 10000) {
+    auto c = net::BlockingConn::Connect(host, port, 5000);
     EXPECT_TRUE(c.ok()) << c.status().ToString();
     if (c.ok()) {
       conn_ = std::move(*c);
