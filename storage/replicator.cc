@@ -1,6 +1,7 @@
 #include "storage/replicator.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -134,7 +135,8 @@ class PeerPusher {
     int backoff_ms = 200;
     while (!stop_) {
       Status s = Session();
-      live_ = false;
+      // A session that got going resets the backoff: the next attempt comes soon.
+      if (live_.exchange(false)) backoff_ms = 200;
       int fd = fd_.exchange(-1);
       (void)fd;
       if (stop_ || finished_) return;
@@ -260,6 +262,13 @@ class PeerPusher {
           if (!ping.ok()) return ping.status();
           idle_since = MonotonicNanos();
         }
+        // Nothing is in flight: any byte or EOF from the peer now means it closed the connection
+        // (it restarted or died). Notice it here rather than at the next push, so that live()
+        // tells the truth to the write-quorum checks.
+        struct pollfd pfd{conn->fd(), POLLIN | POLLRDHUP, 0};
+        if (poll(&pfd, 1, 0) > 0) {
+          return Status::Unavailable("sync to " + peer_ + ": connection closed by the peer");
+        }
         log.WaitBeyond(last_read, 500);
         continue;
       }
@@ -376,6 +385,25 @@ Status Replicator::Open() {
     uint64_t origin = std::strtoull(k.c_str() + 13, nullptr, 16);
     applied_[origin] = std::strtoull(v.c_str(), nullptr, 10);
   }));
+  {
+    // A pusher's position hint may lie past a tail that Open() cut: the next records take those
+    // bytes, and a pusher resuming there would skip them. Such hints are dropped (the pusher then
+    // reads from the start and skips what its peer says it has).
+    BinlogPos end = binlog_->end();
+    std::vector<std::string> stale;
+    DEPOT_RETURN_IF_ERROR(server_->meta().Scan("sync/out/", [&](const std::string& k,
+                                                              const std::string& v) {
+      auto m = PushMark::Decode(v);
+      if (!m || m->pos.segment > end.segment ||
+          (m->pos.segment == end.segment && m->pos.offset > end.offset)) {
+        stale.push_back(k);
+      }
+    }));
+    for (const auto& k : stale) {
+      DEPOT_LOG_WARN("binlog was cut: dropping the position hint {}", k);
+      DEPOT_RETURN_IF_ERROR(server_->meta().Delete(k));
+    }
+  }
   if (binlog_->recovery().torn_bytes > 0 || binlog_->recovery().corrupt_records > 0) {
     DEPOT_RETURN_IF_ERROR(ReannounceRecentFiles());
   }

@@ -38,6 +38,11 @@ void ClusterMap::Restore(const JoinInfo& info) {
   m.state = StorageState::kOffline;
 }
 
+void ClusterMap::Started(int64_t now) {
+  std::lock_guard<std::mutex> l(mu_);
+  grace_until_ = now + policies_.storage_timeout;
+}
+
 Result<std::string> ClusterMap::Join(const JoinInfo& info, int64_t now, uint64_t* join_seq) {
   DEPOT_RETURN_IF_ERROR(proto::ValidateGroupName(info.group));
   if (info.port <= 0 || info.port > 65535) return Status::InvalidArgument("bad storage port");
@@ -59,6 +64,7 @@ Result<std::string> ClusterMap::Join(const JoinInfo& info, int64_t now, uint64_t
   m.id = id;
   m.info = info;
   m.state = StorageState::kOnline;
+  m.joined = true;
   m.last_heartbeat = now;
   m.join_seq = ++join_seq_;
   if (join_seq != nullptr) *join_seq = m.join_seq;
@@ -201,18 +207,26 @@ Result<std::vector<Target>> ClusterMap::PickStoreAll(const std::optional<std::st
 }
 
 Result<std::vector<Target>> ClusterMap::PickFetch(const std::string& group, uint32_t source_ip,
-                                                  bool all, uint32_t create_time) {
+                                                  bool all, uint32_t create_time, int64_t now) {
   std::lock_guard<std::mutex> l(mu_);
   auto it = groups_.find(group);
   if (it == groups_.end()) return Status::NotFound("no such group:", group);
   std::string src = proto::IpToString(source_ip);
   std::vector<const Member*> sources;
   bool source_active = false;
+  bool source_joined = false;
   for (auto& [id, m] : it->second) {
     if (m.info.ip == src) {
       sources.push_back(&m);
       source_active = source_active || m.state == StorageState::kActive;
+      source_joined = source_joined || m.joined;
     }
+  }
+  // Right after this tracker (re)started, a source that has not joined it yet is most likely
+  // reconnecting, not down: offering the other members would send readers to members that may
+  // lack its latest files. "No storage" sends the client to another tracker instead.
+  if (!source_active && !source_joined && now > 0 && now < grace_until_) {
+    return Status::NotFound("the file's source has not joined this tracker yet:", src);
   }
   auto holds = [&](const Member& m) {
     if (m.info.ip == src) return true;
@@ -242,8 +256,8 @@ Result<std::vector<Target>> ClusterMap::PickFetch(const std::string& group, uint
 }
 
 Result<Target> ClusterMap::PickUpdate(const std::string& group, uint32_t source_ip,
-                                      uint32_t create_time) {
-  DEPOT_ASSIGN_OR_RETURN(auto v, PickFetch(group, source_ip, true, create_time));
+                                      uint32_t create_time, int64_t now) {
+  DEPOT_ASSIGN_OR_RETURN(auto v, PickFetch(group, source_ip, true, create_time, now));
   return v.front();  // the source when it is ACTIVE
 }
 

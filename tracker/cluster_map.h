@@ -30,6 +30,7 @@ struct Member {
   int64_t last_heartbeat = 0;
   uint64_t path_rr = 0;
   uint64_t join_seq = 0;
+  bool joined = false;  // has joined since this tracker started (not merely restored)
   bool Writable() const;
   int64_t TotalMb() const;
   int64_t FreeMb() const;
@@ -54,6 +55,10 @@ class ClusterMap {
  public:
   explicit ClusterMap(Policies policies) : policies_(std::move(policies)) {}
 
+  // The tracker started at `now`: for storage_timeout seconds, a file's source that has not
+  // joined yet is taken to be reconnecting, not down (see PickFetch).
+  void Started(int64_t now);
+
   // Adds a member known from persisted state (OFFLINE until it heartbeats).
   void Restore(const JoinInfo& info);
   // A storage joins (or re-joins). Returns its id; `join_seq` (optional) receives the join's
@@ -76,12 +81,14 @@ class ClusterMap {
   // at `source_ip`: only ACTIVE members that hold it - the source, and members whose sync
   // position (reported by the source) covers `create_time`. When the source is not ACTIVE (or
   // unknown) nothing is known for sure and every ACTIVE member is offered (FastDFS's fallback).
-  // One target rotates over the holders; all lists the source first.
+  // One target rotates over the holders; all lists the source first. Within the start-up grace
+  // (Started, `now`), a source that has not joined this tracker yet gives NotFound instead of
+  // the fallback: the client asks another tracker, which knows where the file is.
   Result<std::vector<Target>> PickFetch(const std::string& group, uint32_t source_ip, bool all,
-                                        uint32_t create_time = 0);
+                                        uint32_t create_time = 0, int64_t now = 0);
   // Where to change a file (delete, metadata): its source when ACTIVE, else a member holding it.
   Result<Target> PickUpdate(const std::string& group, uint32_t source_ip,
-                            uint32_t create_time = 0);
+                            uint32_t create_time = 0, int64_t now = 0);
 
   Result<proto::GroupStat> GroupStat(const std::string& group);
   std::vector<proto::GroupStat> AllGroupStats();
@@ -102,6 +109,7 @@ class ClusterMap {
   std::map<std::string, Group> groups_;  // GUARDED_BY(mu_)
   uint64_t group_rr_ = 0;                // GUARDED_BY(mu_)
   uint64_t join_seq_ = 0;                // GUARDED_BY(mu_)
+  int64_t grace_until_ = 0;              // GUARDED_BY(mu_)
   std::map<std::string, uint64_t> member_rr_;  // GUARDED_BY(mu_)
 };
 

@@ -449,6 +449,27 @@ TEST_F(ClusterMapTest, PickFetchOffersOnlyMembersThatHoldTheFile) {
   EXPECT_EQ(upd->ip, "10.0.0.2");
 }
 
+TEST_F(ClusterMapTest, RestartedTrackerSendsClientsElsewhereUntilTheSourceRejoins) {
+  // Regression: right after a tracker restart, a file's source that had not joined again was
+  // taken for dead and every member offered, so fresh files were read from members lacking them.
+  ClusterMap map(Policies{});  // storage_timeout 30
+  map.Restore(MakeJoin("group1", "10.0.0.1"));
+  map.Started(now_);
+  AddActive(map, "group1", "10.0.0.2");
+  auto early = map.PickFetch("group1", Ip("10.0.0.1"), false, 100, now_ + 1);
+  EXPECT_TRUE(early.status().IsNotFound()) << early.status().ToString();
+  EXPECT_TRUE(map.PickUpdate("group1", Ip("10.0.0.1"), 100, now_ + 1).status().IsNotFound());
+  // After the grace period the FastDFS fallback applies again: any ACTIVE member.
+  auto late = map.PickFetch("group1", Ip("10.0.0.1"), false, 100, now_ + 31);
+  ASSERT_TRUE(late.ok()) << late.status().ToString();
+  EXPECT_EQ((*late)[0].ip, "10.0.0.2");
+  // A source that has joined since is no longer waited for (it is ACTIVE: it holds its files).
+  AddActive(map, "group1", "10.0.0.1");
+  auto joined = map.PickFetch("group1", Ip("10.0.0.1"), true, 100, now_ + 2);
+  ASSERT_TRUE(joined.ok());
+  EXPECT_EQ((*joined)[0].ip, "10.0.0.1");
+}
+
 TEST_F(ClusterMapTest, MembersCatchingUpAreNotOffered) {
   ClusterMap map(Policies{});
   AddActive(map, "group1", "10.0.0.1");

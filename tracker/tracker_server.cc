@@ -22,6 +22,7 @@ Status TrackerServer::Start() {
   DEPOT_ASSIGN_OR_RETURN(auto members, store_->LoadMembers());
   for (const auto& m : members) cluster_->Restore(m);
   DEPOT_LOG_INFO("restored {} storage members from state", members.size());
+  cluster_->Started(UnixSeconds());
 
   metrics_ = std::make_unique<metrics::MetricsServer>();
   if (config_.metrics_port >= 0) {

@@ -2,6 +2,7 @@
 // where to update (103). Layouts in doc/protocol.md.
 #include <optional>
 
+#include "common/base/hash.h"
 #include "common/proto/file_id.h"
 #include "tracker/tracker_server.h"
 
@@ -58,12 +59,14 @@ void QueryFetch(TrackerServer* t, const ConnectionPtr& c, const FrameHeader& h, 
   std::string out;
   proto::AppendFixed(&out, group, proto::kGroupNameLen);
   if (h.cmd == proto::kTrackerQueryUpdate) {
-    auto tg = t->cluster().PickUpdate(group, id->fields.source_ip, id->fields.create_time);
+    auto tg = t->cluster().PickUpdate(group, id->fields.source_ip, id->fields.create_time,
+                                      UnixSeconds());
     if (!tg.ok()) return c->ReplyStatus(tg.status());
     AppendTarget(&out, *tg);
   } else {
     bool all = h.cmd == proto::kTrackerQueryFetchAll;
-    auto targets = t->cluster().PickFetch(group, id->fields.source_ip, all, id->fields.create_time);
+    auto targets = t->cluster().PickFetch(group, id->fields.source_ip, all, id->fields.create_time,
+                                          UnixSeconds());
     if (!targets.ok()) return c->ReplyStatus(targets.status());
     for (const auto& tg : *targets) AppendTarget(&out, tg);
   }
