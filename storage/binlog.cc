@@ -172,6 +172,11 @@ Status Binlog::Init() {
     DEPOT_RETURN_IF_ERROR(OpenSegment(segment_, /*create=*/false, 0));
     DEPOT_RETURN_IF_ERROR(ScanLastSegment());
   }
+  if (access((dir_ + "/reannounce").c_str(), F_OK) == 0) {
+    DEPOT_ASSIGN_OR_RETURN(std::string text, ReadSmallFile(dir_ + "/reannounce", 256));
+    unsigned v = 0;
+    reannounce_since_ = std::sscanf(text.c_str(), "since=%u", &v) == 1 ? v : 0;
+  }
   // A new epoch for a new binlog, after an unclean stop and after any damage: numbers that were
   // handed out before may be lost, and a number is never given to two changes.
   if (recovery_.torn_bytes > 0 || recovery_.corrupt_records > 0) recovery_.unclean = true;
@@ -245,6 +250,14 @@ Status Binlog::ScanLastSegment() {
   }
   offset_ = kSegmentHeader + good_end;
   recovery_.torn_bytes = size - offset_;
+  if (recovery_.torn_bytes > 0 || recovery_.corrupt_records > 0) {
+    // Records are lost: the files created lately are to be announced again. The marker is
+    // written before anything is cut and removed only once that is done (a crash in between
+    // repeats it at the next start).
+    char text[48];
+    std::snprintf(text, sizeof text, "since=%u\n", recovery_.last_time);
+    DEPOT_RETURN_IF_ERROR(WriteFileAtomic(dir_ + "/reannounce", text, /*durable=*/true));
+  }
   if (recovery_.torn_bytes > 0) {
     DEPOT_LOG_WARN("binlog {}: torn tail of {} bytes after the last valid record; cut", dir_,
                    recovery_.torn_bytes);
@@ -295,6 +308,13 @@ Binlog::~Binlog() {
     Status s = WriteFileAtomic(dir_ + "/clean", text, /*durable=*/true);
     if (!s.ok()) DEPOT_LOG_WARN("binlog {}: {}", dir_, s.ToString());
   }
+}
+
+Status Binlog::ClearReannounce() {
+  std::string path = dir_ + "/reannounce";
+  if (unlink(path.c_str()) != 0 && errno != ENOENT) return Status::FromErrno(errno, "unlink", path);
+  reannounce_since_.reset();
+  return FsyncDir(dir_);
 }
 
 bool Binlog::IsOwn(uint64_t origin) const {

@@ -82,6 +82,10 @@ class Binlog {
   // Creation time of this server's first epoch.
   uint32_t first_created() const { return first_created_; }
   const BinlogRecovery& recovery() const { return recovery_; }
+  // Set when records were lost (a cut tail, corruption) and the files created since this time
+  // have not been announced again yet; ClearReannounce() once they have (and are synced).
+  std::optional<uint32_t> reannounce_since() const { return reannounce_since_; }
+  Status ClearReannounce();
   const std::string& dir() const { return dir_; }
   std::string SegmentPath(uint32_t n) const;
 
@@ -127,6 +131,7 @@ class Binlog {
   std::vector<uint64_t> epochs_;
   uint32_t first_created_ = 0;
   BinlogRecovery recovery_;
+  std::optional<uint32_t> reannounce_since_;
 
   mutable std::mutex mu_;
   std::condition_variable cv_;

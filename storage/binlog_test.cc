@@ -492,6 +492,44 @@ TEST_F(BinlogTest, TornTailIsCutAtOpen) {
   EXPECT_EQ(log->last_seq(), 5u);
 }
 
+// Regression: the files to announce again after a cut tail were known only from the cut itself;
+// a crash after the cut but before the announcement forgot them. A marker now outlives the cut
+// until ClearReannounce().
+TEST_F(BinlogTest, ReannounceMarkerSurvivesUntilCleared) {
+  std::string seg;
+  uint32_t last_good = 0;
+  {
+    auto log = Open();
+    ASSERT_NE(log, nullptr);
+    EXPECT_FALSE(log->reannounce_since().has_value());
+    for (int i = 1; i <= 3; ++i) {
+      auto r = log->AppendOwn(kOpCreate, Name(i));
+      ASSERT_TRUE(r.ok());
+      if (i == 2) last_good = r->time;
+    }
+    seg = log->SegmentPath(log->end().segment);
+  }
+  ASSERT_EQ(truncate(seg.c_str(), static_cast<off_t>(FileSize(seg) - 5)), 0);
+  {
+    auto log = Open();
+    ASSERT_NE(log, nullptr);
+    ASSERT_TRUE(log->reannounce_since().has_value());
+    EXPECT_EQ(*log->reannounce_since(), last_good);
+    // Not cleared (a crash before the files were announced): the next open still says so.
+  }
+  auto log = Open();
+  ASSERT_NE(log, nullptr);
+  EXPECT_EQ(log->recovery().torn_bytes, 0u);
+  ASSERT_TRUE(log->reannounce_since().has_value());
+  EXPECT_EQ(*log->reannounce_since(), last_good);
+  ASSERT_TRUE(log->ClearReannounce().ok());
+  EXPECT_FALSE(log->reannounce_since().has_value());
+  log.reset();
+  log = Open();
+  ASSERT_NE(log, nullptr);
+  EXPECT_FALSE(log->reannounce_since().has_value());
+}
+
 TEST_F(BinlogTest, TornRecordHeaderIsCutAtOpen) {
   std::string seg;
   {

@@ -38,6 +38,7 @@ constexpr int kFlushEvery = 64;        // own records per SYNC_FLUSH
 constexpr int kIdlePingSeconds = 30;   // ACTIVE_TEST on an idle push connection
 constexpr int64_t kDumpStallNs = 30LL * 1000 * 1000 * 1000;
 constexpr int64_t kUnlistedNs = 60LL * 1000 * 1000 * 1000;  // before a pusher is retired
+constexpr int64_t kViewTtlNs = 15LL * 1000 * 1000 * 1000;   // a tracker's member list is fresh
 
 std::string Hex64(uint64_t v) {
   char buf[20];
@@ -156,6 +157,11 @@ class PeerPusher {
     const StorageConfig& cfg = s_->config();
     DEPOT_ASSIGN_OR_RETURN(auto conn, net::BlockingConn::Connect(ip_, port_, 3000));
     fd_ = conn->fd();
+    // Forget the descriptor before `conn` closes it, so that Stop() never shuts down a reused one.
+    struct ForgetFd {
+      std::atomic<int>* fd;
+      ~ForgetFd() { fd->store(-1); }
+    } forget{&fd_};
     if (stop_) return Status::Unavailable("stopping");
     conn->set_timeout_ms(cfg.network_timeout * 1000);
     DEPOT_RETURN_IF_ERROR(conn->Authenticate(cfg.cluster_secret));
@@ -322,15 +328,20 @@ class PeerPusher {
     if (!id.ok()) {
       head.flags |= proto::kSyncFlagGone;  // cannot happen for records we wrote; keep the order
     } else if (rec.op == kOpCreate) {
-      auto path = s_->PathForFile(*id);
-      if (path.ok()) fd = open((*path)->FullPath(id->RelativePath()).c_str(), O_RDONLY | O_CLOEXEC);
+      DEPOT_ASSIGN_OR_RETURN(StorePath * path, s_->PathForFile(*id));
+      std::string full = path->FullPath(id->RelativePath());
+      fd = open(full.c_str(), O_RDONLY | O_CLOEXEC);
       struct stat st;
-      if (fd >= 0 && fstat(fd, &st) == 0) {
-        head.data_len = static_cast<uint64_t>(st.st_size);
+      if (fd < 0 && errno == ENOENT) {
+        head.flags |= proto::kSyncFlagGone;  // deleted since: its delete record follows
+      } else if (fd < 0) {
+        return Status::FromErrno(errno, "open", full);  // sent again in the next session
+      } else if (fstat(fd, &st) != 0) {
+        Status err = Status::FromErrno(errno, "fstat", full);
+        close(fd);
+        return err;
       } else {
-        if (fd >= 0) close(fd);
-        fd = -1;
-        head.flags |= proto::kSyncFlagGone;
+        head.data_len = static_cast<uint64_t>(st.st_size);
       }
     } else if (rec.op == kOpMeta) {
       std::string key = id->RemoteName();
@@ -404,8 +415,10 @@ Status Replicator::Open() {
       DEPOT_RETURN_IF_ERROR(server_->meta().Delete(k));
     }
   }
-  if (binlog_->recovery().torn_bytes > 0 || binlog_->recovery().corrupt_records > 0) {
-    DEPOT_RETURN_IF_ERROR(ReannounceRecentFiles());
+  if (auto since = binlog_->reannounce_since()) {
+    DEPOT_RETURN_IF_ERROR(ReannounceRecentFiles(*since));
+    DEPOT_RETURN_IF_ERROR(binlog_->Sync());
+    DEPOT_RETURN_IF_ERROR(binlog_->ClearReannounce());
   }
   DEPOT_ASSIGN_OR_RETURN(auto caught_up, server_->meta().Get("sys/caught_up"));
   // A server with history (a binlog that has records) is a member that has caught up before.
@@ -449,9 +462,8 @@ Status Replicator::Open() {
 // pushes of the files they created. Every file created since shortly before the last good record
 // is announced again as this server's create: peers that have it skip it (it is intact there, or
 // deleted: tombstone), the others receive it. Deletes lost in the tail are found by fsck.
-Status Replicator::ReannounceRecentFiles() {
-  uint32_t since = binlog_->recovery().last_time;
-  since = since > 60 ? since - 60 : 0;
+Status Replicator::ReannounceRecentFiles(uint32_t last_good) {
+  uint32_t since = last_good > 60 ? last_good - 60 : 0;
   int n = 0;
   for (auto& p : server_->paths()) {
     Status inner;
@@ -495,19 +507,51 @@ void Replicator::Stop() {
 
 bool Replicator::sync_mode() const { return server_->config().replication == "sync"; }
 
-void Replicator::UpdatePeers(const std::string& self_id,
+void Replicator::UpdatePeers(const std::string& tracker, const std::string& self_id,
                              const std::vector<proto::PeerInfo>& peers) {
   std::lock_guard<std::mutex> l(mu_);
   self_id_ = self_id;
-  peers_.clear();
   int64_t now = MonotonicNanos();
+  TrackerView& view = views_[tracker];
+  view.at_ns = now;
+  view.peers.clear();
   for (const auto& p : peers) {
     if (p.id == self_id) continue;
-    peers_.push_back({p.id, p.ip, p.port, p.state});
+    view.peers.push_back({p.id, p.ip, p.port, p.state});
     last_listed_ns_[p.id] = now;
+  }
+  // The peers are every member some tracker listed lately (trackers may briefly disagree: one
+  // that has just restarted has not heard from every member yet).
+  peers_.clear();
+  for (const auto& [addr, v] : views_) {
+    if (now - v.at_ns > kViewTtlNs) continue;
+    for (const auto& p : v.peers) {
+      auto it = std::find_if(peers_.begin(), peers_.end(),
+                             [&](const PeerAddr& x) { return x.id == p.id; });
+      if (it == peers_.end()) {
+        peers_.push_back(p);
+      } else if (v.at_ns == now) {
+        *it = p;  // the latest view's state
+      }
+    }
   }
   have_peers_ = true;
   cv_.notify_all();
+}
+
+bool Replicator::AllPeersNewLocked(int64_t now) const {
+  // Every tracker heard from lately must agree that no other member holds anything: a tracker
+  // that lost its state (and lists this member alone) must not turn a wiped member ACTIVE while
+  // another tracker knows its peers.
+  bool any = false;
+  for (const auto& [addr, v] : views_) {
+    if (now - v.at_ns > kViewTtlNs) continue;
+    any = true;
+    for (const auto& p : v.peers) {
+      if (p.state != static_cast<int>(proto::StorageState::kWaitSync)) return false;
+    }
+  }
+  return any;
 }
 
 int Replicator::LivePeersLocked() const {
@@ -594,7 +638,8 @@ void Replicator::Coordinate() {
       cv_.wait_for(l, std::chrono::milliseconds(250), [this] { return stop_; });
       if (stop_) return;
       self = self_id_;
-      // Pushers follow the tracker's member list.
+      int64_t now_ns = MonotonicNanos();
+      // Pushers follow the trackers' member lists.
       if (have_peers_ && !self_id_.empty()) {
         for (const auto& p : peers_) {
           if (!pushers_.count(p.id)) {
@@ -602,7 +647,6 @@ void Replicator::Coordinate() {
                                                           p.port, /*dump=*/false);
           }
         }
-        int64_t now_ns = MonotonicNanos();
         for (auto it = pushers_.begin(); it != pushers_.end();) {
           auto seen = last_listed_ns_.find(it->first);
           bool known = seen != last_listed_ns_.end() && now_ns - seen->second < kUnlistedNs;
@@ -616,7 +660,9 @@ void Replicator::Coordinate() {
         }
       }
       for (auto it = dumps_.begin(); it != dumps_.end();) {
-        if (it->second->finished()) {
+        auto seen = last_listed_ns_.find(it->first);
+        bool listed = seen != last_listed_ns_.end() && now_ns - seen->second < kUnlistedNs;
+        if (it->second->finished() || !listed) {
           retired.push_back(std::move(it->second));
           it = dumps_.erase(it);
         } else {
@@ -638,13 +684,12 @@ void Replicator::Coordinate() {
       ReplState st = state_.load();
       if (st == ReplState::kWaitSync && have_peers_ && !self_id_.empty()) {
         const PeerAddr* active = nullptr;
-        bool all_new = true;
         for (const auto& p : peers_) {
           if (p.state == static_cast<int>(proto::StorageState::kActive) && active == nullptr) {
             active = &p;
           }
-          if (p.state != static_cast<int>(proto::StorageState::kWaitSync)) all_new = false;
         }
+        bool all_new = AllPeersNewLocked(now);
         if (all_new) {
           // Nobody in the group has anything yet: this member starts the group's history.
           state_ = ReplState::kActive;
@@ -755,15 +800,25 @@ void Replicator::MarkApplied(uint64_t origin, uint64_t oseq) {
 }
 
 Status Replicator::Flush() {
-  if (server_->config().durable_writes) {
-    for (auto& p : server_->paths()) DEPOT_RETURN_IF_ERROR(p->SyncAll());
-    DEPOT_RETURN_IF_ERROR(binlog_->Sync());
-  }
+  // The positions first, then the sync: a position may be saved only for what the sync covers
+  // (another connection may apply and mark records while this sync runs).
   std::map<uint64_t, uint64_t> dirty;
   {
     std::lock_guard<std::mutex> l(applied_mu_);
     for (uint64_t o : dirty_) dirty[o] = applied_[o];
     dirty_.clear();
+  }
+  if (server_->config().durable_writes) {
+    Status s;
+    for (auto& p : server_->paths()) {
+      if (s.ok()) s = p->SyncAll();
+    }
+    if (s.ok()) s = binlog_->Sync();
+    if (!s.ok()) {
+      std::lock_guard<std::mutex> l(applied_mu_);
+      for (const auto& [o, v] : dirty) dirty_.insert(o);
+      return s;
+    }
   }
   for (const auto& [origin, oseq] : dirty) {
     DEPOT_RETURN_IF_ERROR(server_->meta().Put("sync/applied/" + Hex64(origin), std::to_string(oseq)));
@@ -793,6 +848,10 @@ Status Replicator::StartDump(const std::string& to_id) {
   std::lock_guard<std::mutex> l(mu_);
   if (stop_) return Status::Unavailable("stopping");
   if (state_.load() != ReplState::kActive) return Status::Busy("this member is not caught up itself");
+  // Only to a member of this group that a tracker lists: the dump is the group's whole content.
+  if (std::none_of(peers_.begin(), peers_.end(), [&](const PeerAddr& p) { return p.id == to_id; })) {
+    return Status::PermissionDenied("dump requested for a server that is not a peer:", to_id);
+  }
   auto it = dumps_.find(to_id);
   if (it != dumps_.end() && !it->second->finished()) return Status::OK();  // already running
   if (it != dumps_.end()) old = std::move(it->second);

@@ -60,7 +60,8 @@ class Replicator {
 
   // --- source side ---
   // The group's members as a tracker sees them (heartbeat reply) and this server's id.
-  void UpdatePeers(const std::string& self_id, const std::vector<proto::PeerInfo>& peers);
+  void UpdatePeers(const std::string& tracker, const std::string& self_id,
+                   const std::vector<proto::PeerInfo>& peers);
   void FillHeartbeat(proto::HeartbeatInfo* hb);
   // replication = sync: OK when the upload may start (enough live peers), else Unavailable.
   Status CheckQuorumPossible();
@@ -103,9 +104,10 @@ class Replicator {
     int state = 0;
   };
   void Coordinate();
-  Status ReannounceRecentFiles();
+  Status ReannounceRecentFiles(uint32_t last_good);
   void OnDurable();  // a pusher's durable position moved: complete waiters
   int LivePeersLocked() const;
+  bool AllPeersNewLocked(int64_t now) const;
   prometheus::Gauge* PeerGauge(prometheus::Family<prometheus::Gauge>* f, const std::string& peer);
 
   StorageServer* server_;
@@ -116,6 +118,11 @@ class Replicator {
   std::condition_variable cv_;
   bool stop_ = false;                                       // GUARDED_BY(mu_)
   std::string self_id_;                                     // GUARDED_BY(mu_)
+  struct TrackerView {
+    int64_t at_ns = 0;
+    std::vector<PeerAddr> peers;
+  };
+  std::map<std::string, TrackerView> views_;                // GUARDED_BY(mu_): by tracker
   std::vector<PeerAddr> peers_;                             // GUARDED_BY(mu_)
   // When each peer was last listed by a tracker: trackers may briefly disagree (one restarted),
   // so a pusher is retired only after its peer has been unlisted for a while.

@@ -103,10 +103,9 @@ Status StorageServer::Start() {
 }
 
 void StorageServer::Stop() {
-  if (reporter_) {
-    reporter_->Stop();
-    reporter_.reset();
-  }
+  // The reporter's threads stop first; the object lives until the end, since the replicator and
+  // the disk threads may still kick it.
+  if (reporter_) reporter_->Stop();
   if (replicator_) replicator_->Stop();
   if (timer_loop_) {
     timer_loop_->Stop();
@@ -119,6 +118,7 @@ void StorageServer::Stop() {
   paths_.clear();
   if (server_) server_->Stop();
   replicator_.reset();  // closes the binlog cleanly once nothing appends any more
+  reporter_.reset();
   meta_.reset();
 }
 

@@ -123,7 +123,7 @@ void TrackerReporter::Run(std::string host, int port) {
         break;
       }
       auto peers = proto::DecodeHeartbeatReply(r->body);
-      if (peers.ok()) server_->replicator().UpdatePeers(id, *peers);
+      if (peers.ok()) server_->replicator().UpdatePeers(addr, id, *peers);
       if (!SleepFor(cfg.heartbeat_interval * 1000)) {
         joined_--;
         return;

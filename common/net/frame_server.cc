@@ -563,6 +563,11 @@ void Connection::PostReply(uint8_t status, std::string body) {
   loop_->Post([self, status, body = std::move(body)] { self->Reply(status, body); });
 }
 
+void Connection::PostReplyAndClose(uint8_t status) {
+  auto self = shared_from_this();
+  loop_->Post([self, status] { self->ErrorAndClose(status); });
+}
+
 void Connection::ReplyFile(std::string head, int fd, uint64_t offset, uint64_t len) {
   if (closed_ || !attached_) {
     close(fd);

@@ -144,6 +144,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void ReplyStatus(const Status& s) { Reply(proto::StatusToWire(s)); }
   // Reply() from any thread (a disk thread): posted to the connection's loop.
   void PostReply(uint8_t status, std::string body = {});
+  // Answers with an error status and closes: nothing queued behind this request on the
+  // connection is processed (a pipelining peer must not see later requests applied after one
+  // failed). ReplyAndClose on the loop, PostReplyAndClose from any thread.
+  void ReplyAndClose(uint8_t status) { ErrorAndClose(status); }
+  void PostReplyAndClose(uint8_t status);
   // Sends a success header announcing `len` bytes, then `head` (already in memory) followed by
   // `len - head.size()` bytes of `fd` from `offset` via sendfile. Takes ownership of fd.
   void ReplyFile(std::string head, int fd, uint64_t offset, uint64_t len);

@@ -12,7 +12,7 @@ namespace {
 using nlohmann::json;
 
 constexpr size_t kMaxName = 1024;
-constexpr size_t kMaxOrigins = 4096;
+constexpr size_t kMaxOrigins = 1 << 16;  // one per epoch of every member ever (doc/replication.md)
 constexpr size_t kMaxListed = 1 << 20;
 
 Result<json> Parse(std::string_view body, const char* what) {

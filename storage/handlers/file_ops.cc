@@ -25,20 +25,29 @@ void Delete(StorageServer* s, const ConnectionPtr& conn, std::string body) {
   std::string name = id->RemoteName();
   p->writer().Submit([s, p, conn, full, meta_key, name] {
     std::lock_guard<std::mutex> lock(s->MetaLock(meta_key));
-    if (unlink(full.c_str()) != 0) {
+    struct stat st_file;
+    if (stat(full.c_str(), &st_file) != 0) {
       int err = errno;
       s->Count(proto::kCntDelete, false);
       return conn->PostReply(err == ENOENT ? ENOENT : EIO);
     }
-    // The tombstone keeps a late replicated copy from bringing the file back; the binlog record
-    // carries the delete to the peers.
-    Status st = s->meta().Delete(meta_key);
-    if (st.ok()) st = s->meta().Delete("mv/" + name);
-    if (st.ok()) st = s->meta().Put("t/" + name, std::to_string(UnixSeconds()));
+    // Recorded before the file goes: the tombstone keeps a late replicated copy from bringing the
+    // file back, the binlog record carries the delete to the peers. A delete that could not be
+    // recorded is not done.
+    Status st = s->meta().Put("t/" + name, std::to_string(UnixSeconds()));
     if (st.ok()) st = s->replicator().binlog().AppendOwn(kOpDelete, name).status();
-    if (st.ok() && p->durable()) st = FsyncDir(DirName(full));
     if (st.ok() && p->durable()) st = s->replicator().binlog().Sync();
-    if (!st.ok()) DEPOT_LOG_WARN("delete {}: {}", full, st.ToString());
+    if (st.ok() && unlink(full.c_str()) != 0 && errno != ENOENT) {
+      st = Status::FromErrno(errno, "unlink", full);
+    }
+    if (st.ok()) st = s->meta().Delete(meta_key);
+    if (st.ok()) st = s->meta().Delete("mv/" + name);
+    if (st.ok() && p->durable()) st = FsyncDir(DirName(full));
+    if (!st.ok()) {
+      DEPOT_LOG_WARN("delete {}: {}", full, st.ToString());
+      s->Count(proto::kCntDelete, false);
+      return conn->PostReply(EIO);
+    }
     s->Count(proto::kCntDelete, true);
     s->TouchSourceUpdate();
     conn->PostReply(0);

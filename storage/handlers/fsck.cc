@@ -101,6 +101,8 @@ Status Repair(StorageServer* s, StorePath* p, const proto::FileId& id, const std
   if (p->durable() && fdatasync(file.fd) != 0) return Status::FromErrno(errno, "fdatasync", name);
   {
     std::lock_guard<std::mutex> l(s->MetaLock("m/" + name));
+    auto again = s->meta().Get("t/" + name);  // deleted while it downloaded?
+    if (again.ok() && *again) return Status::InvalidArgument("the file was deleted meanwhile:", name);
     Status st = p->Publish(&file, id.name);
     if (st.code() == StatusCode::kAlreadyExists) {
       unlink(p->FullPath(id.RelativePath()).c_str());
@@ -145,7 +147,8 @@ void RegisterFsck(StorageServer* s, net::FrameServer* fs) {
     if (!id.ok()) return c->ReplyStatus(id.status());
     auto path = s->PathForFile(*id);
     if (!path.ok()) return c->ReplyStatus(path.status());
-    (*path)->writer().Submit([s, p = *path, c, id = *id, r = *req] {
+    // On a reader thread: the download may take a while and must not hold up uploads.
+    (*path)->reader().Submit([s, p = *path, c, id = *id, r = *req] {
       Status st = Repair(s, p, id, r.from_ip, r.from_port);
       if (!st.ok()) DEPOT_LOG_WARN("fsck repair of {}: {}", r.name, st.ToString());
       c->PostReply(proto::StatusToWire(st));

@@ -79,8 +79,15 @@ class CreateJob {
       if (written_ != h_.data_len) return Status::InvalidArgument("record body too short");
       if (!id_.IsAppender() && !id_.IsTrunk() &&
           (crc_ != id_.fields.crc32 || written_ != proto::SizeFromWord(id_.fields.size_word))) {
-        return Status::Corruption("replicated content does not match its file ID:", name_);
+        // The sender's copy is damaged: sending it again would not help. The record counts as
+        // applied without the file; `depot fsck --repair` copies a good one when some member
+        // has it.
+        DEPOT_LOG_ERROR("replicated content of {} does not match its file ID: not stored; run "
+                        "depot fsck", name_);
+        keep_ = false;
       }
+    }
+    if (keep_) {
       std::lock_guard<std::mutex> l(s_->MetaLock("m/" + name_));
       if (!HasTombstone(s_, name_)) {  // a delete may have arrived from another origin meanwhile
         Status st = p_->Publish(&file_, id_.name);
@@ -180,7 +187,7 @@ class RecordStream : public net::BodyStream {
       auto path = s_->PathForFile(*id);
       if (!path.ok()) return Refuse(conn, path.status());
       if (!s_->replicator().Accepting(conn.get())) {
-        return conn->Reply(EBUSY);  // catching up: only the dump is applied now
+        return conn->ReplyAndClose(EBUSY);  // catching up: only the dump is applied now
       }
       id_ = *id;
       path_ = *path;
@@ -195,6 +202,7 @@ class RecordStream : public net::BodyStream {
         mode_ = Mode::kDelete;
       }
     }
+    if (parsed_ && !chunk.empty()) s_->replicator().Accepting(conn.get());  // dump progress
     switch (mode_) {
       case Mode::kSkip:
         return last ? conn->Reply(0) : conn->ContinueBody();
@@ -203,15 +211,21 @@ class RecordStream : public net::BodyStream {
         if (!last) return conn->ContinueBody();
         path_->writer().Submit([s = s_, p = path_, id = id_, h = head_, meta = std::move(meta_), conn] {
           Status st = ApplyMeta(s, p, id, h, meta);
-          if (!st.ok()) DEPOT_LOG_WARN("sync metadata {}: {}", id.RemoteName(), st.ToString());
-          conn->PostReply(proto::StatusToWire(st));
+          if (!st.ok()) {
+            DEPOT_LOG_WARN("sync metadata {}: {}", id.RemoteName(), st.ToString());
+            return conn->PostReplyAndClose(proto::StatusToWire(st));
+          }
+          conn->PostReply(0);
         });
         return;
       case Mode::kDelete:
         path_->writer().Submit([s = s_, p = path_, id = id_, h = head_, conn] {
           Status st = ApplyDelete(s, p, id, h);
-          if (!st.ok()) DEPOT_LOG_WARN("sync delete {}: {}", id.RemoteName(), st.ToString());
-          conn->PostReply(proto::StatusToWire(st));
+          if (!st.ok()) {
+            DEPOT_LOG_WARN("sync delete {}: {}", id.RemoteName(), st.ToString());
+            return conn->PostReplyAndClose(proto::StatusToWire(st));
+          }
+          conn->PostReply(0);
         });
         return;
       case Mode::kCreate: {
@@ -224,7 +238,7 @@ class RecordStream : public net::BodyStream {
           if (st.ok() && last) st = job->Finish();
           if (!st.ok()) {
             DEPOT_LOG_WARN("sync create from {}: {}", conn->peer(), st.ToString());
-            return conn->PostReply(proto::StatusToWire(st));
+            return conn->PostReplyAndClose(proto::StatusToWire(st));
           }
           if (last) return conn->PostReply(0);
           conn->ContinueBody();
@@ -245,7 +259,7 @@ class RecordStream : public net::BodyStream {
   enum class Mode { kSkip, kCreate, kMeta, kDelete };
   void Refuse(const ConnectionPtr& conn, const Status& s) {
     DEPOT_LOG_WARN("sync record from {} refused: {}", conn->peer(), s.ToString());
-    conn->ReplyStatus(s);
+    conn->ReplyAndClose(proto::StatusToWire(s));
   }
 
   StorageServer* s_;

@@ -98,13 +98,17 @@ class UploadJob : public std::enable_shared_from_this<UploadJob> {
     auto self = shared_from_this();
     // Runs once the name exists (on the commit thread, before its sync, when durable).
     auto named = [self, id, ctime]() -> Status {
+      self->registration_used_ = true;  // AppendOwn ends the registration, failed or not
       auto rec = self->server_->replicator().binlog().AppendOwn(kOpCreate, id.RemoteName(), ctime);
       if (!rec.ok()) return rec.status();
       self->seq_ = rec->seq;
       return Status::OK();
     };
+    self->registration_used_ = false;
     auto done = [self, conn, id, attempt, ctime](Status s) {
-      if (!s.ok()) self->server_->replicator().binlog().AbortCreate(ctime);
+      if (!s.ok() && !self->registration_used_) {
+        self->server_->replicator().binlog().AbortCreate(ctime);
+      }
       if (s.code() == StatusCode::kAlreadyExists && attempt < 5) {
         return self->Publish(conn, attempt + 1);  // astronomically rare name clash: new name
       }
@@ -182,6 +186,7 @@ class UploadJob : public std::enable_shared_from_this<UploadJob> {
   bool aborted_ = false;         // GUARDED_BY(mu_)
   bool committing_ = false;      // GUARDED_BY(mu_): file_ is with the commit thread
   std::atomic<uint64_t> seq_{0};  // the create's binlog record
+  std::atomic<bool> registration_used_{false};  // named() ended the BeginCreate registration
 };
 
 class UploadStream : public net::BodyStream {

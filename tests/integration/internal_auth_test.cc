@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "common/base/fs.h"
 #include "common/base/hash.h"
 #include "tests/harness/harness.h"
 #include "tests/integration/raw_wire.h"
@@ -251,6 +252,71 @@ TEST_F(InternalAuthTest, HugeSyncRecordWithoutHandshakeIsRefusedUnallocated) {
   auto back = client->DownloadToBuffer(*id);
   ASSERT_TRUE(back.ok()) << back.status().ToString();
   EXPECT_EQ(*back, "after the huge record");
+}
+
+}  // namespace
+}  // namespace depot::testing
+
+namespace depot::testing {
+namespace {
+
+// An authenticated raw connection to a storage.
+std::unique_ptr<Raw> Authenticated(const std::string& host, int port, const std::string& secret) {
+  auto c = std::make_unique<Raw>(host, port);
+  RawReply nonce = c->Call(Frame(200, ""));
+  EXPECT_TRUE(IsOk(nonce, 16));
+  EXPECT_TRUE(IsOk(c->Call(Frame(201, HmacSha256(secret, nonce.body))), 0));
+  return c;
+}
+
+std::string DeleteRecord(uint64_t origin, uint64_t oseq, const std::string& name) {
+  std::string b = wire::U64(origin) + wire::U64(oseq) + wire::U64(0) + wire::U64(0);
+  b.push_back('D');
+  b.push_back('\0');
+  b.push_back(static_cast<char>(name.size() >> 8));
+  b.push_back(static_cast<char>(name.size() & 0xFF));
+  return Frame(kSyncRecord, b + name);
+}
+
+// Regression: a pusher keeps several records in flight. When one failed, the receiver answered
+// the error but went on with the next queued record and moved the origin's applied position past
+// the failed one, which was then never sent again. An error now closes the connection first.
+TEST_F(InternalAuthTest, FailedSyncRecordClosesTheConnectionBeforeTheNextOneIsApplied) {
+  auto client = cluster_->NewClient();
+  auto id = client->UploadBuffer("must survive the pipelined delete", {});
+  ASSERT_TRUE(id.ok()) << id.status().ToString();
+  std::string name = SplitFileId(*id).second;
+  Daemon& m2 = cluster_->storage(0, 1);
+  ASSERT_EQ(WaitConverged(Members(), Expected{{{*id, "must survive the pipelined delete"}}, {}, {}},
+                          20000), "");
+  auto c = Authenticated(m2.host(), m2.port(), cluster_->secret());
+  RawReply hello = c->Call(Frame(kSyncHello, R"({"from":"127.0.0.77:1"})"));
+  ASSERT_TRUE(IsOk(hello, hello.body_len));
+  // Record 1 names a store path the member does not have (refused); record 2, queued behind it
+  // on the same connection, would delete the file.
+  std::string bad = "M09/00/00/" + name.substr(10);
+  ASSERT_TRUE(c->Send(DeleteRecord(0x5151, 1, bad) + DeleteRecord(0x5151, 2, name)));
+  RawReply r = c->Read();
+  EXPECT_TRUE(r.ok);
+  EXPECT_NE(r.status, 0);
+  EXPECT_TRUE(c->WaitClosed(5000)) << "connection left open after a failed record";
+  auto still = DirectDownload(m2.host(), m2.port(), *id);
+  ASSERT_TRUE(still.ok);
+  EXPECT_TRUE(still.bytes.has_value()) << "the record queued behind the failed one was applied";
+}
+
+// Regression: SYNC_DUMP_REQUEST started a thread streaming the group's whole content to any
+// address it named. Only a peer the trackers list is accepted now.
+TEST_F(InternalAuthTest, DumpRequestForAServerThatIsNotAPeerIsRefused) {
+  Daemon& m1 = cluster_->storage(0, 0);
+  auto c = Authenticated(m1.host(), m1.port(), cluster_->secret());
+  RawReply r = c->Call(Frame(kDumpRequest, R"({"to":"127.0.0.99:1"})"));
+  EXPECT_TRUE(r.ok);
+  EXPECT_EQ(r.status, 13);
+  auto log = ReadSmallFile(m1.log_path(), 64 << 20);
+  ASSERT_TRUE(log.ok());
+  EXPECT_EQ(log->find("catch-up dump to 127.0.0.99"), std::string::npos);
+  EXPECT_TRUE(IsOk(c->Call(Frame(kActiveTest, "")), 0));  // the storage still serves
 }
 
 }  // namespace
