@@ -211,9 +211,9 @@ TEST(SyncHelloReplyTest, BadInputIsRejected) {
     SCOPED_TRACE(body);
     EXPECT_INVALID(DecodeSyncHelloReply(body));
   }
-  // More than 4096 origins.
+  // More than 65,536 origins.
   std::string many = R"({"applied":{)";
-  for (int i = 1; i <= 4097; ++i) {
+  for (int i = 1; i <= 65537; ++i) {
     char key[24];
     std::snprintf(key, sizeof key, "\"%x\":1", i);
     if (i > 1) many += ",";
