@@ -29,7 +29,13 @@ Result<StorageConfig> ParseStorageConfig(const std::string& text, const std::str
   b.String("bind_addr", &c.bind_addr);
   b.Int("port", &c.port, 0, 65535);
   b.String("advertise_address", &c.advertise_address);
-  b.Int("http_port", &c.http_port, 0, 65535);
+  b.Int("http_port", &c.http_port, -1, 65535);
+  b.Int("http_threads", &c.http_threads, 1, 64);
+  b.Bool("http_token", &c.http_token);
+  b.String("http_secret", &c.http_secret);
+  b.Seconds("http_token_ttl", &c.http_token_ttl, 1, 30 * 86400);
+  b.String("http_mime_types", &c.http_mime_types);
+  b.Seconds("http_cache_max_age", &c.http_cache_max_age, 0, 10 * 365 * 86400);
   b.Int("metrics_port", &c.metrics_port, -1, 65535);
   b.String("base_path", &c.base_path);
   b.Indexed("store_path", &c.store_paths, 256);
@@ -73,6 +79,9 @@ Result<StorageConfig> ParseStorageConfig(const std::string& text, const std::str
   }
   if (!ReservedBytes(c.reserved_space, 1ULL << 40).ok()) {
     b.Fail("reserved_space", "expected a size (10G) or a percentage (10%)");
+  }
+  if (c.http_token && c.http_secret.size() < 8) {
+    b.Fail("http_secret", "is required with http_token = on (8 characters or more)");
   }
   if (c.cluster_secret.size() < 8) b.Fail("cluster_secret", "is required (8 characters or more)");
   DEPOT_RETURN_IF_ERROR(b.Finish());

@@ -14,7 +14,13 @@ struct StorageConfig {
   std::string bind_addr = "0.0.0.0";       // address to listen on
   int port = 23000;                        // client protocol port (0: any free port)
   std::string advertise_address;           // IPv4 clients should use; empty: as trackers see us
-  int http_port = 8888;                    // HTTP read port announced to trackers
+  int http_port = 8888;                    // HTTP reads (0: any free port, -1: off)
+  int http_threads = 2;                    // HTTP loop threads
+  bool http_token = false;                 // anti-leech token required on HTTP reads
+  std::string http_secret;                 // its secret (FastDFS's http.secret_key)
+  int http_token_ttl = 900;                // seconds a token stays valid
+  std::string http_mime_types;             // mime.types file (empty: a small built-in table)
+  int http_cache_max_age = 31536000;       // Cache-Control max-age of file responses
   int metrics_port = 23080;                // Prometheus /metrics port (0: any, -1: off)
   std::string base_path;                   // required: logs, LevelDB state
   std::vector<std::string> store_paths;    // store_path0..N; default: base_path

@@ -51,7 +51,9 @@ const std::vector<std::string> kAllKeys = {
     "max_file_size",       "work_threads",        "disk_writer_threads",
     "disk_reader_threads", "max_connections",     "idle_timeout",   "network_timeout",
     "upload_priority",     "log_file",            "log_level",      "cluster_secret",
-    "replication",         "write_quorum",        "sync_window",    "sync_delay_ms"};
+    "replication",         "write_quorum",        "sync_window",    "sync_delay_ms",
+    "http_threads",        "http_token",          "http_secret",    "http_token_ttl",
+    "http_mime_types",     "http_cache_max_age"};
 
 TEST(StorageConfigTest, ShippedFileEqualsStructDefaults) {
   auto c = LoadStorageConfig(kShipped);

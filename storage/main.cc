@@ -27,7 +27,8 @@ int main(int argc, char** argv) {
     return 1;
   }
   s = depot::WriteReadyFile(flags.ready_file,
-                            {{"port", server.port()}, {"metrics_port", server.metrics_port()}});
+                            {{"port", server.port()}, {"metrics_port", server.metrics_port()},
+                             {"http_port", server.http_port()}});
   if (!s.ok()) {
     std::fprintf(stderr, "depot-storaged: %s\n", s.ToString().c_str());
     return 1;

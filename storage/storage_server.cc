@@ -6,6 +6,7 @@
 
 #include "common/base/hash.h"
 #include "common/base/logging.h"
+#include "storage/http/http_server.h"
 #include "storage/replicator.h"
 #include "storage/tracker_reporter.h"
 
@@ -88,6 +89,20 @@ Status StorageServer::Start() {
   RegisterFsck(this, server_.get());
   DEPOT_RETURN_IF_ERROR(server_->Start());
 
+  if (config_.http_port >= 0) {
+    HttpOptions ho;
+    ho.bind_addr = config_.bind_addr;
+    ho.port = config_.http_port;
+    ho.threads = config_.http_threads;
+    ho.cache_max_age = config_.http_cache_max_age;
+    ho.token = config_.http_token;
+    ho.secret = config_.http_secret;
+    ho.token_ttl = config_.http_token_ttl;
+    ho.mime_types = config_.http_mime_types;
+    http_ = std::make_unique<HttpServer>(this, ho, &metrics_->registry());
+    DEPOT_RETURN_IF_ERROR(http_->Start());
+  }
+
   timer_loop_ = std::make_unique<net::EventLoop>();
   // statvfs is cheap but it is still a syscall on a filesystem: it runs on the timer thread.
   timer_loop_->RunEvery(1000, [this] { RefreshSpace(); });
@@ -114,6 +129,7 @@ void StorageServer::Stop() {
   }
   // Close the connections first, then drain the disk threads and pending commits (their
   // completions post to the loops, which must still exist), then stop the loops.
+  if (http_) http_->Stop();  // before the store paths go
   if (server_) server_->CloseAll();
   paths_.clear();
   if (server_) server_->Stop();
@@ -180,6 +196,8 @@ void StorageServer::Count(int counter, bool ok, int64_t n) {
 void StorageServer::Snapshot(int64_t out[proto::kStorageCounterCount]) const {
   for (int i = 0; i < proto::kStorageCounterCount; ++i) out[i] = counters_[i].load();
 }
+
+int StorageServer::http_port() const { return http_ ? http_->port() : 0; }
 
 void StorageServer::KickReporter() {
   if (reporter_) reporter_->Kick();

@@ -23,6 +23,7 @@ namespace depot::storage {
 
 class TrackerReporter;
 class Replicator;
+class HttpServer;
 
 class StorageServer {
  public:
@@ -33,6 +34,7 @@ class StorageServer {
   void Stop();
   int port() const { return server_ ? server_->port() : 0; }
   int metrics_port() const { return metrics_ ? metrics_->port() : 0; }
+  int http_port() const;
 
   const StorageConfig& config() const { return config_; }
   std::vector<std::unique_ptr<StorePath>>& paths() { return paths_; }
@@ -83,6 +85,7 @@ class StorageServer {
   std::unique_ptr<net::FrameServer> server_;
   std::unique_ptr<TrackerReporter> reporter_;
   std::unique_ptr<Replicator> replicator_;
+  std::unique_ptr<HttpServer> http_;
   std::atomic<uint32_t> source_ip_{0x7f000001};
   std::atomic<uint64_t> path_rr_{0};
   int64_t join_time_ = 0;

@@ -17,6 +17,8 @@ uint64_t RandomU64();
 // `n` bytes from the OpenSSL CSPRNG, for nonces and secrets.
 std::string SecureRandomBytes(size_t n);
 
+// MD5, raw 16 bytes. Only where a compatible format demands it (FastDFS's HTTP token).
+std::string Md5(std::string_view data);
 // HMAC-SHA256(key, data), raw 32 bytes.
 std::string HmacSha256(std::string_view key, std::string_view data);
 // Constant-time equality.

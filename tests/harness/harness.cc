@@ -120,6 +120,7 @@ Status Daemon::Start(int timeout_ms) {
   };
   port_ = field("port");
   metrics_port_ = field("metrics_port");
+  http_port_ = field("http_port");
   return Status::OK();
 }
 
@@ -241,7 +242,7 @@ std::string MiniCluster::StorageConf(int g, int m, int port, const std::string& 
   c << "group_name = " << GroupName(g) << "\nbind_addr = " << ip << "\nport = " << port
     << "\nadvertise_address = " << ip << "\nmetrics_port = 0\nbase_path = " << base
     << "\nlog_file = " << base << "/storage.log\nlog_level = debug\ncluster_secret = " << secret_
-    << "\nheartbeat_interval = 1\nreserved_space = 64M\n"
+    << "\nheartbeat_interval = 1\nreserved_space = 64M\nhttp_port = 0\n"
     << "durable_writes = " << (opt_.durable_writes ? "true" : "false") << "\n";
   for (int p = 0; p < opt_.store_paths; ++p) c << "store_path" << p << " = " << StorePath(g, m, p) << "\n";
   for (const auto& t : trackers_) c << "tracker_server = 127.0.0.1:" << t->port() << "\n";

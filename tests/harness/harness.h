@@ -55,6 +55,7 @@ class Daemon {
   // exec the daemon in place, so that pid() stays the daemon's.
   void set_wrapper(std::vector<std::string> argv) { wrapper_ = std::move(argv); }
   int metrics_port() const { return metrics_port_; }
+  int http_port() const { return http_port_; }  // storages: their HTTP reads
   const std::string& dir() const { return dir_; }
   std::string log_path() const { return dir_ + "/" + name_ + ".log"; }
   std::string LogTail(int lines) const;
@@ -68,6 +69,7 @@ class Daemon {
   pid_t pid_ = -1;
   int port_ = 0;
   int metrics_port_ = 0;
+  int http_port_ = 0;
 };
 
 struct ClusterOptions {
