@@ -86,7 +86,7 @@ Status HttpServer::Start() {
     loop->http = loop->base ? evhttp_new(loop->base) : nullptr;
     if (loop->http == nullptr) return Status::Internal("evhttp_new failed");
     evhttp_set_allowed_methods(loop->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
-    evhttp_set_max_headers_size(loop->http, 64 * 1024);
+    evhttp_set_max_headers_size(loop->http, 256 * 1024);  // room for a long Range list (then 416)
     evhttp_set_max_body_size(loop->http, 0);
     evhttp_set_timeout(loop->http, 60);
     evhttp_set_default_content_type(loop->http, "application/octet-stream");
