@@ -495,6 +495,7 @@ bind_addr = $ip
 port = $port
 advertise_address = $ip
 http_port = $http
+http_mime_types = $ROOT/conf/mime.types
 metrics_port = $metrics
 base_path = $d
 store_path0 = $d/store0

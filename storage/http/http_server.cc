@@ -85,9 +85,13 @@ Status HttpServer::Start() {
     loop->base = event_base_new();
     loop->http = loop->base ? evhttp_new(loop->base) : nullptr;
     if (loop->http == nullptr) return Status::Internal("evhttp_new failed");
-    evhttp_set_allowed_methods(loop->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
+    // Every common method reaches Handle(), which answers 405 with Allow for all but GET and
+    // HEAD (evhttp itself would answer 501 Not Implemented).
+    evhttp_set_allowed_methods(loop->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST |
+                                               EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
+                                               EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
     evhttp_set_max_headers_size(loop->http, 256 * 1024);  // room for a long Range list (then 416)
-    evhttp_set_max_body_size(loop->http, 0);
+    evhttp_set_max_body_size(loop->http, 4096);  // reads carry no body; others are refused
     evhttp_set_timeout(loop->http, 60);
     evhttp_set_default_content_type(loop->http, "application/octet-stream");
     evhttp_set_gencb(loop->http, &HttpServer::OnRequest, this);
@@ -124,7 +128,12 @@ void HttpServer::OnRequest(evhttp_request* req, void* arg) {
 void HttpServer::Handle(evhttp_request* req) {
   const char* raw = evhttp_request_get_uri(req);
   std::string_view uri = raw == nullptr ? std::string_view() : std::string_view(raw);
-  bool head = evhttp_request_get_command(req) == EVHTTP_REQ_HEAD;
+  evhttp_cmd_type cmd = evhttp_request_get_command(req);
+  bool head = cmd == EVHTTP_REQ_HEAD;
+  if (cmd != EVHTTP_REQ_GET && !head) {
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "GET, HEAD");
+    return Reply(req, 405, "Method Not Allowed", "only GET and HEAD\n");
+  }
   if (uri == "/healthz") return Reply(req, 200, "OK", "ok\n");
   if (uri == "/metrics" && registry_ != nullptr) {
     std::string text = prometheus::TextSerializer().Serialize(registry_->Collect());

@@ -223,7 +223,7 @@ MimeTable MimeTable::Parse(std::string_view text) {
     for (char c : line) clean.push_back(c == ';' || c == '{' || c == '}' || c == '\t' ? ' ' : c);
     std::vector<std::string> words;
     for (std::string_view w : Split(clean, ' ')) {
-      if (!w.empty()) words.emplace_back(w);
+      if (!w.empty() && !(words.empty() && w == "types")) words.emplace_back(w);  // nginx form
     }
     if (words.size() < 2 || words[0].find('/') == std::string::npos) continue;
     for (size_t i = 1; i < words.size(); ++i) t.types_[Lower(words[i])] = words[0];
