@@ -138,8 +138,6 @@ class PeerPusher {
       Status s = Session();
       // A session that got going resets the backoff: the next attempt comes soon.
       if (live_.exchange(false)) backoff_ms = 200;
-      int fd = fd_.exchange(-1);
-      (void)fd;
       if (stop_ || finished_) return;
       if (!s.ok() && s.code() != StatusCode::kBusy) {
         if (!warned_) DEPOT_LOG_WARN("sync to {}: {} (retrying)", peer_, s.ToString());
@@ -535,7 +533,6 @@ void Replicator::UpdatePeers(const std::string& tracker, const std::string& self
       }
     }
   }
-  have_peers_ = true;
   cv_.notify_all();
 }
 
@@ -640,7 +637,7 @@ void Replicator::Coordinate() {
       self = self_id_;
       int64_t now_ns = MonotonicNanos();
       // Pushers follow the trackers' member lists.
-      if (have_peers_ && !self_id_.empty()) {
+      if (!views_.empty()) {  // a tracker has told us who we are and who the peers are
         for (const auto& p : peers_) {
           if (!pushers_.count(p.id)) {
             pushers_[p.id] = std::make_unique<PeerPusher>(this, server_, self_id_, p.id, p.ip,
@@ -682,7 +679,7 @@ void Replicator::Coordinate() {
       }
       // Catch-up.
       ReplState st = state_.load();
-      if (st == ReplState::kWaitSync && have_peers_ && !self_id_.empty()) {
+      if (st == ReplState::kWaitSync && !views_.empty()) {
         const PeerAddr* active = nullptr;
         for (const auto& p : peers_) {
           if (p.state == static_cast<int>(proto::StorageState::kActive) && active == nullptr) {

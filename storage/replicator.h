@@ -127,7 +127,6 @@ class Replicator {
   // When each peer was last listed by a tracker: trackers may briefly disagree (one restarted),
   // so a pusher is retired only after its peer has been unlisted for a while.
   std::map<std::string, int64_t> last_listed_ns_;           // GUARDED_BY(mu_)
-  bool have_peers_ = false;                                 // GUARDED_BY(mu_)
   std::map<std::string, std::unique_ptr<PeerPusher>> pushers_;  // GUARDED_BY(mu_)
   std::map<std::string, std::unique_ptr<PeerPusher>> dumps_;    // GUARDED_BY(mu_)
   std::vector<Waiter> waiters_;                             // GUARDED_BY(mu_)

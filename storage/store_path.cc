@@ -248,14 +248,9 @@ Status StorePath::RecoverRecentDirs() {
     pos = nl + 1;
     if (rel.size() != 5 || rel[2] != '/') continue;  // a torn list: ignore the line
     std::string dir = root_ + "/data/" + rel;
-    DIR* d = opendir(dir.c_str());
-    if (d == nullptr) continue;
-    std::vector<std::string> names;
-    while (dirent* e = readdir(d)) {
-      if (e->d_name[0] != '.') names.push_back(e->d_name);
-    }
-    closedir(d);
-    for (const auto& name : names) {
+    unsigned d1 = 0, d2 = 0;
+    if (std::sscanf(rel.c_str(), "%2x/%2x", &d1, &d2) != 2) continue;
+    for (const auto& name : ListDir(static_cast<int>(d1), static_cast<int>(d2))) {
       auto id = proto::ParseRemoteName("recover", "M00/" + rel + "/" + name);
       if (!id.ok() || id->IsAppender() || id->IsTrunk()) continue;
       std::string path = dir + "/" + name;
@@ -293,6 +288,17 @@ bool StorePath::FileMatches(const std::string& path, uint64_t size, uint32_t crc
   return c == crc;
 }
 
+std::vector<std::string> StorePath::ListDir(int dir1, int dir2) const {
+  std::vector<std::string> names;
+  DIR* d = opendir(FullPath(DataPath(dir1, dir2, "")).c_str());
+  if (d == nullptr) return names;
+  while (dirent* e = readdir(d)) {
+    if (e->d_name[0] != '.') names.push_back(e->d_name);
+  }
+  closedir(d);
+  return names;
+}
+
 Status StorePath::ForEachFile(const std::function<void(const std::string&)>& fn) const {
   char prefix[16];
   std::snprintf(prefix, sizeof prefix, "M%02X/", index_);
@@ -301,15 +307,7 @@ Status StorePath::ForEachFile(const std::function<void(const std::string&)>& fn)
     std::snprintf(top, sizeof top, "/data/%02X", d1);
     if (access((root_ + top).c_str(), F_OK) != 0) continue;
     for (int d2 = 0; d2 < 256; ++d2) {
-      char rel[32];
-      std::snprintf(rel, sizeof rel, "%02X/%02X", d1, d2);
-      std::string dir = root_ + "/data/" + rel;
-      DIR* d = opendir(dir.c_str());
-      if (d == nullptr) continue;
-      while (dirent* e = readdir(d)) {
-        if (e->d_name[0] != '.') fn(prefix + std::string(rel) + "/" + e->d_name);
-      }
-      closedir(d);
+      for (const auto& name : ListDir(d1, d2)) fn(prefix + DataPath(d1, d2, name).substr(5));
     }
   }
   return Status::OK();

@@ -87,6 +87,8 @@ class StorePath {
   // Runs after each group-commit sync: makes durable what the store path's sync does not cover
   // (the binlog, when it lives on another filesystem).
   void set_after_sync(std::function<Status()> fn) { after_sync_ = std::move(fn); }
+  // The names in data/XX/YY (none when the directory does not exist).
+  std::vector<std::string> ListDir(int dir1, int dir2) const;
   // Calls fn("M<NN>/XX/YY/<name>") for every file under data/.
   Status ForEachFile(const std::function<void(const std::string& remote_name)>& fn) const;
   // syncfs of the store path's filesystem.

@@ -28,22 +28,14 @@ Result<proto::ListFilesReply> ListFiles(StorageServer* s, StorePath* p,
   char top[32];
   std::snprintf(top, sizeof top, "M%02X/%02X/", req.store_path, req.dir1);
   for (int dir2 = 0; dir2 < 256; ++dir2) {
-    char rel[32];
-    std::snprintf(rel, sizeof rel, "data/%02X/%02X", req.dir1, dir2);
-    std::string dir = p->FullPath(rel);
-    DIR* d = opendir(dir.c_str());
-    if (d == nullptr) continue;
-    std::vector<std::string> names;
-    while (dirent* e = readdir(d)) {
-      if (e->d_name[0] != '.') names.push_back(e->d_name);
-    }
-    closedir(d);
+    std::string dir = p->FullPath(StorePath::DataPath(req.dir1, dir2, ""));
+    std::vector<std::string> names = p->ListDir(req.dir1, dir2);
     char sub[8];
     std::snprintf(sub, sizeof sub, "%02X/", dir2);
     for (const auto& n : names) {
       proto::ListedFile f;
       f.name = std::string(top) + sub + n;
-      std::string full = dir + "/" + n;
+      std::string full = dir + n;  // dir ends with /
       struct stat st;
       if (stat(full.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
       f.size = static_cast<uint64_t>(st.st_size);
