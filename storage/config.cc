@@ -36,6 +36,8 @@ Result<StorageConfig> ParseStorageConfig(const std::string& text, const std::str
   b.Seconds("http_token_ttl", &c.http_token_ttl, 1, 30 * 86400);
   b.String("http_mime_types", &c.http_mime_types);
   b.Seconds("http_cache_max_age", &c.http_cache_max_age, 0, 10 * 365 * 86400);
+  b.Enum("http_miss", &c.http_miss, {"redirect", "proxy", "off"});
+  b.Int("http_advertise_port", &c.http_advertise_port, 0, 65535);
   b.Int("metrics_port", &c.metrics_port, -1, 65535);
   b.String("base_path", &c.base_path);
   b.Indexed("store_path", &c.store_paths, 256);

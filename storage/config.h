@@ -21,6 +21,8 @@ struct StorageConfig {
   int http_token_ttl = 900;                // seconds a token stays valid
   std::string http_mime_types;             // mime.types file (empty: a small built-in table)
   int http_cache_max_age = 31536000;       // Cache-Control max-age of file responses
+  std::string http_miss = "redirect";      // a file not (yet) here: redirect | proxy | off
+  int http_advertise_port = 0;             // HTTP port other members send clients to (0: http_port)
   int metrics_port = 23080;                // Prometheus /metrics port (0: any, -1: off)
   std::string base_path;                   // required: logs, LevelDB state
   std::vector<std::string> store_paths;    // store_path0..N; default: base_path

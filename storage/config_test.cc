@@ -53,7 +53,7 @@ const std::vector<std::string> kAllKeys = {
     "upload_priority",     "log_file",            "log_level",      "cluster_secret",
     "replication",         "write_quorum",        "sync_window",    "sync_delay_ms",
     "http_threads",        "http_token",          "http_secret",    "http_token_ttl",
-    "http_mime_types",     "http_cache_max_age"};
+    "http_mime_types",     "http_cache_max_age",  "http_miss",      "http_advertise_port"};
 
 TEST(StorageConfigTest, ShippedFileEqualsStructDefaults) {
   auto c = LoadStorageConfig(kShipped);
@@ -63,6 +63,8 @@ TEST(StorageConfigTest, ShippedFileEqualsStructDefaults) {
   EXPECT_EQ(c->port, d.port);
   EXPECT_EQ(c->advertise_address, d.advertise_address);
   EXPECT_EQ(c->http_port, d.http_port);
+  EXPECT_EQ(c->http_miss, d.http_miss);
+  EXPECT_EQ(c->http_advertise_port, d.http_advertise_port);
   EXPECT_EQ(c->metrics_port, d.metrics_port);
   EXPECT_EQ(c->heartbeat_interval, d.heartbeat_interval);
   EXPECT_EQ(c->durable_writes, d.durable_writes);
@@ -211,6 +213,8 @@ TEST(StorageConfigTest, OutOfRangeValuesFailNamingTheKey) {
       {"port", "-1"},
       {"port", "65536"},
       {"http_port", "65536"},
+      {"http_miss", "follow"},
+      {"http_advertise_port", "-1"},
       {"metrics_port", "-2"},
       {"heartbeat_interval", "0"},
       {"heartbeat_interval", "3601"},

@@ -515,7 +515,7 @@ void Replicator::UpdatePeers(const std::string& tracker, const std::string& self
   view.peers.clear();
   for (const auto& p : peers) {
     if (p.id == self_id) continue;
-    view.peers.push_back({p.id, p.ip, p.port, p.state});
+    view.peers.push_back({p.id, p.ip, p.port, p.state, p.http_port});
     last_listed_ns_[p.id] = now;
   }
   // The peers are every member some tracker listed lately (trackers may briefly disagree: one
@@ -534,6 +534,14 @@ void Replicator::UpdatePeers(const std::string& tracker, const std::string& self
     }
   }
   cv_.notify_all();
+}
+
+int Replicator::PeerHttpPort(const std::string& ip, int port) const {
+  std::lock_guard<std::mutex> l(mu_);
+  for (const auto& p : peers_) {
+    if (p.ip == ip && p.port == port) return p.http_port;
+  }
+  return 0;
 }
 
 bool Replicator::AllPeersNewLocked(int64_t now) const {

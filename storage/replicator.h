@@ -63,6 +63,9 @@ class Replicator {
   void UpdatePeers(const std::string& tracker, const std::string& self_id,
                    const std::vector<proto::PeerInfo>& peers);
   void FillHeartbeat(proto::HeartbeatInfo* hb);
+  // The HTTP port (its advertised one: nginx or storaged) of the group member serving the binary
+  // protocol on ip:port, as the trackers list it; 0 when unknown or not a member.
+  int PeerHttpPort(const std::string& ip, int port) const;
   // replication = sync: OK when the upload may start (enough live peers), else Unavailable.
   Status CheckQuorumPossible();
   // Calls done(OK) once write_quorum - 1 peers hold binlog record `seq` durably; done(error) when
@@ -102,6 +105,7 @@ class Replicator {
     std::string id, ip;
     int port = 0;
     int state = 0;
+    int http_port = 0;
   };
   void Coordinate();
   Status ReannounceRecentFiles(uint32_t last_good);

@@ -99,6 +99,8 @@ Status StorageServer::Start() {
     ho.secret = config_.http_secret;
     ho.token_ttl = config_.http_token_ttl;
     ho.mime_types = config_.http_mime_types;
+    ho.miss = config_.http_miss;
+    ho.upstream_timeout = config_.network_timeout;
     http_ = std::make_unique<HttpServer>(this, ho, &metrics_->registry());
     DEPOT_RETURN_IF_ERROR(http_->Start());
   }

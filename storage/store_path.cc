@@ -127,6 +127,14 @@ Status StorePath::Publish(PendingFile* f, const std::string& name) {
   char rel[24];
   std::snprintf(rel, sizeof rel, "/data/%02X/%02X/", f->dir1, f->dir2);
   std::string dst = root_ + rel + name;
+  // The file's mtime is the creation time in its name, on every member: Last-Modified and the
+  // ETag ("<mtime hex>-<size hex>", nginx's form) are then the same whoever serves it, storaged
+  // or nginx straight from disk.
+  auto fields = proto::DecodeNameFields(name);
+  if (fields.ok()) {
+    timespec times[2] = {{0, UTIME_OMIT}, {static_cast<time_t>(fields->create_time), 0}};
+    futimens(f->fd, times);
+  }
   int rc;
   if (f->tmp_path.empty()) {
     // Name the unnamed inode; linkat never replaces an existing name.

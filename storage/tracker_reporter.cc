@@ -70,7 +70,7 @@ void TrackerReporter::Run(std::string host, int port) {
       j.group = cfg.group_name;
       j.ip = cfg.advertise_address;
       j.port = server_->port();
-      j.http_port = server_->http_port();
+      j.http_port = cfg.http_advertise_port > 0 ? cfg.http_advertise_port : server_->http_port();
       j.store_path_count = static_cast<int>(server_->paths().size());
       j.subdir_count = 256;
       j.upload_priority = cfg.upload_priority;

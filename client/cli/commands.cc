@@ -2,12 +2,14 @@
 
 #include <unistd.h>
 
+#include <cctype>
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
 #include <sstream>
 
 #include "common/base/hash.h"
+#include "common/proto/file_id.h"
 
 namespace depot::cli {
 
@@ -126,6 +128,22 @@ Commands::Commands(CLI::App* app, GlobalOptions* g) : g_(g) {
   fsck->add_option("--secret", g_->secret,
                    "cluster secret (default: DEPOT_CLUSTER_SECRET or cluster_secret in client.conf)");
   fsck->callback([this] { exit_code_ = Fsck(); });
+
+  auto* url = app->add_subcommand(
+      "url", "print an HTTP URL of a file, signed with the anti-leech token when a secret is given");
+  url->add_option("FILE_ID", file_id_, "file ID")->required();
+  url->add_option("--base", url_.base,
+                  "http://host:port to use (default: the HTTP address a tracker gives for a member "
+                  "that has the file: its nginx in a cluster from scripts/cluster.sh)");
+  url->add_option("--http-secret", url_.secret,
+                  "the group's http_secret (default: DEPOT_HTTP_SECRET; none: an unsigned URL)");
+  url->add_option("--ttl", url_.ttl,
+                  "seconds the URL stays valid, up to twice --token-ttl (default: --token-ttl)")
+      ->check(CLI::Range(int64_t{1}, int64_t{60} * 86400));
+  url->add_option("--token-ttl", url_.token_ttl, "the storages' http_token_ttl (default 900)")
+      ->check(CLI::Range(int64_t{1}, int64_t{30} * 86400));
+  url->add_option("--filename", url_.filename, "download name (Content-Disposition)");
+  url->callback([this] { exit_code_ = Url(); });
 
   auto* bench = app->add_subcommand(
       "bench", "N connections upload, download or delete files of a size for a while");
@@ -352,6 +370,88 @@ int Commands::Fsck() {
                 report->problems.size(), repaired);
   }
   return report->clean() ? 0 : 5;
+}
+
+namespace {
+
+// RFC 3986 percent-encoding of a query value (unreserved characters kept).
+std::string PercentEncode(std::string_view in) {
+  std::string out;
+  for (unsigned char c : in) {
+    if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
+      out.push_back(static_cast<char>(c));
+    } else {
+      char buf[4];
+      std::snprintf(buf, sizeof buf, "%%%02X", c);
+      out += buf;
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+// The FastDFS token (DESIGN.md section 8) is valid while |now - ts| <= http_token_ttl, so a URL
+// meant to last S seconds carries ts = now + S - ttl, which works for S up to twice the ttl.
+int Commands::Url() {
+  auto id = proto::ParseFileId(file_id_);
+  if (!id.ok()) return Fail(*g_, Status::InvalidArgument("not a file ID:", file_id_));
+  std::string base = url_.base;
+  if (base.empty()) {
+    auto client = MakeClient(*g_);
+    if (!client.ok()) return Fail(*g_, client.status());
+    auto node = (*client)->QueryFetch(file_id_);
+    if (!node.ok()) return Fail(*g_, node.status());
+    auto groups = (*client)->ClusterStatus();
+    if (!groups.ok()) return Fail(*g_, groups.status());
+    for (const auto& g : *groups) {
+      for (const auto& m : g.members) {
+        if (m.ip == node->ip && m.port == node->port && m.http_port > 0) {
+          base = "http://" + m.ip + ":" + std::to_string(m.http_port);
+        }
+      }
+    }
+    if (base.empty()) {
+      return Fail(*g_, Status::NotFound("no HTTP address is known for " + node->ip + ":" +
+                                        std::to_string(node->port) + "; pass --base"));
+    }
+  }
+  while (!base.empty() && base.back() == '/') base.pop_back();
+  if (base.rfind("http://", 0) != 0 && base.rfind("https://", 0) != 0) base = "http://" + base;
+  std::string secret = url_.secret;
+  if (secret.empty() && std::getenv("DEPOT_HTTP_SECRET") != nullptr) {
+    secret = std::getenv("DEPOT_HTTP_SECRET");
+  }
+  std::string query;
+  int64_t now = UnixSeconds();
+  int64_t expires = 0;
+  if (!secret.empty()) {
+    int64_t ttl = url_.ttl > 0 ? url_.ttl : url_.token_ttl;
+    if (ttl > 2 * url_.token_ttl) {
+      return Fail(*g_, Status::InvalidArgument(
+                           "--ttl can be at most twice the storages' http_token_ttl (--token-ttl " +
+                           std::to_string(url_.token_ttl) + ")"));
+    }
+    int64_t ts = now + ttl - url_.token_ttl;
+    expires = now + ttl;
+    query = "token=" + proto::MakeHttpToken(id->RemoteName(), secret, ts) +
+            "&ts=" + std::to_string(ts);
+  } else if (url_.ttl > 0) {
+    return Fail(*g_, Status::InvalidArgument(
+                         "--ttl needs the http secret (--http-secret or DEPOT_HTTP_SECRET)"));
+  }
+  if (!url_.filename.empty()) {
+    query += (query.empty() ? "" : "&") + std::string("filename=") + PercentEncode(url_.filename);
+  }
+  std::string url = base + "/" + id->ToString() + (query.empty() ? "" : "?" + query);
+  if (g_->json) {
+    json j = {{"file_id", id->ToString()}, {"url", url}, {"signed", !secret.empty()}};
+    if (expires > 0) j["expires_at"] = expires;
+    PrintJson(j);
+  } else {
+    std::printf("%s\n", url.c_str());
+  }
+  return 0;
 }
 
 }  // namespace depot::cli

@@ -29,6 +29,7 @@ class Commands {
   int MetaSet();
   int Status();
   int Fsck();
+  int Url();
 
   GlobalOptions* g_;
   int exit_code_ = 0;
@@ -38,6 +39,13 @@ class Commands {
   bool repair_ = false;
   bool verify_ = false;
   BenchOptions bench_;
+  struct UrlOptions {
+    std::string base;      // http://host:port (default: the HTTP address of a member that has it)
+    std::string secret;    // the group's http_secret (default: DEPOT_HTTP_SECRET)
+    int64_t ttl = 0;       // seconds the URL stays valid (0: token_ttl, from now)
+    int64_t token_ttl = 900;  // the storage's http_token_ttl
+    std::string filename;  // download name
+  } url_;
 };
 
 }  // namespace depot::cli

@@ -4,6 +4,7 @@
 
 #include <cstdio>
 
+#include "common/base/hash.h"
 #include "common/proto/protocol.h"
 
 namespace depot::proto {
@@ -172,16 +173,30 @@ Result<FileId> ParseRemoteName(std::string_view group, std::string_view remote) 
     }
   }
   if (dots > 1) return Status::InvalidArgument("more than one '.' in file name");
+  DEPOT_ASSIGN_OR_RETURN(id.fields, DecodeNameFields(name));
+  id.name = std::string(name);
+  return id;
+}
+
+std::string MakeHttpToken(std::string_view remote_name, std::string_view secret, int64_t ts) {
+  std::string input(remote_name);
+  input.append(secret);
+  input += std::to_string(ts);
+  return HexEncode(Md5(input));
+}
+
+Result<FileNameFields> DecodeNameFields(std::string_view name) {
+  if (name.size() < kFileNameB64Len) return Status::InvalidArgument("file name too short");
   auto raw = Base64Decode(name.substr(0, kFileNameB64Len));
   if (!raw.ok()) return std::move(raw).TakeStatus();
   if (raw->size() != 20) return Status::InvalidArgument("bad encoded file name length");
   const char* p = raw->data();
-  id.fields.source_ip = GetU32(p);
-  id.fields.create_time = GetU32(p + 4);
-  id.fields.size_word = GetU64(p + 8);
-  id.fields.crc32 = GetU32(p + 16);
-  id.name = std::string(name);
-  return id;
+  FileNameFields f;
+  f.source_ip = GetU32(p);
+  f.create_time = GetU32(p + 4);
+  f.size_word = GetU64(p + 8);
+  f.crc32 = GetU32(p + 16);
+  return f;
 }
 
 Result<FileId> ParseFileId(std::string_view full) {

@@ -45,6 +45,11 @@ Result<std::string> Base64Decode(std::string_view text);
 // Builds the file-name part: base64(fields) + random digits + ("." + ext if any).
 // `ext` must be valid (ValidateExt) and at most 6 characters.
 std::string MakeFileName(const FileNameFields& f, std::string_view ext, uint64_t random);
+// FastDFS's anti-leech token for HTTP reads (DESIGN.md section 8): lowercase hex MD5 of
+// (remote name, i.e. the file ID without the group, + secret + ts in decimal).
+std::string MakeHttpToken(std::string_view remote_name, std::string_view secret, int64_t ts);
+// Decodes the fields at the start of a file name (its first 27 characters).
+Result<FileNameFields> DecodeNameFields(std::string_view name);
 
 struct FileId {
   std::string group;

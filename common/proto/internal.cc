@@ -165,7 +165,11 @@ Result<HeartbeatInfo> DecodeHeartbeat(std::string_view body) {
 std::string EncodeHeartbeatReply(const std::vector<PeerInfo>& peers) {
   json arr = json::array();
   for (const auto& p : peers) {
-    arr.push_back({{"id", p.id}, {"ip", p.ip}, {"port", p.port}, {"state", p.state}});
+    arr.push_back({{"id", p.id},
+                   {"ip", p.ip},
+                   {"port", p.port},
+                   {"state", p.state},
+                   {"http_port", p.http_port}});
   }
   return json{{"peers", arr}}.dump();
 }
@@ -184,6 +188,7 @@ Result<std::vector<PeerInfo>> DecodeHeartbeatReply(std::string_view body) {
     DEPOT_RETURN_IF_ERROR(Get(p, "ip", &x.ip, "peer"));
     DEPOT_RETURN_IF_ERROR(Get(p, "port", &x.port, "peer"));
     DEPOT_RETURN_IF_ERROR(Get(p, "state", &x.state, "peer"));
+    if (p.contains("http_port")) DEPOT_RETURN_IF_ERROR(Get(p, "http_port", &x.http_port, "peer"));
     out.push_back(x);
   }
   return out;

@@ -62,6 +62,7 @@ struct PeerInfo {
   std::string ip;
   int port = 0;
   int state = 0;
+  int http_port = 0;  // where clients read over HTTP (its nginx, or storaged); 0: none
 };
 
 std::string EncodeJoin(const JoinInfo& j);

@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
@@ -14,11 +15,16 @@
 
 #include <cstdio>
 
+#include <prometheus/counter.h>
 #include <prometheus/registry.h>
 #include <prometheus/text_serializer.h>
 
+#include "common/base/conf.h"
 #include "common/base/hash.h"
 #include "common/base/logging.h"
+#include "common/net/blocking_conn.h"
+#include "common/proto/file_id.h"
+#include "storage/replicator.h"
 #include "storage/storage_server.h"
 
 namespace depot::storage {
@@ -29,20 +35,23 @@ struct HttpServer::Loop {
   std::thread thread;
 };
 
+// A request for a file this member does not have, while the tracker is asked where it is.
+struct HttpServer::Miss {
+  HttpServer* self = nullptr;
+  evhttp_request* req = nullptr;
+  event_base* base = nullptr;  // the loop of the request
+  http::Target target;
+  bool head = false;
+  // The answer: a member that has the file (its advertised HTTP address); empty when none.
+  std::string ip;
+  int http_port = 0;
+};
+
 namespace {
 
 constexpr const char* kBuiltinMime =
     "text/plain txt\nimage/jpeg jpg jpeg\nimage/png png\nimage/gif gif\nvideo/mp4 mp4\n"
     "application/json json\ntext/html html htm\n";
-
-void Reply(evhttp_request* req, int code, const char* reason, std::string_view text = {}) {
-  evkeyvalq* out = evhttp_request_get_output_headers(req);
-  evhttp_add_header(out, "Content-Type", "text/plain; charset=utf-8");
-  evbuffer* buf = evbuffer_new();
-  if (!text.empty()) evbuffer_add(buf, text.data(), text.size());
-  evhttp_send_reply(req, code, reason, buf);
-  evbuffer_free(buf);
-}
 
 std::string ExtensionOf(const std::string& name) {
   size_t dot = name.rfind('.');
@@ -56,11 +65,44 @@ HttpServer::HttpServer(StorageServer* server, HttpOptions options, prometheus::R
 
 HttpServer::~HttpServer() { Stop(); }
 
+void HttpServer::Finish(evhttp_request* req, int code, const char* reason, std::string_view text) {
+  evkeyvalq* out = evhttp_request_get_output_headers(req);
+  evhttp_add_header(out, "Content-Type", "text/plain; charset=utf-8");
+  evbuffer* buf = evbuffer_new();
+  if (!text.empty()) evbuffer_add(buf, text.data(), text.size());
+  evhttp_send_reply(req, code, reason, buf);
+  evbuffer_free(buf);
+  CountReply(code);
+}
+
+void HttpServer::CountReply(int code) {
+  auto it = replies_.find(code);
+  if (it == replies_.end()) it = replies_.find(0);
+  if (it != replies_.end()) it->second->Increment();
+}
+
 Status HttpServer::Start() {
   if (opt_.mime_types.empty()) {
     mime_ = http::MimeTable::Parse(kBuiltinMime);
   } else {
     DEPOT_ASSIGN_OR_RETURN(mime_, http::MimeTable::Load(opt_.mime_types));
+  }
+  if (registry_ != nullptr) {
+    auto& fam = prometheus::BuildCounter()
+                    .Name("depot_http_responses_total")
+                    .Help("HTTP responses of storaged, by status code (other: any code not listed)")
+                    .Register(*registry_);
+    for (int code : {200, 206, 302, 304, 400, 403, 404, 405, 416, 500, 502, 503}) {
+      replies_[code] = &fam.Add({{"code", std::to_string(code)}});
+    }
+    replies_[0] = &fam.Add({{"code", "other"}});
+    auto& miss = prometheus::BuildCounter()
+                     .Name("depot_http_misses_total")
+                     .Help("HTTP reads of files not on this member, by outcome")
+                     .Register(*registry_);
+    for (const char* o : {"redirected", "proxied", "not_found", "tracker_error", "overloaded"}) {
+      miss_outcomes_[o] = &miss.Add({{"outcome", o}});
+    }
   }
   evthread_use_pthreads();
   listen_fd_ = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -102,12 +144,20 @@ Status HttpServer::Start() {
     loop->thread = std::thread([base] { event_base_loop(base, EVLOOP_NO_EXIT_ON_EMPTY); });
     loops_.push_back(std::move(loop));
   }
-  DEPOT_LOG_INFO("http reads on {}:{} ({} threads, token {})", opt_.bind_addr, port_,
-                 loops_.size(), opt_.token ? "required" : "off");
+  if (opt_.miss != "off") resolver_ = std::thread([this] { ResolverLoop(); });
+  DEPOT_LOG_INFO("http reads on {}:{} ({} threads, token {}, a file not here: {})",
+                 opt_.bind_addr, port_, loops_.size(), opt_.token ? "required" : "off", opt_.miss);
   return Status::OK();
 }
 
 void HttpServer::Stop() {
+  {
+    std::lock_guard<std::mutex> l(miss_mu_);
+    miss_stop_ = true;
+  }
+  miss_cv_.notify_all();
+  if (resolver_.joinable()) resolver_.join();
+  misses_.clear();  // their requests are freed with the connections below
   for (auto& l : loops_) {
     if (l->base) event_base_loopbreak(l->base);
   }
@@ -132,9 +182,9 @@ void HttpServer::Handle(evhttp_request* req) {
   bool head = cmd == EVHTTP_REQ_HEAD;
   if (cmd != EVHTTP_REQ_GET && !head) {
     evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "GET, HEAD");
-    return Reply(req, 405, "Method Not Allowed", "only GET and HEAD\n");
+    return Finish(req, 405, "Method Not Allowed", "only GET and HEAD\n");
   }
-  if (uri == "/healthz") return Reply(req, 200, "OK", "ok\n");
+  if (uri == "/healthz") return Finish(req, 200, "OK", "ok\n");
   if (uri == "/metrics" && registry_ != nullptr) {
     std::string text = prometheus::TextSerializer().Serialize(registry_->Collect());
     evkeyvalq* out = evhttp_request_get_output_headers(req);
@@ -147,31 +197,36 @@ void HttpServer::Handle(evhttp_request* req) {
   }
   auto t = http::ParseTarget(uri, server_->config().group_name);
   if (!t.ok()) {
-    if (t.status().IsNotFound()) return Reply(req, 404, "Not Found", "not found\n");
-    return Reply(req, 400, "Bad Request", "bad request: not a file ID\n");
+    if (t.status().IsNotFound()) return Finish(req, 404, "Not Found", "not found\n");
+    return Finish(req, 400, "Bad Request", "bad request: not a file ID\n");
   }
   if (opt_.token) {
     Status s = http::CheckToken(*t, opt_.secret, opt_.token_ttl, UnixSeconds());
-    if (!s.ok()) return Reply(req, 403, "Forbidden", "forbidden: " + s.message() + "\n");
+    if (!s.ok()) return Finish(req, 403, "Forbidden", "forbidden: " + s.message() + "\n");
   }
   ServeFile(req, *t, head);
 }
 
 void HttpServer::ServeFile(evhttp_request* req, const http::Target& t, bool head) {
   auto path = server_->PathForFile(t.id);
-  if (!path.ok()) return Reply(req, 400, "Bad Request", "bad request: store path\n");
+  if (!path.ok()) return Finish(req, 400, "Bad Request", "bad request: store path\n");
   std::string full = (*path)->FullPath(t.id.RelativePath());
   int fd = open(full.c_str(), O_RDONLY | O_CLOEXEC);
   struct stat st;
   if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
     if (fd >= 0) close(fd);
-    return Reply(req, 404, "Not Found", "not found\n");
+    // Not here (not synced yet, or lost): a member that has it may, unless the client was sent
+    // here by another member already.
+    if (opt_.miss != "off" && !t.hop) return QueueMiss(req, t, head);
+    return Finish(req, 404, "Not Found", "not found\n");
   }
   uint64_t size = static_cast<uint64_t>(st.st_size);
   evkeyvalq* in = evhttp_request_get_input_headers(req);
   evkeyvalq* out = evhttp_request_get_output_headers(req);
-  std::string etag = http::ETagFor(t.id);
-  int64_t modified = t.id.fields.create_time;  // the same on every member
+  // A stored file's mtime is the creation time in its file ID (StorePath::Publish), the same on
+  // every member; the tags are nginx's, so storaged and nginx agree.
+  int64_t modified = st.st_mtime;
+  std::string etag = http::ETagFor(modified, size);
   evhttp_add_header(out, "ETag", etag.c_str());
   evhttp_add_header(out, "Last-Modified", http::HttpDate(modified).c_str());
   std::string cache = "public, max-age=" + std::to_string(opt_.cache_max_age) + ", immutable";
@@ -194,6 +249,7 @@ void HttpServer::ServeFile(evhttp_request* req, const http::Target& t, bool head
   if (not_modified) {
     close(fd);
     evhttp_send_reply(req, 304, "Not Modified", nullptr);
+    CountReply(304);
     return;
   }
   const char* range = evhttp_find_header(in, "Range");
@@ -204,7 +260,7 @@ void HttpServer::ServeFile(evhttp_request* req, const http::Target& t, bool head
       close(fd);
       std::string cr = "bytes */" + std::to_string(size);
       evhttp_add_header(out, "Content-Range", cr.c_str());
-      return Reply(req, 416, "Range Not Satisfiable");
+      return Finish(req, 416, "Range Not Satisfiable");
     }
     ranges = std::move(*r);
   }
@@ -244,7 +300,7 @@ void HttpServer::ServeFile(evhttp_request* req, const http::Target& t, bool head
     if (seg == nullptr) {
       close(fd);
       evbuffer_free(body);
-      return Reply(req, 500, "Internal Server Error");
+      return Finish(req, 500, "Internal Server Error");
     }
     uint64_t total = 0;
     for (const auto& r : ranges) {
@@ -266,6 +322,219 @@ void HttpServer::ServeFile(evhttp_request* req, const http::Target& t, bool head
   }
   evhttp_send_reply(req, code, reason, body);
   evbuffer_free(body);
+  CountReply(code);
+}
+
+// ---- files not on this member -------------------------------------------------------------
+
+void HttpServer::QueueMiss(evhttp_request* req, const http::Target& t, bool head) {
+  auto m = std::make_unique<Miss>();
+  m->self = this;
+  m->req = req;
+  m->base = evhttp_connection_get_base(evhttp_request_get_connection(req));
+  m->target = t;
+  m->head = head;
+  {
+    std::lock_guard<std::mutex> l(miss_mu_);
+    if (misses_.size() < opt_.max_pending_misses && !miss_stop_) {
+      misses_.push_back(std::move(m));
+      miss_cv_.notify_one();
+      return;
+    }
+  }
+  if (auto it = miss_outcomes_.find("overloaded"); it != miss_outcomes_.end()) it->second->Increment();
+  evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "1");
+  Finish(req, 503, "Service Unavailable", "busy: too many reads of files not on this member\n");
+}
+
+void HttpServer::ResolverLoop() {
+  for (;;) {
+    std::unique_ptr<Miss> m;
+    {
+      std::unique_lock<std::mutex> l(miss_mu_);
+      miss_cv_.wait(l, [this] { return miss_stop_ || !misses_.empty(); });
+      if (miss_stop_) return;
+      m = std::move(misses_.front());
+      misses_.pop_front();
+    }
+    Locate(m.get());
+    event_base* base = m->base;
+    timeval now{0, 0};
+    Miss* raw = m.release();
+    if (event_base_once(base, -1, EV_TIMEOUT, &HttpServer::OnLocated, raw, &now) != 0) {
+      delete raw;  // the loop is going away; its connections (and the request) go with it
+    }
+  }
+}
+
+// Asks the trackers (QUERY_FETCH_ALL, 105) which members hold the file, and picks the first one
+// that is not this member and whose HTTP address is known. Every tracker is asked in turn until
+// one answers: one that has just restarted may not know the file's source yet.
+void HttpServer::Locate(Miss* m) {
+  const StorageConfig& cfg = server_->config();
+  std::string body;
+  proto::AppendFixed(&body, m->target.id.group, proto::kGroupNameLen);
+  body += m->target.id.RemoteName();
+  std::string self_ip = proto::IpToString(server_->source_ip());
+  for (const auto& t : cfg.tracker_servers) {
+    std::string host;
+    int port = 0;
+    if (!ParseHostPort(t, &host, &port).ok()) continue;
+    auto conn = net::BlockingConn::Connect(host, port, 1000);
+    if (!conn.ok()) continue;
+    (*conn)->set_timeout_ms(2000);
+    auto r = (*conn)->Call(proto::kTrackerQueryFetchAll, body, 64 * 1024);
+    if (!r.ok() || r->status != 0) continue;
+    constexpr size_t kEntry = proto::kQueryIpLen + 8;
+    if (r->body.size() < proto::kGroupNameLen ||
+        (r->body.size() - proto::kGroupNameLen) % kEntry != 0) {
+      continue;
+    }
+    for (size_t off = proto::kGroupNameLen; off < r->body.size(); off += kEntry) {
+      std::string ip(proto::TrimFixed(std::string_view(r->body).substr(off, proto::kQueryIpLen)));
+      int sport = static_cast<int>(proto::GetU64(r->body.data() + off + proto::kQueryIpLen));
+      if (ip == self_ip && sport == server_->port()) continue;
+      int http_port = server_->replicator().PeerHttpPort(ip, sport);
+      if (http_port <= 0) continue;
+      m->ip = ip;
+      m->http_port = http_port;
+      return;
+    }
+    return;  // this tracker knows where the file is: no member but this one has it
+  }
+}
+
+namespace {
+
+// Proxy mode: one upstream GET/HEAD to the member that has the file, streamed to the client with
+// back-pressure (the upstream read pauses while more than kProxyHighWater bytes wait to go out).
+constexpr size_t kProxyHighWater = 4 << 20;
+
+struct Proxy {
+  evhttp_request* down = nullptr;  // the client's request
+  evhttp_connection* up_conn = nullptr;
+  bool started = false;
+  std::function<void(int)> count;
+};
+
+bool DownAlive(Proxy* p) { return evhttp_request_get_connection(p->down) != nullptr; }
+
+void OnDownDrained(evhttp_connection*, void* arg) {
+  auto* p = static_cast<Proxy*>(arg);
+  if (p->up_conn != nullptr) {
+    bufferevent_enable(evhttp_connection_get_bufferevent(p->up_conn), EV_READ);
+  }
+}
+
+int OnProxyHeaders(evhttp_request* up, void* arg) {
+  auto* p = static_cast<Proxy*>(arg);
+  int code = evhttp_request_get_response_code(up);
+  evkeyvalq* in = evhttp_request_get_input_headers(up);
+  evkeyvalq* out = evhttp_request_get_output_headers(p->down);
+  for (const char* h : {"Content-Type", "Content-Length", "Content-Range", "ETag", "Last-Modified",
+                        "Cache-Control", "Accept-Ranges", "Content-Disposition", "Location"}) {
+    if (const char* v = evhttp_find_header(in, h)) evhttp_add_header(out, h, v);
+  }
+  const char* reason = evhttp_request_get_response_code_line(up);
+  if (DownAlive(p)) evhttp_send_reply_start(p->down, code, reason != nullptr ? reason : "");
+  p->started = true;
+  if (p->count) p->count(code);
+  return 0;
+}
+
+void OnProxyChunk(evhttp_request* up, void* arg) {
+  auto* p = static_cast<Proxy*>(arg);
+  evbuffer* in = evhttp_request_get_input_buffer(up);
+  if (!p->started || !DownAlive(p)) {
+    evbuffer_drain(in, evbuffer_get_length(in));  // the client has gone: discard
+    return;
+  }
+  bufferevent* down_bev = evhttp_connection_get_bufferevent(evhttp_request_get_connection(p->down));
+  bool pause = evbuffer_get_length(bufferevent_get_output(down_bev)) +
+                   evbuffer_get_length(in) > kProxyHighWater;
+  if (pause) {
+    bufferevent_disable(evhttp_connection_get_bufferevent(p->up_conn), EV_READ);
+    evhttp_send_reply_chunk_with_cb(p->down, in, &OnDownDrained, p);
+  } else {
+    evhttp_send_reply_chunk(p->down, in);
+  }
+}
+
+void OnProxyDone(evhttp_request* up, void* arg) {
+  auto* p = static_cast<Proxy*>(arg);
+  bool ok = up != nullptr && evhttp_request_get_response_code(up) != 0;
+  p->up_conn = nullptr;  // freed by libevent once this callback returns
+  if (!p->started) {
+    evkeyvalq* out = evhttp_request_get_output_headers(p->down);
+    evhttp_add_header(out, "Content-Type", "text/plain; charset=utf-8");
+    evbuffer* buf = evbuffer_new();
+    evbuffer_add_printf(buf, "bad gateway: the member that has the file did not answer\n");
+    evhttp_send_reply(p->down, 502, "Bad Gateway", buf);
+    evbuffer_free(buf);
+    if (p->count) p->count(502);
+  } else if (ok || !DownAlive(p)) {
+    evhttp_send_reply_end(p->down);
+  } else {
+    // Cut off mid-body: the client must see a broken transfer, not a short file.
+    evhttp_connection_free(evhttp_request_get_connection(p->down));
+  }
+  delete p;
+}
+
+}  // namespace
+
+void HttpServer::OnLocated(int, short, void* arg) {
+  std::unique_ptr<Miss> m(static_cast<Miss*>(arg));
+  HttpServer* self = m->self;
+  auto count = [self](const char* outcome) {
+    auto it = self->miss_outcomes_.find(outcome);
+    if (it != self->miss_outcomes_.end()) it->second->Increment();
+  };
+  if (m->ip.empty()) {
+    count("not_found");
+    return self->Finish(m->req, 404, "Not Found", "not found\n");
+  }
+  // The same request, once, at the member that has it; depot_hop stops it from being sent on.
+  std::string target = "/" + m->target.id.ToString() + "?" + m->target.query +
+                       (m->target.query.empty() ? "" : "&") + "depot_hop=1";
+  std::string authority = m->ip + ":" + std::to_string(m->http_port);
+  if (self->opt_.miss == "redirect") {
+    count("redirected");
+    std::string location = "http://" + authority + target;
+    evkeyvalq* out = evhttp_request_get_output_headers(m->req);
+    evhttp_add_header(out, "Location", location.c_str());
+    evhttp_add_header(out, "Cache-Control", "no-store");
+    return self->Finish(m->req, 302, "Found", "found at " + location + "\n");
+  }
+  count("proxied");
+  auto* p = new Proxy;
+  p->down = m->req;
+  p->count = [self](int code) { self->CountReply(code); };
+  p->up_conn = evhttp_connection_base_new(m->base, nullptr, m->ip.c_str(),
+                                          static_cast<uint16_t>(m->http_port));
+  if (p->up_conn == nullptr) {
+    delete p;
+    return self->Finish(m->req, 502, "Bad Gateway", "bad gateway\n");
+  }
+  evhttp_connection_set_timeout(p->up_conn, self->opt_.upstream_timeout);
+  evhttp_connection_free_on_completion(p->up_conn);
+  evhttp_request* up = evhttp_request_new(&OnProxyDone, p);
+  evhttp_request_set_header_cb(up, &OnProxyHeaders);
+  evhttp_request_set_chunked_cb(up, &OnProxyChunk);
+  evkeyvalq* in = evhttp_request_get_input_headers(m->req);
+  evkeyvalq* up_out = evhttp_request_get_output_headers(up);
+  evhttp_add_header(up_out, "Host", authority.c_str());
+  for (const char* h : {"Range", "If-None-Match", "If-Modified-Since"}) {
+    if (const char* v = evhttp_find_header(in, h)) evhttp_add_header(up_out, h, v);
+  }
+  if (evhttp_make_request(p->up_conn, up, m->head ? EVHTTP_REQ_HEAD : EVHTTP_REQ_GET,
+                          target.c_str()) != 0) {
+    // Only fails before any I/O (no socket): the request was not queued and is ours to free.
+    evhttp_request_free(up);
+    evhttp_connection_free(p->up_conn);
+    delete p;
+    return self->Finish(m->req, 502, "Bad Gateway", "bad gateway\n");
+  }
 }
 
 }  // namespace depot::storage

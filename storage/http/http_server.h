@@ -9,7 +9,11 @@
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -22,6 +26,7 @@ struct evhttp;
 struct evhttp_request;
 
 namespace prometheus {
+class Counter;
 class Registry;
 }
 
@@ -39,6 +44,11 @@ struct HttpOptions {
   int token_ttl = 900;           // seconds
   std::string mime_types;        // path of a mime.types file (empty: built-in minimal)
   size_t max_ranges = 64;        // more ranges in one request: 416
+  // A file not (yet) on this member: "redirect" (302 to a member that has it, as the trackers
+  // say), "proxy" (fetch it from that member and pass it on) or "off" (404).
+  std::string miss = "redirect";
+  int upstream_timeout = 30;      // seconds, proxy mode
+  size_t max_pending_misses = 256;  // misses waiting for a tracker answer; more: 503
 };
 
 class HttpServer {
@@ -51,9 +61,18 @@ class HttpServer {
 
  private:
   struct Loop;
+  struct Miss;
   static void OnRequest(evhttp_request* req, void* arg);
   void Handle(evhttp_request* req);
   void ServeFile(evhttp_request* req, const http::Target& t, bool head);
+  // Misses: the tracker is asked on the resolver thread (blocking I/O stays off the loops), and
+  // the answer goes back to the request's loop.
+  void QueueMiss(evhttp_request* req, const http::Target& t, bool head);
+  void ResolverLoop();
+  void Locate(Miss* m);
+  static void OnLocated(int fd, short what, void* arg);
+  void Finish(evhttp_request* req, int code, const char* reason, std::string_view text = {});
+  void CountReply(int code);
 
   StorageServer* server_;
   HttpOptions opt_;
@@ -62,6 +81,15 @@ class HttpServer {
   std::vector<std::unique_ptr<Loop>> loops_;
   int listen_fd_ = -1;
   int port_ = 0;
+
+  std::mutex miss_mu_;
+  std::condition_variable miss_cv_;
+  std::deque<std::unique_ptr<Miss>> misses_;  // GUARDED_BY(miss_mu_)
+  bool miss_stop_ = false;                    // GUARDED_BY(miss_mu_)
+  std::thread resolver_;
+
+  std::map<int, prometheus::Counter*> replies_;  // by status code (0: any other)
+  std::map<std::string, prometheus::Counter*> miss_outcomes_;
 };
 
 }  // namespace depot::storage

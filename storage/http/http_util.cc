@@ -101,6 +101,7 @@ Result<Target> ParseTarget(std::string_view uri, std::string_view group) {
   DEPOT_ASSIGN_OR_RETURN(t.id, proto::ParseRemoteName(g, path.substr(slash + 1)));
   if (!query.empty()) {
     if (query.size() > 2048) return Status::InvalidArgument("query too long");
+    t.query = std::string(query);
     for (std::string_view kv : Split(query, '&')) {
       size_t eq = kv.find('=');
       std::string_view key = kv.substr(0, eq);
@@ -112,6 +113,8 @@ Result<Target> ParseTarget(std::string_view uri, std::string_view group) {
         auto v = Number(raw);
         if (!v) return Status::InvalidArgument("ts must be a unix time");
         t.ts = static_cast<int64_t>(*v);
+      } else if (key == "depot_hop") {
+        t.hop = true;
       } else if (key == "filename") {
         DEPOT_ASSIGN_OR_RETURN(t.filename, PercentDecode(raw));
         if (t.filename.size() > 255 || t.filename.find('\0') != std::string::npos) {
@@ -163,9 +166,11 @@ Result<std::vector<ByteRange>> ParseRange(std::string_view header, uint64_t size
   return out;
 }
 
-std::string ETagFor(const proto::FileId& id) {
-  std::string base = id.name.substr(0, id.name.find('.'));
-  return "\"" + base + "\"";
+std::string ETagFor(int64_t mtime, uint64_t size) {
+  char buf[48];
+  std::snprintf(buf, sizeof buf, "\"%llx-%llx\"", static_cast<unsigned long long>(mtime),
+                static_cast<unsigned long long>(size));
+  return buf;
 }
 
 bool IfNoneMatchHits(std::string_view header, const std::string& etag) {
@@ -260,10 +265,7 @@ std::string ContentDisposition(std::string_view filename) {
 }
 
 std::string MakeToken(std::string_view remote_name, std::string_view secret, int64_t ts) {
-  std::string input(remote_name);
-  input.append(secret);
-  input += std::to_string(ts);
-  return HexEncode(Md5(input));
+  return proto::MakeHttpToken(remote_name, secret, ts);
 }
 
 Status CheckToken(const Target& t, std::string_view secret, int64_t ttl, int64_t now) {

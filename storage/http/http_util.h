@@ -21,6 +21,8 @@ struct Target {
   std::string token;     // ?token=
   int64_t ts = -1;       // ?ts= (unix seconds), -1 when absent
   std::string filename;  // ?filename= (percent-decoded)
+  bool hop = false;      // ?depot_hop=1: another member sent the client here (never send it on)
+  std::string query;     // the query as received (without '?')
 };
 // Parses "/<group>/M<NN>/<XX>/<YY>/<name>[?query]". Strict: the path is taken byte for byte (a
 // file ID never needs percent-encoding, so '%' in the path is refused), and anything that is not
@@ -42,8 +44,10 @@ struct ByteRange {
 Result<std::vector<ByteRange>> ParseRange(std::string_view header, uint64_t size,
                                           size_t max_ranges);
 
-// A strong ETag for the immutable content of a file ID: the name without its extension.
-std::string ETagFor(const proto::FileId& id);
+// The ETag of a stored file: "<mtime hex>-<size hex>", nginx's form. A stored file's mtime is the
+// creation time in its file ID on every member, so storaged and nginx (serving straight from
+// disk) give the same tag for the same file ID, whichever member answers.
+std::string ETagFor(int64_t mtime, uint64_t size);
 // True when an If-None-Match header matches `etag` ("*" or a list of tags, weak ones too).
 bool IfNoneMatchHits(std::string_view header, const std::string& etag);
 

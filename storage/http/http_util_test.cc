@@ -19,9 +19,15 @@ TEST(HttpTargetTest, ParsesAFileIdAndItsQuery) {
   EXPECT_EQ(t->token, "AbC0");
   EXPECT_EQ(t->ts, 1700000000);
   EXPECT_EQ(t->filename, "a b.txt");
+  EXPECT_FALSE(t->hop);
+  EXPECT_EQ(t->query, "token=AbC0&ts=1700000000&filename=a%20b.txt");
   auto plain = ParseTarget(std::string("/group1/") + kName, "");
   ASSERT_TRUE(plain.ok());
   EXPECT_EQ(plain->ts, -1);
+  EXPECT_TRUE(plain->query.empty());
+  auto hop = ParseTarget(std::string("/group1/") + kName + "?a=1&depot_hop=1", "");
+  ASSERT_TRUE(hop.ok());
+  EXPECT_TRUE(hop->hop);
 }
 
 TEST(HttpTargetTest, AnythingButAFileIdIsRefused) {
@@ -82,10 +88,8 @@ TEST(HttpRangeTest, UnsatisfiableTooManyAndMalformed) {
 }
 
 TEST(HttpHeadersTest, ETagAndIfNoneMatch) {
-  auto t = ParseTarget(std::string("/group1/") + kName, "");
-  ASSERT_TRUE(t.ok());
-  std::string etag = ETagFor(t->id);
-  EXPECT_EQ(etag, "\"fwAAAWsJFUqAOD_FAAAADIJ3Nzo492\"");
+  std::string etag = ETagFor(0x6b09154a, 12);  // nginx: "%xT-%xO"
+  EXPECT_EQ(etag, "\"6b09154a-c\"");
   EXPECT_TRUE(IfNoneMatchHits(etag, etag));
   EXPECT_TRUE(IfNoneMatchHits("\"x\", W/" + etag, etag));
   EXPECT_TRUE(IfNoneMatchHits("*", etag));

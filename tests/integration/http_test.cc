@@ -10,6 +10,7 @@
 
 #include "common/base/hash.h"
 #include "common/net/blocking_conn.h"
+#include "common/proto/file_id.h"
 #include "storage/http/http_util.h"
 #include "tests/harness/harness.h"
 
@@ -78,6 +79,17 @@ class HttpTest : public ::testing::Test {
     Daemon& s = cluster_->storage(0, 0);
     return Request(s.host(), s.http_port(), method, target, headers);
   }
+  // `depot url ...`: the target part of the URL it prints ("" when it failed).
+  std::string UrlTarget(std::vector<std::string> args, int* exit_code = nullptr) {
+    args.insert(args.begin(), {"depot", "--trackers", cluster_->TrackerList(), "url"});
+    RunResult r = RunProgram(args);
+    if (exit_code != nullptr) *exit_code = r.exit_code;
+    if (r.exit_code != 0) return "";
+    Daemon& s = cluster_->storage(0, 0);
+    std::string prefix = "http://" + s.host() + ":" + std::to_string(s.http_port());
+    EXPECT_EQ(r.out.rfind(prefix, 0), 0u) << r.out;
+    return r.out.substr(prefix.size(), r.out.find('\n') - prefix.size());
+  }
 
   std::unique_ptr<MiniCluster> cluster_;
   std::unique_ptr<Client> client_;
@@ -104,6 +116,10 @@ TEST_F(HttpTest, WholeFileHeadAndHeaders) {
   ASSERT_EQ(named.code, 200);
   EXPECT_EQ(named.headers["content-disposition"],
             "attachment; filename=\"holiday photo.jpg\"; filename*=UTF-8''holiday%20photo.jpg");
+  // `depot url` finds the HTTP address of a member that has the file through the trackers.
+  std::string url = UrlTarget({id_, "--filename", "a b.jpg"});
+  EXPECT_EQ(url, "/" + id_ + "?filename=a%20b.jpg");
+  EXPECT_EQ(Get(url).body, data_);
   EXPECT_EQ(Get("/healthz").code, 200);
   HttpReply m = Get("/metrics");
   ASSERT_EQ(m.code, 200);
@@ -178,6 +194,124 @@ TEST_F(HttpTest, AntiLeechTokenAsFastDfsMintsIt) {
   EXPECT_EQ(Get("/" + id_ + "?token=" + old + "&ts=" + std::to_string(now - 3600)).code, 403);
   EXPECT_EQ(Get("/" + id_ + "?token=" + token + "&ts=" + std::to_string(now + 1)).code, 403);
   EXPECT_EQ(Get("/healthz").code, 200);  // no token needed
+
+  // `depot url` signs URLs the storage accepts, for up to twice its token ttl.
+  std::vector<std::string> sign = {"--http-secret", "FastDFS1234567890", "--token-ttl", "600"};
+  auto signed_url = [&](std::vector<std::string> extra, int* code = nullptr) {
+    std::vector<std::string> args = {id_};
+    args.insert(args.end(), sign.begin(), sign.end());
+    args.insert(args.end(), extra.begin(), extra.end());
+    return UrlTarget(args, code);
+  };
+  HttpReply minted = Get(signed_url({}));
+  ASSERT_EQ(minted.code, 200);
+  EXPECT_EQ(minted.body, data_);
+  EXPECT_EQ(Get(signed_url({"--ttl", "1200"})).code, 200);
+  int code = 0;
+  EXPECT_EQ(signed_url({"--ttl", "1201"}, &code), "");
+  EXPECT_EQ(code, 2);
+  std::string brief = signed_url({"--ttl", "1"});
+  EXPECT_EQ(Get(brief).code, 200);
+  sleep(3);
+  EXPECT_EQ(Get(brief).code, 403);  // expired
+  EXPECT_EQ(Get(UrlTarget({id_})).code, 403);  // unsigned
+}
+
+// A 2-member group whose members do not replicate yet (every pushed record waits 60 s): a file
+// is on its source member only, and the other member's HTTP must not 404 it.
+class HttpMissTest : public ::testing::Test {
+ protected:
+  void Start(const std::string& miss) {
+    ClusterOptions o;
+    o.per_group = 2;
+    o.extra_storage_conf = "http_mime_types = " DEPOT_SOURCE_DIR "/conf/mime.types\n"
+                           "sync_delay_ms = 60000\nhttp_miss = " + miss + "\n";
+    cluster_ = std::make_unique<MiniCluster>(o);
+    ASSERT_TRUE(cluster_->Start().ok());
+    client_ = cluster_->NewClient();
+    data_ = PatternBytes(3 * 1024 * 1024 + 17, 5);  // bigger than the proxy's high-water mark
+    UploadOptions up;
+    up.ext = "mp4";
+    auto id = client_->UploadBuffer(data_, up);
+    ASSERT_TRUE(id.ok()) << id.status().ToString();
+    id_ = *id;
+    auto parsed = proto::ParseFileId(id_);
+    ASSERT_TRUE(parsed.ok());
+    std::string source = proto::IpToString(parsed->fields.source_ip);
+    for (int m = 0; m < 2; ++m) {
+      (cluster_->storage(0, m).host() == source ? source_ : other_) = &cluster_->storage(0, m);
+    }
+    ASSERT_NE(source_, nullptr);
+    ASSERT_NE(other_, nullptr);
+    // The heartbeat replies carry the members' HTTP ports: wait until the other member knows.
+    for (int i = 0; i < 100; ++i) {
+      HttpReply r = AtOther("/" + id_);
+      if (r.code != 404) break;
+      usleep(100 * 1000);
+    }
+  }
+  HttpReply AtOther(const std::string& target, const std::string& headers = "",
+                    const std::string& method = "GET") {
+    return Request(other_->host(), other_->http_port(), method, target, headers);
+  }
+
+  std::unique_ptr<MiniCluster> cluster_;
+  std::unique_ptr<Client> client_;
+  std::string data_, id_;
+  Daemon* source_ = nullptr;
+  Daemon* other_ = nullptr;
+};
+
+TEST_F(HttpMissTest, NotYetSyncedIsRedirectedToAMemberThatHasIt) {
+  Start("redirect");
+  HttpReply r = AtOther("/" + id_ + "?filename=a.mp4");
+  ASSERT_EQ(r.code, 302);
+  std::string want = "http://" + source_->host() + ":" + std::to_string(source_->http_port()) +
+                     "/" + id_ + "?filename=a.mp4&depot_hop=1";
+  EXPECT_EQ(r.headers["location"], want);
+  HttpReply there = Request(source_->host(), source_->http_port(), "GET",
+                            "/" + id_ + "?filename=a.mp4&depot_hop=1");
+  ASSERT_EQ(there.code, 200);
+  EXPECT_TRUE(there.body == data_);
+  // Sent here by another member: never sent on (no loops).
+  EXPECT_EQ(AtOther("/" + id_ + "?depot_hop=1").code, 404);
+  // A file that exists nowhere: its source member (this one) has no copy, so 404.
+  std::string name = id_.substr(id_.find('/') + 1);
+  std::string ghost = id_;
+  ghost[ghost.size() - 5] = ghost[ghost.size() - 5] == 'A' ? 'B' : 'A';  // another random suffix
+  HttpReply g = Request(source_->host(), source_->http_port(), "GET", "/" + ghost);
+  EXPECT_EQ(g.code, 404);
+  HttpReply m = AtOther("/metrics");
+  EXPECT_NE(m.body.find("depot_http_misses_total{outcome=\"redirected\"} "), std::string::npos);
+}
+
+TEST_F(HttpMissTest, NotYetSyncedIsProxiedFromAMemberThatHasIt) {
+  Start("proxy");
+  HttpReply r = AtOther("/" + id_);
+  ASSERT_EQ(r.code, 200);
+  EXPECT_EQ(r.headers["content-type"], "video/mp4");
+  EXPECT_EQ(r.headers["content-length"], std::to_string(data_.size()));
+  EXPECT_TRUE(r.body == data_) << r.body.size();
+  HttpReply mid = AtOther("/" + id_, "Range: bytes=1500000-1500999\r\n");
+  ASSERT_EQ(mid.code, 206);
+  EXPECT_EQ(mid.body, data_.substr(1500000, 1000));
+  EXPECT_EQ(mid.headers["content-range"],
+            "bytes 1500000-1500999/" + std::to_string(data_.size()));
+  HttpReply head = AtOther("/" + id_, "", "HEAD");
+  ASSERT_EQ(head.code, 200);
+  EXPECT_TRUE(head.body.empty());
+  EXPECT_EQ(head.headers["content-length"], std::to_string(data_.size()));
+  EXPECT_EQ(AtOther("/" + id_, "If-None-Match: " + r.headers["etag"] + "\r\n").code, 304);
+  // The ETag and Last-Modified are the source's, and would be the same from any member.
+  HttpReply direct = Request(source_->host(), source_->http_port(), "HEAD", "/" + id_);
+  EXPECT_EQ(direct.headers["etag"], r.headers["etag"]);
+  EXPECT_EQ(direct.headers["last-modified"], r.headers["last-modified"]);
+  EXPECT_EQ(AtOther("/" + id_ + "?depot_hop=1").code, 404);
+  // The source going away: a clear 502 or 404, never a hang, and the member keeps serving.
+  source_->Stop();
+  HttpReply gone = AtOther("/" + id_);
+  EXPECT_TRUE(gone.code == 502 || gone.code == 404) << gone.code;
+  EXPECT_EQ(AtOther("/healthz").code, 200);
 }
 
 }  // namespace

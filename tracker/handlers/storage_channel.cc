@@ -51,7 +51,7 @@ void Heartbeat(TrackerServer* t, const ConnectionPtr& c, const FrameHeader&, std
     }
   }
   for (const auto& m : t->cluster().Members(group)) {
-    peers.push_back({m.id, m.info.ip, m.info.port, static_cast<int>(m.state)});
+    peers.push_back({m.id, m.info.ip, m.info.port, static_cast<int>(m.state), m.info.http_port});
   }
   c->Reply(0, proto::EncodeHeartbeatReply(peers));
 }
