@@ -9,8 +9,12 @@
 # `down` stops exactly the processes named by those pid files (after checking that the pid still
 # runs that folder's config), never anything found by name.
 #
-# Not built yet, so skipped: depot-dhtd (--dht), depot-opsd (--opsd) and nginx. nginx is skipped
-# silently, as if --no-nginx were given, until HTTP reads land; DEPOT_HTTP is written empty.
+# In front of every storage n runs an nginx (unless --no-nginx) on the storage's address, port
+# base+300+n, folder DIR/nginx-<n>/: its config is written by scripts/nginx-conf.sh from the
+# storage's storage.conf (doc/nginx.md), and nginx itself writes DIR/nginx-<n>/nginx.pid (the
+# master's pid), which `down` uses as it uses the daemons' pid files.
+#
+# Not built yet, so skipped: depot-dhtd (--dht) and depot-opsd (--opsd).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -27,7 +31,11 @@ usage: scripts/cluster.sh up|down|status|restart|add-storage [options]
 A local Depot cluster on loopback addresses: trackers on $HOST, storage n (counting every group,
 from 0) on 127.0.0.(1+n) as bind_addr and advertise_address, since replication tells a file's
 source member by the IPv4 address in its file ID. Each daemon has its own folder
-DIR/<role>-<n>/ (tracker-1, storage-group1-2) with its config, data, log and a pid file.
+DIR/<role>-<n>/ (tracker-1, storage-group1-2) with its config, data, log and a pid file. In
+front of storage n runs an nginx (DIR/nginx-<n>/, on the storage's address): it serves the
+storage's files straight from disk over HTTP and falls back to the storage's own HTTP port for
+a file not there yet (doc/nginx.md). Each storage's http_advertise_port is its nginx's port, so
+redirects between members and \`depot url\` lead to nginx.
 
 commands:
   up       generate configs and start a fresh cluster; returns when every daemon is ready, every
@@ -35,16 +43,19 @@ commands:
            sessions to each other connected; writes DIR/cluster.env. Refuses when DIR has running
            daemons; the folders of a stopped cluster in DIR are removed first (use restart to keep
            them).
-  down     stop the daemons of DIR (SIGTERM, SIGKILL after $((STOP_TIMEOUT_MS / 1000)) s) and remove their pid files;
-           data and logs stay.
-  status   show which daemons run, then \`depot status\`. Exit 0 when all run, 1 otherwise.
-  restart  start every daemon of DIR that is not running, with its existing config and data.
+  down     stop the daemons and nginx of DIR (SIGTERM, SIGKILL after $((STOP_TIMEOUT_MS / 1000)) s) and remove
+           their pid files; data and logs stay.
+  status   show which daemons and nginx run, then \`depot status\`. Exit 0 when all run, 1
+           otherwise.
+  restart  start every daemon and nginx of DIR that is not running, with its existing config and
+           data.
   add-storage
            add one fresh member to group --group G of the running cluster in DIR (the next
            storage number, address and ports; the trackers and secret of DIR). It starts empty,
            copies the group's files from an ACTIVE member (WAIT_SYNC, SYNCING) and becomes
            ACTIVE. Returns once it is ACTIVE on every tracker and replicating (up to $((ADD_TIMEOUT_MS / 1000)) s), or,
-           with --no-wait, as soon as it serves. Rewrites DIR/cluster.env.
+           with --no-wait, as soon as it serves. An nginx is started in front of it when the
+           cluster has nginx. Rewrites DIR/cluster.env.
 
 options:
   --dir DIR         cluster folder (default: run/cluster in the repository); a relative DIR is
@@ -54,10 +65,11 @@ options:
   --per-group M     storage servers per group (default 1)         [up]
   --base-port P     first port (default 21000)                    [up]
                       trackers P+0.., storages P+100.., metrics P+200..,
-                      nginx P+300 (reserved), storage HTTP ports P+400.. (reserved)
+                      nginx P+300.. (storage n: P+300+n on the storage's address),
+                      storages' own HTTP ports P+400.. (storage n: P+400+n)
                     add-storage takes P, the trackers and the secret from DIR's configs, and
                     durable_writes, replication and write_quorum from an existing member of the
-                    group unless given.
+                    group unless given; the HTTP token settings always from an existing member.
   --durable         durable_writes = true on every storage        [up, add-storage]
   --replication async|sync
                     replication mode of every storage (default async)  [up, add-storage]
@@ -66,20 +78,32 @@ options:
                                                                   [up, add-storage]
   --group G         the group to add a member to: a number (2) or a name (group2) [add-storage]
   --no-wait         return once the new member serves, before it is ACTIVE   [add-storage]
+  --http-token      every storage requires the anti-leech token on HTTP reads (http_token =
+                    true), with a generated http_secret (DEPOT_HTTP_SECRET in cluster.env); its
+                    nginx checks it too                           [up]
+  --no-nginx        no nginx in front of the storages; with restart and add-storage: do not
+                    start any                                     [up, restart, add-storage]
   --dht N           dht nodes (not built yet: skipped with a note)
   --opsd            start opsd (not built yet: skipped with a note)
-  --no-nginx        no nginx in front (nginx is not built yet: always skipped for now)
   -h, --help        this help
 
 environment:
   DEPOT_BIN_DIR     where the binaries are (default: build/bin in the repository)
+  DEPOT_NGINX       the nginx binary (default: nginx on PATH, then /usr/sbin/nginx)
+  DEPOT_NJS_MODULE  nginx's njs module (default:
+                    /usr/lib/nginx/modules/ngx_http_js_module.so, libnginx-mod-http-js)
 
 files in DIR:
   cluster.env       DEPOT_TRACKERS=$HOST:port,...  DEPOT_STORAGES=127.0.0.N:port,... (every
                     storage's address), DEPOT_CLUSTER_SECRET= (the generated cluster secret, read
-                    by depot fsck) and DEPOT_HTTP= (empty until nginx lands);
+                    by depot fsck), DEPOT_HTTP=127.0.0.N:port,... (every nginx, in storage
+                    order; empty with --no-nginx), DEPOT_STORAGE_HTTP=127.0.0.N:port,... (every
+                    storage's own HTTP address) and DEPOT_HTTP_SECRET= (the http_secret with
+                    --http-token, else empty);
                     load it with: set -a; . DIR/cluster.env; set +a
   <role>-<n>/       <role>.conf, <role>.log (daemon log), stdout.log, ready.json, pid, data
+  nginx-<n>/        nginx.conf (mode 600), types.conf, depot.js, error.log, stdout.log,
+                    nginx.pid, tmp/ (n: the storage's number, from 0)
 
 examples:
   scripts/cluster.sh up --trackers 2 --groups 2 --per-group 1
@@ -87,6 +111,7 @@ examples:
   scripts/cluster.sh up --groups 1 --per-group 2 --replication sync --write-quorum 2
   scripts/cluster.sh add-storage --group 1
   (set -a; . run/cluster/cluster.env; build/bin/depot fsck)
+  curl -sI http://\$(sed -n 's/^DEPOT_HTTP=\([^,]*\).*/\1/p' run/cluster/cluster.env)/<file ID>
   scripts/cluster.sh down
 EOF
 }
@@ -118,6 +143,12 @@ REPLICATION=async
 WRITE_QUORUM=2
 ADD_GROUP=""
 NO_WAIT=0
+NGINX=1
+HTTP_TOKEN=false
+HTTP_SECRET=""
+NGINX_BIN=${DEPOT_NGINX:-}
+NGINX_DIR=""  # set by write_nginx_conf
+NJS_MODULE=${DEPOT_NJS_MODULE:-/usr/lib/nginx/modules/ngx_http_js_module.so}
 declare -A GIVEN=()  # options given on the command line (add-storage copies the others)
 
 need_value() {
@@ -157,7 +188,8 @@ while (($# > 0)); do
     --group=*) ADD_GROUP=${1#*=} ;;
     --no-wait) NO_WAIT=1 ;;
     --opsd) OPSD=1 ;;
-    --no-nginx) ;;  # nginx is not built yet: it is always skipped
+    --no-nginx) NGINX=0 ;;
+    --http-token) HTTP_TOKEN=true ;;
     -h | --help | help) usage; exit 0 ;;
     *) die "unknown argument '$1' (see --help)" ;;
   esac
@@ -184,8 +216,8 @@ DIR=$(realpath -m "${DIR_ARG:-$ROOT/run/cluster}")
 
 # ---- daemon folders ---------------------------------------------------------------------------
 
-# Sets DIRS to the daemon folders of DIR (those holding their config), trackers first, in
-# numeric order.
+# Sets DIRS to the daemon folders of DIR (those holding their config), trackers first, then
+# storages, then nginx, in numeric order.
 load_dirs() {
   local d
   DIRS=()
@@ -193,6 +225,7 @@ load_dirs() {
   mapfile -t DIRS < <(
     for d in "$DIR"/tracker-*; do [[ -f $d/tracker.conf ]] && echo "$d"; done | sort -V
     for d in "$DIR"/storage-*; do [[ -f $d/storage.conf ]] && echo "$d"; done | sort -V
+    for d in "$DIR"/nginx-*; do [[ -f $d/nginx.conf ]] && echo "$d"; done | sort -V
   )
 }
 
@@ -200,6 +233,7 @@ role_of() {
   case ${1##*/} in
     tracker-*) echo tracker ;;
     storage-*) echo storage ;;
+    nginx-*) echo nginx ;;
     *) echo unknown ;;
   esac
 }
@@ -232,15 +266,29 @@ proc_state() {
   echo "$state"
 }
 
+# The pid file of a daemon folder: `pid`, written by this script, or for nginx `nginx.pid`,
+# written by the nginx master itself (and removed by it when it exits).
+pid_file_of() {
+  if [[ $(role_of "$1") == nginx ]]; then echo "$1/nginx.pid"; else echo "$1/pid"; fi
+}
+
 # Prints the pid of the daemon of folder $1 and succeeds when it is running: the pid file names a
 # live (not zombie) process whose command line carries this folder's config.
 daemon_pid() {
-  local d=$1 pid state args
-  [[ -f $d/pid ]] || return 1
-  pid=$(<"$d/pid")
+  local d=$1 pid state args pid_file
+  pid_file=$(pid_file_of "$d")
+  [[ -f $pid_file ]] || return 1
+  pid=$(<"$pid_file")
   [[ $pid =~ ^[0-9]+$ ]] || return 1
   args=$(cmdline_of "$pid") || return 1
-  grep -qxF -- "$(conf_of "$d")" <<<"$args" || return 1
+  if [[ $(role_of "$d") == nginx ]]; then
+    # The nginx master rewrites its command line into one string:
+    # "nginx: master process /usr/sbin/nginx -p DIR -c DIR/nginx.conf -e DIR/error.log".
+    [[ $args == "nginx: master process "* ]] || return 1
+    grep -qF -- " -c $(conf_of "$d") " <<<"$args " || return 1
+  else
+    grep -qxF -- "$(conf_of "$d")" <<<"$args" || return 1
+  fi
   state=$(proc_state "$pid") || return 1
   [[ $state != Z ]] || return 1
   echo "$pid"
@@ -300,7 +348,7 @@ port_in_use() {
 
 show_log_tail() {
   local d=$1 f
-  for f in "$d/stdout.log" "$d/$(role_of "$d").log"; do
+  for f in "$d/stdout.log" "$d/$(role_of "$d").log" "$d/error.log"; do
     [[ -s $f ]] || continue
     echo "---- last lines of $f" >&2
     tail -n 20 "$f" >&2
@@ -427,40 +475,141 @@ wait_active() {
   done
 }
 
-# Stops every running daemon of DIR: SIGTERM, then SIGKILL after the grace time. Removes pid files.
+# SIGKILL to the child processes of process $1 (found by parent pid, not by name).
+kill_children() {
+  local kids
+  kids=$(cat /proc/"$1"/task/*/children 2>/dev/null || true)
+  # shellcheck disable=SC2086  # a list of pids
+  [[ -n ${kids// /} ]] && kill -KILL $kids 2>/dev/null
+  return 0
+}
+
+# Stops every running daemon and nginx of DIR: SIGTERM (for nginx a fast shutdown), then SIGKILL
+# after the grace time. Removes pid files.
 stop_all() {
-  local d pid deadline alive
-  local -a dirs=() pids=()
+  local d i pid deadline
+  local -a dirs=() pids=() alive=()
   load_dirs
   for d in "${DIRS[@]+"${DIRS[@]}"}"; do
     if pid=$(daemon_pid "$d"); then
       kill -TERM "$pid" 2>/dev/null || true
       dirs+=("$d")
       pids+=("$pid")
-    elif [[ -f $d/pid ]]; then
+    elif [[ -f $(pid_file_of "$d") ]]; then
       note "${d##*/}: not running (stale pid file removed)"
-      rm -f "$d/pid"
+      rm -f "$(pid_file_of "$d")"
     fi
   done
   deadline=$(($(now_ms) + STOP_TIMEOUT_MS))
   while :; do
     alive=()
-    for d in "${dirs[@]+"${dirs[@]}"}"; do
-      daemon_pid "$d" >/dev/null && alive+=("$d")
+    for i in "${!dirs[@]}"; do
+      still_running "${dirs[i]}" "${pids[i]}" && alive+=("$i")
     done
     ((${#alive[@]} == 0)) && break
     if (($(now_ms) > deadline)); then
-      for d in "${alive[@]}"; do
-        pid=$(daemon_pid "$d") || continue
+      for i in "${alive[@]}"; do
+        d=${dirs[i]} pid=${pids[i]}
         note "${d##*/}: still running after $((STOP_TIMEOUT_MS / 1000)) s: SIGKILL $pid"
+        # An nginx master's workers outlive a SIGKILL of the master: they go too (its children,
+        # by pid, taken before the master is gone).
+        [[ $(role_of "$d") == nginx ]] && kill_children "$pid"
         kill -KILL "$pid" 2>/dev/null || true
       done
       deadline=$(($(now_ms) + STOP_TIMEOUT_MS))
     fi
     sleep 0.1
   done
-  for d in "${dirs[@]+"${dirs[@]}"}"; do rm -f "$d/pid" "$d/ready.json"; done
+  for d in "${dirs[@]+"${dirs[@]}"}"; do rm -f "$(pid_file_of "$d")" "$d/ready.json"; done
   STOPPED=${#pids[@]}
+}
+
+# still_running FOLDER PID: the daemon of FOLDER, stopped as PID, has not exited yet. An nginx
+# master removes its pid file before it closes its ports and exits: until then it is still the
+# process PID with a master's command line.
+still_running() {
+  local state args
+  daemon_pid "$1" >/dev/null && return 0
+  [[ $(role_of "$1") == nginx ]] || return 1
+  state=$(proc_state "$2") || return 1
+  [[ $state != Z ]] || return 1
+  args=$(cmdline_of "$2") || return 1
+  [[ $args == "nginx: master process "* ]]
+}
+
+# ---- nginx ------------------------------------------------------------------------------------
+
+# Finds nginx and its njs module; dies with what to do when either is missing.
+check_nginx() {
+  if [[ -z $NGINX_BIN ]]; then
+    NGINX_BIN=$(command -v nginx 2>/dev/null || true)
+    [[ -z $NGINX_BIN && -x /usr/sbin/nginx ]] && NGINX_BIN=/usr/sbin/nginx
+  fi
+  [[ -n $NGINX_BIN && -x $NGINX_BIN ]] ||
+    die "nginx not found (scripts/install-deps.sh installs it; DEPOT_NGINX names another);" \
+      "or run without nginx: --no-nginx"
+  [[ -f $NJS_MODULE ]] ||
+    die "nginx's njs module $NJS_MODULE is missing (Debian package libnginx-mod-http-js," \
+      "scripts/install-deps.sh; DEPOT_NJS_MODULE names another); or run without nginx: --no-nginx"
+}
+
+# The address an nginx folder's nginx listens on (the listen line of its nginx.conf).
+nginx_listen() {
+  sed -n 's/^[[:space:]]*listen[[:space:]]\{1,\}\([^[:space:];]*\).*/\1/p' "$1/nginx.conf" |
+    head -n 1
+}
+
+# The storaged an nginx folder's nginx falls back to (its upstream server line).
+nginx_fallback() {
+  local re='^[[:space:]]*server[[:space:]]\{1,\}\([0-9.:]*\)[[:space:]].*max_fails=0;.*'
+  sed -n "s/$re/\\1/p" "$1/nginx.conf" | head -n 1
+}
+
+# The number of a storage folder (0, 1, ... counting every group): its port - base - 100.
+storage_number() {
+  echo $(($(conf_value "$1/storage.conf" port) - $2 - 100))
+}
+
+# write_nginx_conf STORAGE_FOLDER BASE_PORT: writes DIR/nginx-<n>/ for storage n with
+# scripts/nginx-conf.sh (its output goes to DIR/nginx-<n>/generate.log) and sets NGINX_DIR to it.
+write_nginx_conf() {
+  local sd=$1 base=$2 n d
+  n=$(storage_number "$sd" "$base")
+  d=$DIR/nginx-$n
+  NGINX_DIR=$d
+  mkdir -p "$d"
+  if ! "$ROOT/scripts/nginx-conf.sh" storage --storage-conf "$sd/storage.conf" \
+    --listen "$(storage_addr "$sd"):$((base + 300 + n))" --out "$d" --workers 1 \
+    --nginx "$NGINX_BIN" --njs-module "$NJS_MODULE" >"$d/generate.log" 2>&1 </dev/null; then
+    cat "$d/generate.log" >&2
+    die "could not write the nginx config of ${sd##*/} (above; folder $d)"
+  fi
+}
+
+# Starts the nginx of folder $1 and waits (deadline loop) until its master has written its pid
+# file. nginx daemonizes itself (and calls setsid); the command returns once it has bound its
+# port and forked, with a non-zero status when the config or the port is refused.
+start_nginx() {
+  local d=$1 rc=0 deadline
+  rm -f "$d/nginx.pid"
+  # fd 8 (the DIR lock) must not leak into nginx.
+  (
+    cd "$d"
+    exec 8>&-
+    exec "$NGINX_BIN" -p "$d" -c "$d/nginx.conf" -e "$d/error.log"
+  ) </dev/null >>"$d/stdout.log" 2>&1 || rc=$?
+  if ((rc != 0)); then
+    show_log_tail "$d"
+    die "${d##*/} did not start (nginx exit status $rc; logs above, folder $d)"
+  fi
+  deadline=$(($(now_ms) + READY_TIMEOUT_MS))
+  until daemon_pid "$d" >/dev/null; do
+    if (($(now_ms) > deadline)); then
+      show_log_tail "$d"
+      die "${d##*/} has no running master after $((READY_TIMEOUT_MS / 1000)) s (logs above, folder $d)"
+    fi
+    sleep 0.05
+  done
 }
 
 # ---- configs ----------------------------------------------------------------------------------
@@ -481,10 +630,12 @@ cluster_secret = $secret
 EOF
 }
 
-# write_storage_conf DIR GROUP IP PORT HTTP_PORT METRICS_PORT SECRET TRACKERS; durable_writes,
-# replication and write_quorum come from DURABLE, REPLICATION and WRITE_QUORUM.
+# write_storage_conf DIR GROUP IP PORT HTTP_PORT METRICS_PORT SECRET TRACKERS NGINX_PORT;
+# durable_writes, replication and write_quorum come from DURABLE, REPLICATION and WRITE_QUORUM,
+# the HTTP token from HTTP_TOKEN and HTTP_SECRET. NGINX_PORT (0: no nginx) becomes
+# http_advertise_port: where other members redirect HTTP reads to and what `depot url` prints.
 write_storage_conf() {
-  local d=$1 group=$2 ip=$3 port=$4 http=$5 metrics=$6 secret=$7 trackers=$8 t
+  local d=$1 group=$2 ip=$3 port=$4 http=$5 metrics=$6 secret=$7 trackers=$8 nginx_port=$9 t
   {
     cat <<EOF
 # Generated by scripts/cluster.sh $CMD on $(date -u +%Y-%m-%dT%H:%M:%SZ); restart reuses it.
@@ -508,6 +659,11 @@ log_file = $d/storage.log
 log_level = info
 cluster_secret = $secret
 EOF
+    if ((nginx_port > 0)); then echo "http_advertise_port = $nginx_port"; fi
+    if [[ $HTTP_TOKEN == true ]]; then
+      echo "http_token = true"
+      echo "http_secret = $HTTP_SECRET"
+    fi
     for t in ${trackers//,/ }; do echo "tracker_server = $t"; done
   } >"$d/storage.conf"
 }
@@ -542,12 +698,20 @@ print_summary() {
   load_dirs
   for d in "${DIRS[@]+"${DIRS[@]}"}"; do
     conf=$(conf_of "$d")
-    port=$(conf_value "$conf" port)
-    addr=$(conf_value "$conf" bind_addr):$port
-    metrics=$(conf_value "$conf" metrics_port)
     extra=""
-    [[ $(role_of "$d") == storage ]] &&
-      extra="$(conf_value "$conf" group_name) $(conf_value "$conf" replication)  store $(conf_value "$conf" store_path0)"
+    if [[ $(role_of "$d") == nginx ]]; then
+      addr=$(nginx_listen "$d")
+      metrics=-
+      extra="http, falls back to $(nginx_fallback "$d")"
+    else
+      port=$(conf_value "$conf" port)
+      addr=$(conf_value "$conf" bind_addr):$port
+      metrics=$(conf_value "$conf" metrics_port)
+    fi
+    if [[ $(role_of "$d") == storage ]]; then
+      extra="$(conf_value "$conf" group_name) $(conf_value "$conf" replication)"
+      extra+="  store $(conf_value "$conf" store_path0)  http $(conf_value "$conf" http_port)"
+    fi
     if pid=$(daemon_pid "$d"); then
       printf '  %-20s running  pid %-8s %-21s metrics %-6s %s\n' "${d##*/}" "$pid" "$addr" \
         "$metrics" "$extra"
@@ -559,17 +723,30 @@ print_summary() {
 }
 
 write_env() {
-  local trackers=$1 d secret=""
+  local trackers=$1 d secret="" base http="" storage_http="" http_secret="" nd
   load_dirs
   for d in "${DIRS[@]+"${DIRS[@]}"}"; do
     secret=$(conf_value "$(conf_of "$d")" cluster_secret)
     break
   done
+  base=$(conf_value "$DIR/tracker-1/tracker.conf" port)
+  # In storage order: each storage's own HTTP address and the nginx in front of it.
+  for d in "${DIRS[@]+"${DIRS[@]}"}"; do
+    [[ $(role_of "$d") == storage ]] || continue
+    storage_http+="${storage_http:+,}$(storage_addr "$d"):$(conf_value "$d/storage.conf" http_port)"
+    nd=$DIR/nginx-$(storage_number "$d" "$base")
+    [[ -f $nd/nginx.conf ]] && http+="${http:+,}$(nginx_listen "$nd")"
+    if [[ $(conf_value "$d/storage.conf" http_token) == true ]]; then
+      http_secret=$(conf_value "$d/storage.conf" http_secret)
+    fi
+  done
   cat >"$DIR/cluster.env.tmp" <<EOF
 DEPOT_TRACKERS=$trackers
 DEPOT_STORAGES=$(storage_list)
 DEPOT_CLUSTER_SECRET=$secret
-DEPOT_HTTP=
+DEPOT_HTTP=$http
+DEPOT_STORAGE_HTTP=$storage_http
+DEPOT_HTTP_SECRET=$http_secret
 EOF
   chmod 600 "$DIR/cluster.env.tmp"
   mv "$DIR/cluster.env.tmp" "$DIR/cluster.env"
@@ -586,8 +763,9 @@ on_exit() {
 
 cmd_up() {
   local running i g m k d port metrics trackers="" secret
-  local -a tracker_dirs=() storage_dirs=()
+  local -a tracker_dirs=() storage_dirs=() nginx_dirs=() ports=()
   check_binaries
+  ((NGINX == 1)) && check_nginx
   lock_dir
   running=$(running_daemons)
   if [[ -n $running ]]; then
@@ -604,7 +782,9 @@ cmd_up() {
     fi
   done
   for ((k = 0; k < STORAGES; k++)); do
-    for port in $((BASE_PORT + 100 + k)) $((BASE_PORT + 200 + TRACKERS + k)); do
+    ports=($((BASE_PORT + 100 + k)) $((BASE_PORT + 200 + TRACKERS + k)) $((BASE_PORT + 400 + k)))
+    ((NGINX == 1)) && ports+=($((BASE_PORT + 300 + k)))
+    for port in "${ports[@]}"; do
       if port_in_use "$(storage_ip "$k")" "$port"; then
         die "port $port on $(storage_ip "$k") is already in use (another cluster? pick another --base-port)"
       fi
@@ -623,6 +803,7 @@ cmd_up() {
   rm -f "$DIR/cluster.env"
 
   secret=$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')
+  [[ $HTTP_TOKEN == true ]] && HTTP_SECRET=$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')
   trap on_exit EXIT
   trap 'exit 130' INT TERM
   UP_STARTED=1
@@ -645,13 +826,21 @@ cmd_up() {
       d=$DIR/storage-group$g-$m
       mkdir -p "$d"
       write_storage_conf "$d" "group$g" "$(storage_ip "$k")" $((BASE_PORT + 100 + k)) \
-        $((BASE_PORT + 400 + k)) $((BASE_PORT + 200 + TRACKERS + k)) "$secret" "$trackers"
+        $((BASE_PORT + 400 + k)) $((BASE_PORT + 200 + TRACKERS + k)) "$secret" "$trackers" \
+        $((NGINX == 1 ? BASE_PORT + 300 + k : 0))
       storage_dirs+=("$d")
       k=$((k + 1))
     done
   done
   for d in "${storage_dirs[@]}"; do start_daemon "$d"; done
   wait_ready "${storage_dirs[@]}"
+  if ((NGINX == 1)); then
+    for d in "${storage_dirs[@]}"; do
+      write_nginx_conf "$d" "$BASE_PORT"
+      nginx_dirs+=("$NGINX_DIR")
+    done
+    for d in "${nginx_dirs[@]}"; do start_nginx "$d"; done
+  fi
   wait_active
   write_env "$trackers"
   UP_STARTED=0
@@ -660,6 +849,7 @@ cmd_up() {
   echo "Every storage is ACTIVE on every tracker."
   echo "Environment: $DIR/cluster.env"
   echo "  DEPOT_TRACKERS=$trackers"
+  ((NGINX == 1)) && echo "  DEPOT_HTTP=$(sed -n 's/^DEPOT_HTTP=//p' "$DIR/cluster.env")"
   echo "Try:  $BIN_DIR/depot --trackers $trackers status"
   echo "Stop: scripts/cluster.sh down --dir $(printf '%q' "$DIR")"
 }
@@ -702,8 +892,12 @@ cmd_restart() {
   load_dirs
   ((${#DIRS[@]} > 0)) || die "no cluster in $DIR (start one with: scripts/cluster.sh up --dir $DIR)"
   lock_dir
-  # Trackers first, so that restarted storages join at once.
-  for role in tracker storage; do
+  # Trackers first, so that restarted storages join at once; nginx last (its fallback).
+  for role in tracker storage nginx; do
+    if [[ $role == nginx ]]; then
+      restart_nginx
+      continue
+    fi
     started=()
     load_dirs
     for d in "${DIRS[@]+"${DIRS[@]}"}"; do
@@ -723,9 +917,32 @@ cmd_restart() {
   echo "Every storage is ACTIVE on every tracker. Environment: $DIR/cluster.env"
 }
 
+# restart: the nginx of DIR that do not run, with their existing configs (none with --no-nginx).
+restart_nginx() {
+  local d
+  local -a stopped=()
+  load_dirs
+  for d in "${DIRS[@]+"${DIRS[@]}"}"; do
+    [[ $(role_of "$d") == nginx ]] || continue
+    daemon_pid "$d" >/dev/null && continue
+    stopped+=("$d")
+  done
+  ((${#stopped[@]} > 0)) || return 0
+  if ((NGINX == 0)); then
+    note "--no-nginx: not starting ${stopped[*]##*/}"
+    return 0
+  fi
+  check_nginx
+  for d in "${stopped[@]}"; do
+    note "${d##*/}: starting"
+    start_nginx "$d"
+  done
+}
+
 cmd_add_storage() {
   local d n max_n=-1 m max_m=0 group base trackers secret ref="" ip port metrics http running p
-  local -a tracker_dirs=()
+  local with_nginx nd
+  local -a tracker_dirs=() ports=()
   check_binaries
   [[ -n $ADD_GROUP ]] || die "add-storage needs --group G (a number or a group name)"
   if [[ $ADD_GROUP =~ ^[0-9]+$ ]]; then
@@ -767,6 +984,10 @@ cmd_add_storage() {
   fi
   # Settings not given on the command line follow the group's existing members.
   if [[ -n $ref ]]; then
+    # The HTTP token is the cluster's: always as the other members (cluster.env has one secret).
+    HTTP_TOKEN=$(conf_value "$ref" http_token)
+    HTTP_TOKEN=${HTTP_TOKEN:-false}
+    HTTP_SECRET=$(conf_value "$ref" http_secret)
     [[ -n ${GIVEN[durable]:-} ]] || DURABLE=$(conf_value "$ref" durable_writes)
     [[ -n ${GIVEN[replication]:-} ]] || REPLICATION=$(conf_value "$ref" replication)
     [[ -n ${GIVEN[write_quorum]:-} ]] || WRITE_QUORUM=$(conf_value "$ref" write_quorum)
@@ -779,16 +1000,31 @@ cmd_add_storage() {
   port=$((base + 100 + n))
   http=$((base + 400 + n))
   metrics=$((base + 200 + TRACKERS + n))
-  for p in "$port" "$metrics"; do
+  # nginx in front of the new member when the cluster has nginx (and --no-nginx is not given).
+  with_nginx=0
+  if ((NGINX == 1)) && compgen -G "$DIR/nginx-*/nginx.conf" >/dev/null; then
+    with_nginx=1
+    check_nginx
+  fi
+  ports=("$port" "$metrics" "$http")
+  ((with_nginx == 1)) && ports+=($((base + 300 + n)))
+  for p in "${ports[@]}"; do
     port_in_use "$ip" "$p" && die "port $p on $ip is already in use"
   done
   d=$DIR/storage-$group-$((max_m + 1))
   [[ -e $d ]] && die "$d already exists"
   mkdir -p "$d"
-  write_storage_conf "$d" "$group" "$ip" "$port" "$http" "$metrics" "$secret" "$trackers"
+  write_storage_conf "$d" "$group" "$ip" "$port" "$http" "$metrics" "$secret" "$trackers" \
+    $((with_nginx == 1 ? base + 300 + n : 0))
   start_daemon "$d"
   note "${d##*/} ($ip:$port): starting"
   wait_ready "$d"
+  if ((with_nginx == 1)); then
+    write_nginx_conf "$d" "$base"
+    nd=$NGINX_DIR
+    start_nginx "$nd"
+    note "${nd##*/} ($(nginx_listen "$nd")): serving ${d##*/} over HTTP"
+  fi
   write_env "$trackers"
   if ((NO_WAIT == 1)); then
     note "${d##*/} serves; not waiting for it to catch up (see: scripts/cluster.sh status --dir $(printf '%q' "$DIR"))"
