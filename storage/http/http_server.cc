@@ -45,6 +45,7 @@ struct HttpServer::Miss {
   // The answer: a member that has the file (its advertised HTTP address); empty when none.
   std::string ip;
   int http_port = 0;
+  bool answered = false;  // some tracker answered (else: 503, the trackers cannot be asked)
 };
 
 namespace {
@@ -384,7 +385,9 @@ void HttpServer::Locate(Miss* m) {
     if (!conn.ok()) continue;
     (*conn)->set_timeout_ms(2000);
     auto r = (*conn)->Call(proto::kTrackerQueryFetchAll, body, 64 * 1024);
-    if (!r.ok() || r->status != 0) continue;
+    if (!r.ok()) continue;
+    m->answered = true;
+    if (r->status != 0) continue;  // ENOENT: another tracker may know the source
     constexpr size_t kEntry = proto::kQueryIpLen + 8;
     if (r->body.size() < proto::kGroupNameLen ||
         (r->body.size() - proto::kGroupNameLen) % kEntry != 0) {
@@ -490,6 +493,12 @@ void HttpServer::OnLocated(int, short, void* arg) {
     auto it = self->miss_outcomes_.find(outcome);
     if (it != self->miss_outcomes_.end()) it->second->Increment();
   };
+  if (m->ip.empty() && !m->answered) {
+    count("tracker_error");
+    evhttp_add_header(evhttp_request_get_output_headers(m->req), "Retry-After", "5");
+    return self->Finish(m->req, 503, "Service Unavailable",
+                        "not on this member, and no tracker answered where it is\n");
+  }
   if (m->ip.empty()) {
     count("not_found");
     return self->Finish(m->req, 404, "Not Found", "not found\n");

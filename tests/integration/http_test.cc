@@ -283,6 +283,11 @@ TEST_F(HttpMissTest, NotYetSyncedIsRedirectedToAMemberThatHasIt) {
   EXPECT_EQ(g.code, 404);
   HttpReply m = AtOther("/metrics");
   EXPECT_NE(m.body.find("depot_http_misses_total{outcome=\"redirected\"} "), std::string::npos);
+  // No tracker to ask: 503 (try again), not a 404 that would tell the client the file is gone.
+  cluster_->tracker(0).Stop();
+  HttpReply down = AtOther("/" + id_);
+  EXPECT_EQ(down.code, 503);
+  EXPECT_EQ(down.headers["retry-after"], "5");
 }
 
 TEST_F(HttpMissTest, NotYetSyncedIsProxiedFromAMemberThatHasIt) {
