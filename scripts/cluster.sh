@@ -92,6 +92,9 @@ environment:
   DEPOT_NGINX       the nginx binary (default: nginx on PATH, then /usr/sbin/nginx)
   DEPOT_NJS_MODULE  nginx's njs module (default:
                     /usr/lib/nginx/modules/ngx_http_js_module.so, libnginx-mod-http-js)
+  DEPOT_TOKEN_CHECK, DEPOT_LUA_MODULE
+                    read by scripts/nginx-conf.sh: what checks the query at nginx (auto: Lua,
+                    libnginx-mod-http-lua, when installed, else njs)
 
 files in DIR:
   cluster.env       DEPOT_TRACKERS=$HOST:port,...  DEPOT_STORAGES=127.0.0.N:port,... (every
@@ -539,7 +542,7 @@ still_running() {
 
 # ---- nginx ------------------------------------------------------------------------------------
 
-# Finds nginx and its njs module; dies with what to do when either is missing.
+# Finds nginx; dies with what to do when it is missing.
 check_nginx() {
   if [[ -z $NGINX_BIN ]]; then
     NGINX_BIN=$(command -v nginx 2>/dev/null || true)
@@ -548,9 +551,7 @@ check_nginx() {
   [[ -n $NGINX_BIN && -x $NGINX_BIN ]] ||
     die "nginx not found (scripts/install-deps.sh installs it; DEPOT_NGINX names another);" \
       "or run without nginx: --no-nginx"
-  [[ -f $NJS_MODULE ]] ||
-    die "nginx's njs module $NJS_MODULE is missing (Debian package libnginx-mod-http-js," \
-      "scripts/install-deps.sh; DEPOT_NJS_MODULE names another); or run without nginx: --no-nginx"
+  # The query check module (Lua, else njs) is the generator's choice: it says what is missing.
 }
 
 # The address an nginx folder's nginx listens on (the listen line of its nginx.conf).

@@ -10,7 +10,8 @@ PACKAGES=(
   prometheus-cpp-dev libgtest-dev libgmock-dev
   libspdlog-dev libfmt-dev libcli11-dev nlohmann-json3-dev
   clang libclang-rt-14-dev
-  nginx-light libnginx-mod-http-js curl e2fsprogs procps
+  nginx-light libnginx-mod-http-lua libnginx-mod-http-ndk libnginx-mod-http-js
+  curl e2fsprogs procps
   wrk siege apache2-utils
 )
 

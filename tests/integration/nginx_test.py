@@ -403,6 +403,116 @@ class SignedUrls(unittest.TestCase):
                              403, f"{addr} ts changed")
             self.assertEqual(request(addr, "/healthz")[0], 200, addr)
 
+    def test_nginx_checks_every_query_exactly_as_storaged(self):
+        """The token and ?filename= rules at nginx (Lua or njs) are storaged's, case by case:
+        status and Content-Disposition compared over raw requests (nginx's request-line parser
+        differs only on bytes no URL may contain, a raw '#' or space, so those are left out)."""
+        secret, ttl = self.secret.encode(), 900
+        remote = self.remote.encode()
+        path = ("/" + self.fid).encode()
+
+        def tok(ts, rem=remote):
+            return hashlib.md5(rem + secret + str(int(ts)).encode()).hexdigest().encode()
+
+        def get(addr, target):
+            status, got = raw_request(addr, b"GET " + target +
+                                      b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            head = got.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
+            disp = [h.split(b":", 1)[1].strip() for h in head[1:]
+                    if h.lower().startswith(b"content-disposition:")]
+            return status, disp
+
+        now = int(time.time())
+        T, TS = tok(now), str(now).encode()
+        good = b"token=" + T + b"&ts=" + TS
+        cases = [
+            ('valid', good),
+            ('no query', None),
+            ('empty query', b''),
+            ('token only', b'token=' + T),
+            ('ts only', b'ts=' + TS),
+            ('empty token', b'token=&ts=' + TS),
+            ('token key without =', b'token&ts=' + TS),
+            ('wrong token', b'token=' + b'0' * 32 + b'&ts=' + TS),
+            ('upper-case token', b'token=' + T.upper() + b'&ts=' + TS),
+            ('mixed-case token', b'token=' + T[:16].upper() + T[16:] + b'&ts=' + TS),
+            ('token 31', b'token=' + T[:31] + b'&ts=' + TS),
+            ('token 33', b'token=' + T + b'0&ts=' + TS),
+            ('token 64', b'token=' + T + T + b'&ts=' + TS),
+            ('token 65 (too long)', b'token=' + T + T + b'a&ts=' + TS),
+            ('token percent-encoded', b'token=%' + b'%'.join(T[i:i+2] for i in range(0, 32, 2)) + b'&ts=' + TS),
+            ('token with high bytes', b'token=' + T[:30] + b'\xc3\x80&ts=' + TS),
+            ('expired ttl+3', b'token=' + tok(now - ttl - 3) + b'&ts=' + str(now - ttl - 3).encode()),
+            ('old ttl-3', b'token=' + tok(now - ttl + 3) + b'&ts=' + str(now - ttl + 3).encode()),
+            ('future ttl-3', b'token=' + tok(now + ttl - 3) + b'&ts=' + str(now + ttl - 3).encode()),
+            ('future ttl+3', b'token=' + tok(now + ttl + 3) + b'&ts=' + str(now + ttl + 3).encode()),
+            ('ts 0', b'token=' + tok(0) + b'&ts=0'),
+            ('ts leading zeros', b'token=' + T + b'&ts=000' + TS),
+            ('ts leading zeros, token over the zeros', b'token=' + hashlib.md5(remote + secret + b'000' + TS).hexdigest().encode() + b'&ts=000' + TS),
+            ('ts 18 digits', b'token=' + T + b'&ts=' + b'9' * 18),
+            ('ts 18 digits, zeros', b'token=' + T + b'&ts=' + b'0' * (18 - len(TS)) + TS),
+            ('ts 19 digits', b'token=' + T + b'&ts=' + b'0' * (19 - len(TS)) + TS),
+            ('ts empty', b'token=' + T + b'&ts='),
+            ('ts no =', b'token=' + T + b'&ts'),
+            ('ts letters', b'token=' + T + b'&ts=' + TS + b'a'),
+            ('ts negative', b'token=' + T + b'&ts=-' + TS),
+            ('ts plus', b'token=' + T + b'&ts=+' + TS),
+            ('ts space', b'token=' + T + b'&ts=%20' + TS),
+            ('ts float', b'token=' + T + b'&ts=' + TS + b'.0'),
+            ('repeated token: last right', b'token=' + b'0' * 32 + b'&token=' + T + b'&ts=' + TS),
+            ('repeated token: last wrong', b'token=' + T + b'&token=' + b'0' * 32 + b'&ts=' + TS),
+            ('repeated token: last empty', b'token=' + T + b'&token=&ts=' + TS),
+            ('repeated token: later too long', b'token=' + T + b'&ts=' + TS + b'&token=' + b'a' * 65),
+            ('repeated ts: last right', b'token=' + T + b'&ts=1&ts=' + TS),
+            ('repeated ts: last old', b'token=' + T + b'&ts=' + TS + b'&ts=1'),
+            ('repeated ts: bad first', b'token=' + T + b'&ts=x&ts=' + TS),
+            ('repeated ts: bad last', b'token=' + T + b'&ts=' + TS + b'&ts=x'),
+            ('key case TOKEN', b'TOKEN=' + T + b'&ts=' + TS),
+            ('key encoded tok%65n', b'tok%65n=' + T + b'&ts=' + TS),
+            ('empty pairs', b'&&' + good + b'&&'),
+            ('empty key', b'=x&' + good),
+            ('unknown keys', b'a=b&depot_hop=1&' + good + b'&x'),
+            ('value with =', b'token=' + T + b'=&ts=' + TS),
+            ('query 2048', good + b'&p=' + b'x' * (2048 - len(good) - 3)),
+            ('query 2049', good + b'&p=' + b'x' * (2049 - len(good) - 3)),
+            ('query 2049 no token', b'p=' + b'x' * 2047),
+            ('filename', good + b'&filename=a%20b.txt'),
+            ('filename plus', good + b'&filename=a+b+%2B.txt'),
+            ('filename utf-8', good + b'&filename=%C3%A9t%C3%A9.txt'),
+            ('filename raw high bytes', good + b'&filename=\xc3\xa9t\xff.txt'),
+            ('filename not utf-8', good + b'&filename=%FF%FE.bin'),
+            ('filename specials', good + b'&filename=a%22b%5Cc%25d%3Be%27f%28%29*!%23$%26+-.^_`|~,:=@[]{}<>?.txt'),
+            ('filename control', good + b'&filename=a%01b%7Fc%09.txt'),
+            ('filename empty', good + b'&filename='),
+            ('filename no =', good + b'&filename'),
+            ('filename bad escape %zz', good + b'&filename=%zz'),
+            ('filename bad escape %4', good + b'&filename=a%4'),
+            ('filename bad escape %', good + b'&filename=a%'),
+            ('filename %%41', good + b'&filename=%%41'),
+            ('filename lower hex', good + b'&filename=%c3%a9'),
+            ('filename NUL', good + b'&filename=a%00b'),
+            ('filename 255', good + b'&filename=' + b'%41' * 255),
+            ('filename 256', good + b'&filename=' + b'%41' * 256),
+            ('filename 255 raw', good + b'&filename=' + b'b' * 255),
+            ('filename 256 raw', good + b'&filename=' + b'b' * 256),
+            ('filename repeated, last wins', good + b'&filename=one.txt&filename=two.txt'),
+            ('filename repeated, last empty', good + b'&filename=one.txt&filename='),
+            ('filename repeated, first bad', good + b'&filename=%zz&filename=two.txt'),
+            ('filename before token', b'filename=x.txt&' + good),
+            ('filename, no token', b'filename=x.txt'),
+            ('filename bad, no token', b'filename=%zz'),
+            ('filename, wrong token', b'filename=x.txt&token=' + b'0' * 32 + b'&ts=' + TS),
+            ('bad ts, no token', b'ts=abc'),
+            ('token too long, no ts', b'token=' + b'a' * 65),
+            ('valid token for another file', b'token=' + tok(now, remote[:-5] + b'x.txt') + b'&ts=' + TS),
+        ]
+        for name, q in cases:
+            target = path if q is None else path + b"?" + q
+            at_storaged = get(self.c.storaged[0], target)
+            at_nginx = get(self.c.nginx[0], target)
+            self.assertEqual(at_nginx, at_storaged, name)
+            self.assertIn(at_storaged[0], (200, 400, 403), name)
+
 
 if __name__ == "__main__":
     unittest.main()
