@@ -373,7 +373,7 @@ TEST_F(ProtocolTest, InternalHandshakeJoinAndHeartbeat) {
   EXPECT_TRUE(IsOk(t.Call(Frame(kProof, proof)), 0));
   // A storage joins: JSON in, {"id": ...} out.
   std::string join =
-      R"({"group":"group7","ip":"127.0.0.9","port":4321,"http_port":0,"store_path_count":1,)"
+      R"({"group":"group7","ip":"127.0.0.9","port":4321,"http_port":8080,"store_path_count":1,)"
       R"("subdir_count":256,"upload_priority":10,"version":"test","join_time":1,"up_time":2})";
   RawReply r = t.Call(Frame(kJoin, join));
   ASSERT_TRUE(r.ok);
@@ -386,7 +386,8 @@ TEST_F(ProtocolTest, InternalHandshakeJoinAndHeartbeat) {
   ASSERT_TRUE(r.ok);
   ASSERT_EQ(r.status, 0);
   EXPECT_EQ(r.body,
-            R"({"peers":[{"id":"127.0.0.9:4321","ip":"127.0.0.9","port":4321,"state":7}]})");
+            R"({"peers":[{"http_port":8080,"id":"127.0.0.9:4321","ip":"127.0.0.9","port":4321,)"
+            R"("state":7}]})");
   // The new group is now listed (two 113-byte records).
   Raw t2(tracker_port());
   r = t2.Call(Frame(kListGroups, ""));
