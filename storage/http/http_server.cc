@@ -47,6 +47,9 @@ struct HttpServer::Miss {
   std::string ip;
   int http_port = 0;
   bool answered = false;  // some tracker answered (else: 503, the trackers cannot be asked)
+  bool no_address = false;  // other members hold it, but their HTTP address is not known yet
+  bool expired = false;     // waited too long in the queue: not asked (503)
+  int64_t queued_ns = 0;
 };
 
 namespace {
@@ -54,6 +57,8 @@ namespace {
 // Bodies up to this size are read into memory and sent with the headers; larger ones go out
 // with sendfile.
 constexpr uint64_t kInlineBody = 32 * 1024;
+// A miss that waited this long for the resolver thread is answered 503 without asking.
+constexpr int64_t kMissDeadlineNs = 5'000'000'000LL;
 
 constexpr const char* kBuiltinMime =
     "text/plain txt\nimage/jpeg jpg jpeg\nimage/png png\nimage/gif gif\nvideo/mp4 mp4\n"
@@ -75,7 +80,10 @@ void HttpServer::Finish(evhttp_request* req, int code, const char* reason, std::
   evkeyvalq* out = evhttp_request_get_output_headers(req);
   evhttp_add_header(out, "Content-Type", "text/plain; charset=utf-8");
   evbuffer* buf = evbuffer_new();
-  if (!text.empty()) evbuffer_add(buf, text.data(), text.size());
+  // A HEAD answer has no body (evhttp would send one, and break the framing of a keep-alive
+  // connection).
+  bool head = evhttp_request_get_command(req) == EVHTTP_REQ_HEAD;
+  if (!text.empty() && !head) evbuffer_add(buf, text.data(), text.size());
   evhttp_send_reply(req, code, reason, buf);
   evbuffer_free(buf);
   CountReply(code);
@@ -88,6 +96,7 @@ void HttpServer::CountReply(int code) {
 }
 
 Status HttpServer::Start() {
+  cache_control_ = "public, max-age=" + std::to_string(opt_.cache_max_age) + ", immutable";
   if (opt_.mime_types.empty()) {
     mime_ = http::MimeTable::Parse(kBuiltinMime);
   } else {
@@ -135,7 +144,10 @@ Status HttpServer::Start() {
     auto loop = std::make_unique<Loop>();
     loop->base = event_base_new();
     loop->http = loop->base ? evhttp_new(loop->base) : nullptr;
-    if (loop->http == nullptr) return Status::Internal("evhttp_new failed");
+    if (loop->http == nullptr) {
+      if (loop->base) event_base_free(loop->base);
+      return Status::Internal("evhttp_new failed");
+    }
     // Every common method reaches Handle(), which answers 405 with Allow for all but GET and
     // HEAD (evhttp itself would answer 501 Not Implemented).
     evhttp_set_allowed_methods(loop->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST |
@@ -146,7 +158,12 @@ Status HttpServer::Start() {
     evhttp_set_timeout(loop->http, 60);
     evhttp_set_default_content_type(loop->http, "application/octet-stream");
     evhttp_set_gencb(loop->http, &HttpServer::OnRequest, this);
-    if (evhttp_accept_socket(loop->http, listen_fd_) != 0) {
+    // Each loop's listener owns (and closes when freed) its own descriptor of the socket.
+    int fd = dup(listen_fd_);
+    if (fd < 0 || evhttp_accept_socket(loop->http, fd) != 0) {
+      if (fd >= 0) close(fd);
+      evhttp_free(loop->http);
+      event_base_free(loop->base);
       return Status::Internal("evhttp_accept_socket failed");
     }
     event_base* base = loop->base;
@@ -166,7 +183,10 @@ void HttpServer::Stop() {
   }
   miss_cv_.notify_all();
   if (resolver_.joinable()) resolver_.join();
-  misses_.clear();  // their requests are freed with the connections below
+  {
+    std::lock_guard<std::mutex> l(miss_mu_);
+    misses_.clear();  // their requests are freed with the connections below
+  }
   for (auto& l : loops_) {
     if (l->base) event_base_loopbreak(l->base);
   }
@@ -202,6 +222,7 @@ void HttpServer::Handle(evhttp_request* req) {
     evbuffer_add(buf, text.data(), text.size());
     evhttp_send_reply(req, 200, "OK", buf);
     evbuffer_free(buf);
+    CountReply(200);
     return;
   }
   auto t = http::ParseTarget(uri, server_->config().group_name);
@@ -221,6 +242,10 @@ void HttpServer::ServeFile(evhttp_request* req, const http::Target& t, bool head
   if (!path.ok()) return Finish(req, 400, "Bad Request", "bad request: store path\n");
   std::string full = (*path)->FullPath(t.id.RelativePath());
   int fd = open(full.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0 && errno != ENOENT) {
+    DEPOT_LOG_WARN("http: open {}: {}", full, strerror(errno));
+    return Finish(req, 500, "Internal Server Error", "cannot open the file\n");
+  }
   struct stat st;
   if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
     if (fd >= 0) close(fd);
@@ -236,15 +261,18 @@ void HttpServer::ServeFile(evhttp_request* req, const http::Target& t, bool head
   // every member; the tags are nginx's, so storaged and nginx agree.
   int64_t modified = st.st_mtime;
   std::string etag = http::ETagFor(modified, size);
-  evhttp_add_header(out, "ETag", etag.c_str());
-  evhttp_add_header(out, "Last-Modified", http::HttpDate(modified).c_str());
-  std::string cache = "public, max-age=" + std::to_string(opt_.cache_max_age) + ", immutable";
-  evhttp_add_header(out, "Cache-Control", cache.c_str());
-  evhttp_add_header(out, "Accept-Ranges", "bytes");
+  // The validators and cache headers go on the 200, 206 and 304 answers only: an error (416,
+  // 500) must not be cached for a year.
+  auto add_file_headers = [&] {
+    evhttp_add_header(out, "ETag", etag.c_str());
+    evhttp_add_header(out, "Last-Modified", http::HttpDate(modified).c_str());
+    evhttp_add_header(out, "Cache-Control", cache_control_.c_str());
+    evhttp_add_header(out, "Accept-Ranges", "bytes");
+    if (!t.filename.empty()) {
+      evhttp_add_header(out, "Content-Disposition", http::ContentDisposition(t.filename).c_str());
+    }
+  };
   const std::string& type = mime_.TypeFor(ExtensionOf(t.id.name));
-  if (!t.filename.empty()) {
-    evhttp_add_header(out, "Content-Disposition", http::ContentDisposition(t.filename).c_str());
-  }
   // Conditional requests: the content of a file ID never changes.
   const char* inm = evhttp_find_header(in, "If-None-Match");
   const char* ims = evhttp_find_header(in, "If-Modified-Since");
@@ -257,6 +285,7 @@ void HttpServer::ServeFile(evhttp_request* req, const http::Target& t, bool head
   }
   if (not_modified) {
     close(fd);
+    add_file_headers();
     evhttp_send_reply(req, 304, "Not Modified", nullptr);
     CountReply(304);
     return;
@@ -273,6 +302,7 @@ void HttpServer::ServeFile(evhttp_request* req, const http::Target& t, bool head
     }
     ranges = std::move(*r);
   }
+  add_file_headers();
   evbuffer* body = evbuffer_new();
   int code = 200;
   const char* reason = "OK";
@@ -294,6 +324,7 @@ void HttpServer::ServeFile(evhttp_request* req, const http::Target& t, bool head
       close(fd);
       if (n != static_cast<ssize_t>(size)) {
         evbuffer_free(body);
+        evhttp_clear_headers(out);
         return Finish(req, 500, "Internal Server Error", "read error\n");
       }
     } else {
@@ -325,6 +356,7 @@ void HttpServer::ServeFile(evhttp_request* req, const http::Target& t, bool head
     if (seg == nullptr) {
       close(fd);
       evbuffer_free(body);
+      evhttp_clear_headers(out);
       return Finish(req, 500, "Internal Server Error");
     }
     uint64_t total = 0;
@@ -359,6 +391,7 @@ void HttpServer::QueueMiss(evhttp_request* req, const http::Target& t, bool head
   m->base = evhttp_connection_get_base(evhttp_request_get_connection(req));
   m->target = t;
   m->head = head;
+  m->queued_ns = MonotonicNanos();
   {
     std::lock_guard<std::mutex> l(miss_mu_);
     if (misses_.size() < opt_.max_pending_misses && !miss_stop_) {
@@ -382,7 +415,13 @@ void HttpServer::ResolverLoop() {
       m = std::move(misses_.front());
       misses_.pop_front();
     }
-    Locate(m.get());
+    // Behind slow trackers the queue can grow: a miss that waited longer than a client would is
+    // answered 503 at once instead of adding to the delay.
+    if (MonotonicNanos() - m->queued_ns > kMissDeadlineNs) {
+      m->expired = true;
+    } else {
+      Locate(m.get());
+    }
     event_base* base = m->base;
     timeval now{0, 0};
     Miss* raw = m.release();
@@ -422,7 +461,10 @@ void HttpServer::Locate(Miss* m) {
       int sport = static_cast<int>(proto::GetU64(r->body.data() + off + proto::kQueryIpLen));
       if (ip == self_ip && sport == server_->port()) continue;
       int http_port = server_->replicator().PeerHttpPort(ip, sport);
-      if (http_port <= 0) continue;
+      if (http_port <= 0) {
+        m->no_address = true;  // e.g. just after this member started: its peer list is empty
+        continue;
+      }
       m->ip = ip;
       m->http_port = http_port;
       return;
@@ -440,17 +482,28 @@ constexpr size_t kProxyHighWater = 4 << 20;
 struct Proxy {
   evhttp_request* down = nullptr;  // the client's request
   evhttp_connection* up_conn = nullptr;
+  event_base* base = nullptr;
   bool started = false;
-  std::function<void(int)> count;
+  std::function<void(int)> count;  // a response code went out
+  std::function<void()> done;      // the proxy is finished (active count)
 };
 
 bool DownAlive(Proxy* p) { return evhttp_request_get_connection(p->down) != nullptr; }
 
-void OnDownDrained(evhttp_connection*, void* arg) {
-  auto* p = static_cast<Proxy*>(arg);
+void ResumeUpstream(Proxy* p) {
   if (p->up_conn != nullptr) {
     bufferevent_enable(evhttp_connection_get_bufferevent(p->up_conn), EV_READ);
   }
+}
+
+void OnDownDrained(evhttp_connection*, void* arg) { ResumeUpstream(static_cast<Proxy*>(arg)); }
+
+// The client's connection closed (a reset, a stall past the timeout): a paused upstream read
+// must resume, or nothing would ever finish this proxy; later chunks are discarded.
+void OnDownClosed(evhttp_connection*, void* arg) { ResumeUpstream(static_cast<Proxy*>(arg)); }
+
+void FreeUpstream(evutil_socket_t, short, void* arg) {
+  evhttp_connection_free(static_cast<evhttp_connection*>(arg));
 }
 
 int OnProxyHeaders(evhttp_request* up, void* arg) {
@@ -462,8 +515,8 @@ int OnProxyHeaders(evhttp_request* up, void* arg) {
                         "Cache-Control", "Accept-Ranges", "Content-Disposition", "Location"}) {
     if (const char* v = evhttp_find_header(in, h)) evhttp_add_header(out, h, v);
   }
-  const char* reason = evhttp_request_get_response_code_line(up);
-  if (DownAlive(p)) evhttp_send_reply_start(p->down, code, reason != nullptr ? reason : "");
+  // The reason phrase is libevent's own for the code, not the peer's text.
+  if (DownAlive(p)) evhttp_send_reply_start(p->down, code, nullptr);
   p->started = true;
   if (p->count) p->count(code);
   return 0;
@@ -490,21 +543,33 @@ void OnProxyChunk(evhttp_request* up, void* arg) {
 void OnProxyDone(evhttp_request* up, void* arg) {
   auto* p = static_cast<Proxy*>(arg);
   bool ok = up != nullptr && evhttp_request_get_response_code(up) != 0;
-  p->up_conn = nullptr;  // freed by libevent once this callback returns
+  if (evhttp_connection* dc = evhttp_request_get_connection(p->down)) {
+    evhttp_connection_set_closecb(dc, nullptr, nullptr);
+  }
   if (!p->started) {
     evkeyvalq* out = evhttp_request_get_output_headers(p->down);
     evhttp_add_header(out, "Content-Type", "text/plain; charset=utf-8");
     evbuffer* buf = evbuffer_new();
-    evbuffer_add_printf(buf, "bad gateway: the member that has the file did not answer\n");
+    if (evhttp_request_get_command(p->down) != EVHTTP_REQ_HEAD) {
+      evbuffer_add_printf(buf, "bad gateway: the member that has the file did not answer\n");
+    }
     evhttp_send_reply(p->down, 502, "Bad Gateway", buf);
     evbuffer_free(buf);
     if (p->count) p->count(502);
   } else if (ok || !DownAlive(p)) {
-    evhttp_send_reply_end(p->down);
+    evhttp_send_reply_end(p->down);  // frees a request whose client has gone
   } else {
     // Cut off mid-body: the client must see a broken transfer, not a short file.
     evhttp_connection_free(evhttp_request_get_connection(p->down));
   }
+  // The upstream connection (opened with "Connection: close") is freed from the loop, not from
+  // inside its own callback.
+  timeval now{0, 0};
+  if (event_base_once(p->base, -1, EV_TIMEOUT, &FreeUpstream, p->up_conn, &now) != 0) {
+    DEPOT_LOG_WARN("http proxy: cannot schedule freeing an upstream connection");
+  }
+  p->up_conn = nullptr;
+  if (p->done) p->done();
   delete p;
 }
 
@@ -517,6 +582,13 @@ void HttpServer::OnLocated(int, short, void* arg) {
     auto it = self->miss_outcomes_.find(outcome);
     if (it != self->miss_outcomes_.end()) it->second->Increment();
   };
+  if (m->expired || (m->ip.empty() && m->no_address)) {
+    count("overloaded");
+    evhttp_add_header(evhttp_request_get_output_headers(m->req), "Retry-After", "1");
+    return self->Finish(m->req, 503, "Service Unavailable",
+                        m->expired ? "busy: the trackers are slow to answer\n"
+                                   : "not on this member; the member that has it is not known yet\n");
+  }
   if (m->ip.empty() && !m->answered) {
     count("tracker_error");
     evhttp_add_header(evhttp_request_get_output_headers(m->req), "Retry-After", "5");
@@ -539,32 +611,42 @@ void HttpServer::OnLocated(int, short, void* arg) {
     evhttp_add_header(out, "Cache-Control", "no-store");
     return self->Finish(m->req, 302, "Found", "found at " + location + "\n");
   }
+  if (self->active_proxies_.load() >= kMaxProxies) {
+    count("overloaded");
+    evhttp_add_header(evhttp_request_get_output_headers(m->req), "Retry-After", "1");
+    return self->Finish(m->req, 503, "Service Unavailable", "busy: too many proxied reads\n");
+  }
   count("proxied");
   auto* p = new Proxy;
   p->down = m->req;
+  p->base = m->base;
   p->count = [self](int code) { self->CountReply(code); };
+  p->done = [self] { self->active_proxies_--; };
   p->up_conn = evhttp_connection_base_new(m->base, nullptr, m->ip.c_str(),
                                           static_cast<uint16_t>(m->http_port));
   if (p->up_conn == nullptr) {
     delete p;
     return self->Finish(m->req, 502, "Bad Gateway", "bad gateway\n");
   }
+  self->active_proxies_++;
   evhttp_connection_set_timeout(p->up_conn, self->opt_.upstream_timeout);
-  evhttp_connection_free_on_completion(p->up_conn);
+  evhttp_connection_set_closecb(evhttp_request_get_connection(m->req), &OnDownClosed, p);
   evhttp_request* up = evhttp_request_new(&OnProxyDone, p);
   evhttp_request_set_header_cb(up, &OnProxyHeaders);
   evhttp_request_set_chunked_cb(up, &OnProxyChunk);
   evkeyvalq* in = evhttp_request_get_input_headers(m->req);
   evkeyvalq* up_out = evhttp_request_get_output_headers(up);
   evhttp_add_header(up_out, "Host", authority.c_str());
+  evhttp_add_header(up_out, "Connection", "close");
   for (const char* h : {"Range", "If-None-Match", "If-Modified-Since"}) {
     if (const char* v = evhttp_find_header(in, h)) evhttp_add_header(up_out, h, v);
   }
+  // On failure (no memory) libevent has freed `up` itself and has not called OnProxyDone.
   if (evhttp_make_request(p->up_conn, up, m->head ? EVHTTP_REQ_HEAD : EVHTTP_REQ_GET,
                           target.c_str()) != 0) {
-    // Only fails before any I/O (no socket): the request was not queued and is ours to free.
-    evhttp_request_free(up);
+    evhttp_connection_set_closecb(evhttp_request_get_connection(m->req), nullptr, nullptr);
     evhttp_connection_free(p->up_conn);
+    self->active_proxies_--;
     delete p;
     return self->Finish(m->req, 502, "Bad Gateway", "bad gateway\n");
   }

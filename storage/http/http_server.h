@@ -3,9 +3,10 @@
 // If-Modified-Since, Content-Type from conf/mime.types, Cache-Control immutable, ?filename= as
 // Content-Disposition, the FastDFS-compatible anti-leech token, /healthz and /metrics.
 //
-// libevent evhttp, one event base per thread, all accepting on one listening socket. Bodies go
-// out with sendfile (evbuffer file segments). Opening a file is the only disk work on a loop
-// (the open and fstat of a file ID, as nginx does).
+// libevent evhttp, one event base per thread, each accepting on its own descriptor of one
+// listening socket. Bodies over 32 KiB go out with sendfile (evbuffer file segments); smaller ones
+// are read (pread) into the reply. The open, fstat and small reads of a file ID are the only disk
+// work on a loop, as with nginx; asking the trackers about a missing file runs on a thread.
 #pragma once
 
 #include <atomic>
@@ -78,6 +79,7 @@ class HttpServer {
   HttpOptions opt_;
   prometheus::Registry* registry_;
   http::MimeTable mime_;
+  std::string cache_control_;  // "public, max-age=N, immutable"
   std::vector<std::unique_ptr<Loop>> loops_;
   int listen_fd_ = -1;
   int port_ = 0;
@@ -88,6 +90,8 @@ class HttpServer {
   bool miss_stop_ = false;                    // GUARDED_BY(miss_mu_)
   std::thread resolver_;
 
+  std::atomic<int> active_proxies_{0};  // proxied reads in flight (proxy mode)
+  static constexpr int kMaxProxies = 256;
   std::map<int, prometheus::Counter*> replies_;  // by status code (0: any other)
   std::map<std::string, prometheus::Counter*> miss_outcomes_;
 };

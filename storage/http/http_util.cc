@@ -101,6 +101,11 @@ Result<Target> ParseTarget(std::string_view uri, std::string_view group) {
   DEPOT_ASSIGN_OR_RETURN(t.id, proto::ParseRemoteName(g, path.substr(slash + 1)));
   if (!query.empty()) {
     if (query.size() > 2048) return Status::InvalidArgument("query too long");
+    for (char c : query) {
+      // Control bytes could end up in a Location header (redirects carry the query on).
+      auto u = static_cast<unsigned char>(c);
+      if (u < 0x20 || u == 0x7F) return Status::InvalidArgument("control character in the query");
+    }
     t.query = std::string(query);
     for (std::string_view kv : Split(query, '&')) {
       size_t eq = kv.find('=');

@@ -39,7 +39,8 @@ TEST(HttpTargetTest, AnythingButAFileIdIsRefused) {
                           std::string("/"), std::string(""), std::string("group1/") + kName,
                           std::string("/group1/MZZ/1F/38/fwAAAWsJFUqAOD_FAAAADIJ3Nzo492.txt"),
                           std::string("/bad group/") + kName, "/" + std::string(5000, 'a'),
-                          good + "?ts=12x", good + "?filename=%zz"}) {
+                          good + "?ts=12x", good + "?filename=%zz", good + "?a=b\rLocation:x",
+                          good + "?a=\x7f"}) {
     EXPECT_FALSE(ParseTarget(bad, "group1").ok()) << bad;
   }
   EXPECT_TRUE(ParseTarget(good, "group2").status().IsNotFound());

@@ -143,7 +143,11 @@ TEST_F(HttpTest, RangesAndConditionalRequests) {
   EXPECT_NE(multi.body.find("Content-Range: bytes 50000-50009/100000\r\n\r\n" +
                             data_.substr(50000, 10)),
             std::string::npos);
-  EXPECT_EQ(Get("/" + id_, "Range: bytes=-0\r\n").code, 416);
+  HttpReply unsat = Get("/" + id_, "Range: bytes=-0\r\n");
+  EXPECT_EQ(unsat.code, 416);
+  // An error is not cacheable: no year-long Cache-Control, no validators on a 416.
+  EXPECT_EQ(unsat.headers.count("cache-control"), 0u);
+  EXPECT_EQ(unsat.headers.count("etag"), 0u);
   EXPECT_EQ(Get("/" + id_, "Range: bytes=100000-\r\n").code, 416);
   std::string many = "Range: bytes=0-0";
   for (int i = 1; i < 10000; ++i) many += "," + std::to_string(i) + "-" + std::to_string(i);
@@ -172,6 +176,15 @@ TEST_F(HttpTest, BadRequestsGet4xxAndTheServerKeepsServing) {
   }
   HttpReply huge = Get("/" + id_, "X-Big: " + std::string(1 << 20, 'h') + "\r\n");
   EXPECT_TRUE(huge.code == 0 || (huge.code >= 400 && huge.code < 500)) << huge.code;
+  // A HEAD answer never carries a body, errors included (it would break keep-alive framing).
+  for (const std::string& target : {std::string("/etc/passwd"), std::string("/groupX/") + name,
+                                    "/" + id_ + "?a=%zz&filename=%zz"}) {
+    HttpReply h = Get(target, "", "HEAD");
+    EXPECT_GE(h.code, 400) << target;
+    EXPECT_TRUE(h.body.empty()) << target << ": " << h.body;
+  }
+  // A control byte in the query could reach a redirect's Location header: refused.
+  EXPECT_EQ(Get("/" + id_ + "?a=%0d", "").code, 200);  // escaped: fine
   HttpReply del = Get("/" + id_, "", "DELETE");
   EXPECT_EQ(del.code, 405);
   EXPECT_EQ(del.headers["allow"], "GET, HEAD");
