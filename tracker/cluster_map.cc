@@ -215,12 +215,21 @@ Result<std::vector<Target>> ClusterMap::PickFetch(const std::string& group, uint
   std::vector<const Member*> sources;
   bool source_active = false;
   bool source_joined = false;
+  bool source_online = false;  // joined, first heartbeat (and so its state) not in yet
   for (auto& [id, m] : it->second) {
     if (m.info.ip == src) {
       sources.push_back(&m);
       source_active = source_active || m.state == StorageState::kActive;
       source_joined = source_joined || m.joined;
+      source_online = source_online || m.state == StorageState::kOnline;
     }
+  }
+  // A source that has just joined is about to report its state (its first heartbeat follows the
+  // join at once): it is reconnecting, not down, and the other members may lack its latest
+  // files. Found under load by TrackerKillAndRestartUnderTraffic: between the join and that
+  // heartbeat every ACTIVE member was offered.
+  if (!source_active && source_online) {
+    return Status::NotFound("the file's source has just joined; its state is not known yet:", src);
   }
   // Right after this tracker (re)started, a source that has not joined it yet is most likely
   // reconnecting, not down: offering the other members would send readers to members that may

@@ -470,6 +470,21 @@ TEST_F(ClusterMapTest, RestartedTrackerSendsClientsElsewhereUntilTheSourceRejoin
   EXPECT_EQ((*joined)[0].ip, "10.0.0.1");
 }
 
+TEST_F(ClusterMapTest, ASourceBetweenItsJoinAndFirstHeartbeatIsNotTakenForDead) {
+  // Regression: a source that had joined but not yet sent its first heartbeat (ONLINE) counted
+  // as down, so every ACTIVE member was offered for its newest files (ENOENT at the member).
+  ClusterMap map(Policies{});
+  AddActive(map, "group1", "10.0.0.1");
+  auto id = map.Join(MakeJoin("group1", "10.0.0.2"), now_);
+  ASSERT_TRUE(id.ok());
+  auto early = map.PickFetch("group1", Ip("10.0.0.2"), true, 100, now_ + 100);
+  EXPECT_TRUE(early.status().IsNotFound()) << early.status().ToString();
+  ASSERT_TRUE(map.Heartbeat(*id, MakeHb(*id, {{10000, 1000}}), now_).ok());
+  auto later = map.PickFetch("group1", Ip("10.0.0.2"), true, 100, now_ + 100);
+  ASSERT_TRUE(later.ok()) << later.status().ToString();
+  EXPECT_EQ((*later)[0].ip, "10.0.0.2");
+}
+
 TEST_F(ClusterMapTest, MembersCatchingUpAreNotOffered) {
   ClusterMap map(Policies{});
   AddActive(map, "group1", "10.0.0.1");
