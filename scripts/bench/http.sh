@@ -185,17 +185,15 @@ results=$work/results.jsonl
 # record TOOL TARGET SIZE JSON
 record() { echo "{\"tool\":\"$1\",\"target\":\"$2\",\"size\":$3,\"r\":$4}" >>"$results"; }
 
-# bench_wrk TARGET ADDR SIZE [PATHS]: --runs wrk runs.
-bench_wrk() {
-  local target=$1 addr=$2 size=$3 paths=${4:-$work/paths-$3} r out j
-  for ((r = 1; r <= runs; r++)); do
-    out=$(wrk -t 1 -c "$conns" -d "${duration}s" --latency -s "$work/rotate.lua" "http://$addr" \
-      -- "$paths" 2>&1) || { log "wrk failed: $out"; continue; }
-    j=$(sed -n 's/^WRKJSON //p' <<<"$out")
-    [[ -n $j ]] || { log "wrk printed no figures: $out"; continue; }
-    record wrk "$target" "$size" "$j"
-    log "wrk $target $size: $j"
-  done
+# wrk_once TARGET ADDR SIZE [PATHS]: one wrk run.
+wrk_once() {
+  local target=$1 addr=$2 size=$3 paths=${4:-$work/paths-$3} out j
+  out=$(wrk -t 1 -c "$conns" -d "${duration}s" --latency -s "$work/rotate.lua" "http://$addr" \
+    -- "$paths" 2>&1) || { log "wrk failed: $out"; return 0; }
+  j=$(sed -n 's/^WRKJSON //p' <<<"$out")
+  [[ -n $j ]] || { log "wrk printed no figures: $out"; return 0; }
+  record wrk "$target" "$size" "$j"
+  log "wrk $target $size: $j"
 }
 
 bench_ab() {
@@ -247,8 +245,14 @@ start_plain
 
 declare -A ADDR=([plain]=127.0.0.1:$plain_port [nginx]=$NGINX_ADDR [storaged]=$STORAGED_ADDR)
 for size in "${SIZES[@]}"; do
+  # The wrk runs of the three targets take turns, so that a slow moment of this shared machine
+  # does not land on one target's runs only.
+  for ((r = 1; r <= runs; r++)); do
+    for target in plain nginx storaged; do
+      wrk_once "$target" "${ADDR[$target]}" "$size"
+    done
+  done
   for target in plain nginx storaged; do
-    bench_wrk "$target" "${ADDR[$target]}" "$size"
     bench_ab "$target" "${ADDR[$target]}" "$size"
     bench_siege "$target" "${ADDR[$target]}" "$size"
   done
@@ -281,7 +285,9 @@ while read -r p; do
 done <"$work/paths-4096"
 code=$(curl -s -o /dev/null -w '%{http_code}' "http://$NGINX_ADDR$(head -1 "$work/paths-4096")")
 [[ $code == 403 ]] || log "warning: an unsigned URL got $code at nginx, not 403"
-bench_wrk nginx-token "$NGINX_ADDR" 4096 "$work/paths-signed"
+for ((r = 1; r <= runs; r++)); do
+  wrk_once nginx-token "$NGINX_ADDR" 4096 "$work/paths-signed"
+done
 
 /usr/bin/python3 - "$results" "$runs" "$conns" "$workers" "$duration" "$seek" "$mp4type" <<'EOF'
 import json, statistics, sys
@@ -310,6 +316,9 @@ for tool in ("wrk", "ab", "siege"):
                 continue
             ratio = f"{c['rps'] / base['rps'] * 100:.0f}%" if base and base["rps"] else "-"
             p99 = "-" if c["p99_ms"] < 0 else f"{c['p99_ms']:.2f}"
+            if c["errors"] == -1:  # siege hung and was killed: no figures
+                print(f"| {names[size]} | {target} | - | - | - | - | did not finish | - |")
+                continue
             print(f"| {names[size]} | {target} | {c['rps']:,.0f} | {c['mbps']:,.1f} | "
                   f"{c['p50_ms']:.2f} | {p99} | {c['errors']} | {ratio} |")
 print()
