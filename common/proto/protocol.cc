@@ -82,4 +82,18 @@ std::string_view TrimFixed(std::string_view field) {
   return nul == std::string_view::npos ? field : field.substr(0, nul);
 }
 
+Result<std::vector<FetchTarget>> DecodeFetchAll(std::string_view body) {
+  constexpr size_t kEntry = kQueryIpLen + 8;
+  if (body.size() < kGroupNameLen + kEntry || (body.size() - kGroupNameLen) % kEntry != 0) {
+    return Status::Corruption("query fetch all: reply of " + std::to_string(body.size()) +
+                              " bytes");
+  }
+  std::vector<FetchTarget> out;
+  for (size_t at = kGroupNameLen; at < body.size(); at += kEntry) {
+    out.push_back({std::string(TrimFixed(body.substr(at, kQueryIpLen))),
+                   static_cast<int>(GetU64(body.data() + at + kQueryIpLen))});
+  }
+  return out;
+}
+
 }  // namespace depot::proto

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/base/status.h"
 
@@ -147,5 +148,14 @@ void AppendFixed(std::string* out, std::string_view s, size_t width);
 void AppendU64(std::string* out, uint64_t v);
 // Text of a NUL-padded field, up to the first NUL.
 std::string_view TrimFixed(std::string_view field);
+
+// One storage address of a tracker's QUERY_FETCH_ALL (105) reply.
+struct FetchTarget {
+  std::string ip;
+  int port = 0;
+};
+// Decodes a 105 reply: group (16), then IP (15) + port (8) per member (FastDFS 6.16's layout).
+// Corruption for any other length.
+Result<std::vector<FetchTarget>> DecodeFetchAll(std::string_view body);
 
 }  // namespace depot::proto

@@ -305,3 +305,32 @@ TEST(StorageStateTest, Names) {
 
 }  // namespace
 }  // namespace depot::proto
+
+namespace depot::proto {
+namespace {
+
+TEST(FetchAllTest, DecodesEveryMemberAndRefusesOtherLengths) {
+  std::string body;
+  AppendFixed(&body, "group1", kGroupNameLen);
+  AppendFixed(&body, "127.0.0.1", kQueryIpLen);
+  AppendU64(&body, 23000);  // vector 18: one member
+  auto one = DecodeFetchAll(body);
+  ASSERT_TRUE(one.ok()) << one.status().ToString();
+  ASSERT_EQ(one->size(), 1u);
+  EXPECT_EQ((*one)[0].ip, "127.0.0.1");
+  EXPECT_EQ((*one)[0].port, 23000);
+  AppendFixed(&body, "127.0.0.2", kQueryIpLen);
+  AppendU64(&body, 23001);
+  auto two = DecodeFetchAll(body);
+  ASSERT_TRUE(two.ok());
+  ASSERT_EQ(two->size(), 2u);
+  EXPECT_EQ((*two)[1].ip, "127.0.0.2");
+  EXPECT_EQ((*two)[1].port, 23001);
+  // The older layout (an extra member as an IP alone), a bare group, a cut entry: refused.
+  for (size_t len : {body.size() - 8, size_t{16}, size_t{30}, size_t{0}}) {
+    EXPECT_FALSE(DecodeFetchAll(std::string_view(body).substr(0, len)).ok()) << len;
+  }
+}
+
+}  // namespace
+}  // namespace depot::proto

@@ -451,14 +451,9 @@ void HttpServer::Locate(Miss* m) {
     if (!r.ok()) continue;
     m->answered = true;
     if (r->status != 0) continue;  // ENOENT: another tracker may know the source
-    constexpr size_t kEntry = proto::kQueryIpLen + 8;
-    if (r->body.size() < proto::kGroupNameLen ||
-        (r->body.size() - proto::kGroupNameLen) % kEntry != 0) {
-      continue;
-    }
-    for (size_t off = proto::kGroupNameLen; off < r->body.size(); off += kEntry) {
-      std::string ip(proto::TrimFixed(std::string_view(r->body).substr(off, proto::kQueryIpLen)));
-      int sport = static_cast<int>(proto::GetU64(r->body.data() + off + proto::kQueryIpLen));
+    auto holders = proto::DecodeFetchAll(r->body);
+    if (!holders.ok()) continue;
+    for (const auto& [ip, sport] : *holders) {
       if (ip == self_ip && sport == server_->port()) continue;
       int http_port = server_->replicator().PeerHttpPort(ip, sport);
       if (http_port <= 0) {

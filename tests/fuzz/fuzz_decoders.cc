@@ -16,6 +16,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   (void)depot::proto::DecodeJoin(in);
   (void)depot::proto::DecodeHeartbeat(in);
   (void)depot::proto::DecodeHeartbeatReply(in);
+  (void)depot::proto::DecodeFetchAll(in);
   auto meta = depot::proto::ParseMeta(in);
   if (meta.ok()) {
     auto again = depot::proto::ParseMeta(depot::proto::EncodeMeta(*meta));

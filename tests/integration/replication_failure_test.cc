@@ -102,18 +102,9 @@ Result<std::vector<std::pair<std::string, int>>> QueryFetchAll(int tracker_port,
   DEPOT_ASSIGN_OR_RETURN(auto r, conn->Call(proto::kTrackerQueryFetchAll, GroupAndName(file_id),
                                             1 << 16));
   if (r.status != 0) return Status::IOError("query fetch all: status " + std::to_string(r.status));
-  constexpr size_t kEntry = proto::kQueryIpLen + 8;
-  if (r.body.size() < proto::kGroupNameLen + kEntry ||
-      (r.body.size() - proto::kGroupNameLen) % kEntry != 0) {
-    return Status::Corruption("query fetch all: reply of " + std::to_string(r.body.size()) +
-                              " bytes");
-  }
+  DEPOT_ASSIGN_OR_RETURN(auto targets, proto::DecodeFetchAll(r.body));
   std::vector<std::pair<std::string, int>> out;
-  for (size_t at = proto::kGroupNameLen; at < r.body.size(); at += kEntry) {
-    std::string ip(proto::TrimFixed(std::string_view(r.body).substr(at, proto::kQueryIpLen)));
-    int port = static_cast<int>(proto::GetU64(r.body.data() + at + proto::kQueryIpLen));
-    out.emplace_back(ip, port);
-  }
+  for (const auto& t : targets) out.emplace_back(t.ip, t.port);
   return out;
 }
 
