@@ -173,54 +173,128 @@ class Client::Impl {
     return ParseNode(r, false, cmd == proto::kTrackerQueryUpdate ? "query update" : "query fetch");
   }
 
-  // Sends an upload whose `size` body bytes come from `send_body`.
+  // Sends `head` then `size` body bytes from `send_body` to the storage at `node` as command
+  // `cmd`, and reads the reply (at most `max_reply` bytes). The request is never sent twice once
+  // its first byte went out.
+  Result<net::Reply> BodyCall(const StorageNode& node, uint8_t cmd, const std::string& head,
+                              uint64_t size, const std::function<Status(BlockingConn&)>& send_body,
+                              uint64_t max_reply, bool* connected) {
+    net::Reply out;
+    Status s = WithConn(node.ip, node.port, [&](BlockingConn& c, bool* consumed) -> Status {
+      *connected = true;
+      std::string prefix(proto::kHeaderSize, '\0');
+      proto::EncodeHeader({head.size() + size, cmd, 0}, prefix.data());
+      prefix += head;
+      DEPOT_RETURN_IF_ERROR(c.SendAll(prefix.data(), prefix.size()));
+      // From here on the storage may act on it: never send it a second time.
+      *consumed = true;
+      Status sent = send_body ? send_body(c) : Status::OK();
+      if (!sent.ok()) {
+        // The server may have answered early (and closed): its status explains better.
+        auto h = c.RecvHeader(max_reply);
+        if (h.ok() && h->status != 0) {
+          c.MarkBroken();
+          out.status = h->status;
+          return Status::OK();
+        }
+        return sent;
+      }
+      DEPOT_ASSIGN_OR_RETURN(proto::FrameHeader h, c.RecvHeader(max_reply));
+      out.status = h.status;
+      out.body.assign(h.body_len, '\0');
+      return c.RecvExact(out.body.data(), out.body.size());
+    });
+    if (!s.ok()) return s;
+    return out;
+  }
+
+  static Result<std::string> FileIdFromReply(const net::Reply& r, const std::string& what) {
+    DEPOT_RETURN_IF_ERROR(proto::WireToStatus(r.status, what));
+    if (r.body.size() <= proto::kGroupNameLen) return Status::Corruption("short " + what + " reply");
+    return std::string(proto::TrimFixed(std::string_view(r.body).substr(0, 16))) + "/" +
+           r.body.substr(proto::kGroupNameLen);
+  }
+
+  // Uploads (11, or 23 for an appender file) `size` bytes from `send_body`.
   Result<std::string> Upload(const UploadOptions& opts, uint64_t size,
-                             const std::function<Status(BlockingConn&)>& send_body) {
+                             const std::function<Status(BlockingConn&)>& send_body,
+                             bool appender = false) {
     DEPOT_RETURN_IF_ERROR(proto::ValidateExt(opts.ext));
     std::string file_id;
     StorageNode node;
-    Status s;
+    Result<net::Reply> r = Status::Internal("no attempt");
     // A storage that died a moment ago may still be handed out by a tracker that has not noticed:
     // when it cannot even be connected to, ask the tracker again (once).
     for (int attempt = 0; attempt < 2; ++attempt) {
       DEPOT_ASSIGN_OR_RETURN(node, QueryStore(opts.group));
+      std::string head;
+      head.push_back(static_cast<char>(node.store_path));
+      proto::AppendU64(&head, size);
+      proto::AppendFixed(&head, opts.ext, proto::kExtLen);
       bool connected = false;
-      s = WithConn(node.ip, node.port, [&](BlockingConn& c, bool* consumed) -> Status {
-        connected = true;
-        std::string prefix(proto::kHeaderSize, '\0');
-        proto::EncodeHeader({1 + 8 + proto::kExtLen + size, proto::kStorageUpload, 0},
-                            prefix.data());
-        prefix.push_back(static_cast<char>(node.store_path));
-        proto::AppendU64(&prefix, size);
-        proto::AppendFixed(&prefix, opts.ext, proto::kExtLen);
-        DEPOT_RETURN_IF_ERROR(c.SendAll(prefix.data(), prefix.size()));
-        // From here on the storage may store the file: never send it a second time.
-        *consumed = true;
-        DEPOT_RETURN_IF_ERROR(send_body(c));
-        DEPOT_ASSIGN_OR_RETURN(proto::FrameHeader h,
-                               c.RecvHeader(proto::kGroupNameLen + proto::kMaxRemoteNameLen));
-        *consumed = true;
-        std::string body(h.body_len, '\0');
-        DEPOT_RETURN_IF_ERROR(c.RecvExact(body.data(), body.size()));
-        if (h.status != 0) return proto::WireToStatus(h.status, "upload to " + c.address());
-        if (body.size() <= proto::kGroupNameLen) return Status::Corruption("short upload reply");
-        file_id = std::string(proto::TrimFixed(std::string_view(body).substr(0, 16))) + "/" +
-                  body.substr(proto::kGroupNameLen);
-        return Status::OK();
-      });
-      if (s.ok() || connected) break;
+      r = BodyCall(node, appender ? proto::kStorageUploadAppender : proto::kStorageUpload, head,
+                   size, send_body, proto::kGroupNameLen + proto::kMaxRemoteNameLen, &connected);
+      if (r.ok() || connected) break;
     }
-    if (!s.ok()) return s;
-    if (!opts.meta.empty()) {
-      DEPOT_ASSIGN_OR_RETURN(ParsedId p, Parse(file_id));
-      Status m = SetMetaOn(node, p, opts.meta, false);
-      if (!m.ok()) {
-        // The caller gets an error and no file ID: do not leave an orphan file behind.
-        (void)SmallCall(node.ip, node.port, proto::kStorageDelete, p.group_and_name, 0);
-        return m.WithContext("upload " + file_id + " stored but its metadata failed; removed");
-      }
+    if (!r.ok()) return r.status();
+    DEPOT_ASSIGN_OR_RETURN(file_id, FileIdFromReply(*r, "upload to " + node.ip + ":" +
+                                                            std::to_string(node.port)));
+    return WithMeta(node, file_id, opts.meta);
+  }
+
+  // Sets the metadata of a file just uploaded; removes the file when that fails (the caller gets
+  // an error and no file ID: no orphan is left behind).
+  Result<std::string> WithMeta(const StorageNode& node, const std::string& file_id,
+                               const std::map<std::string, std::string>& meta) {
+    if (meta.empty()) return file_id;
+    DEPOT_ASSIGN_OR_RETURN(ParsedId p, Parse(file_id));
+    Status m = SetMetaOn(node, p, meta, false);
+    if (!m.ok()) {
+      (void)SmallCall(node.ip, node.port, proto::kStorageDelete, p.group_and_name, 0);
+      return m.WithContext("upload " + file_id + " stored but its metadata failed; removed");
     }
     return file_id;
+  }
+
+  // Upload slave (21): master_len8 + size8 + prefix16 + ext6 + master name + the bytes, to the
+  // master's storage.
+  Result<std::string> UploadSlave(const std::string& master_id, const std::string& prefix,
+                                  const UploadOptions& opts, uint64_t size,
+                                  const std::function<Status(BlockingConn&)>& send_body) {
+    DEPOT_RETURN_IF_ERROR(proto::ValidateExt(opts.ext));
+    DEPOT_RETURN_IF_ERROR(proto::ValidatePrefix(prefix));
+    DEPOT_ASSIGN_OR_RETURN(ParsedId m, Parse(master_id));
+    DEPOT_ASSIGN_OR_RETURN(StorageNode node, QueryFile(m, proto::kTrackerQueryUpdate));
+    std::string remote = m.id.RemoteName();
+    std::string head;
+    proto::AppendU64(&head, remote.size());
+    proto::AppendU64(&head, size);
+    proto::AppendFixed(&head, prefix, proto::kPrefixLen);
+    proto::AppendFixed(&head, opts.ext, proto::kExtLen);
+    head += remote;
+    bool connected = false;
+    DEPOT_ASSIGN_OR_RETURN(net::Reply r, BodyCall(node, proto::kStorageUploadSlave, head, size,
+                                                  send_body, 1024, &connected));
+    DEPOT_ASSIGN_OR_RETURN(std::string file_id, FileIdFromReply(r, "upload slave of " + master_id));
+    return WithMeta(node, file_id, opts.meta);
+  }
+
+  // Append (24) or modify (34) of an appender file.
+  Status Change(const std::string& file_id, bool append, uint64_t offset, uint64_t size,
+                const std::function<Status(BlockingConn&)>& send_body) {
+    DEPOT_ASSIGN_OR_RETURN(ParsedId p, Parse(file_id));
+    DEPOT_ASSIGN_OR_RETURN(StorageNode node, QueryFile(p, proto::kTrackerQueryUpdate));
+    std::string remote = p.id.RemoteName();
+    std::string head;
+    proto::AppendU64(&head, remote.size());
+    if (!append) proto::AppendU64(&head, offset);
+    proto::AppendU64(&head, size);
+    head += remote;
+    bool connected = false;
+    DEPOT_ASSIGN_OR_RETURN(net::Reply r,
+                           BodyCall(node, append ? proto::kStorageAppend : proto::kStorageModify,
+                                    head, size, send_body, 1024, &connected));
+    return proto::WireToStatus(r.status, (append ? "append to " : "modify ") + file_id);
   }
 
   Status SetMetaOn(const StorageNode& node, const ParsedId& p,
@@ -271,34 +345,139 @@ Result<StorageNode> Client::QueryUpdate(const std::string& file_id) {
   return impl_->QueryFile(p, proto::kTrackerQueryUpdate);
 }
 
+namespace {
+
+// An open local file to send as a request body.
+class LocalFile {
+ public:
+  ~LocalFile() {
+    if (fd_ >= 0) close(fd_);
+  }
+  Status Open(const std::string& path) {
+    path_ = path;
+    fd_ = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd_ < 0) return Status::FromErrno(errno, "open", path);
+    struct stat st;
+    if (fstat(fd_, &st) != 0 || !S_ISREG(st.st_mode)) {
+      return Status::InvalidArgument("not a regular file:", path);
+    }
+    size_ = static_cast<uint64_t>(st.st_size);
+    return Status::OK();
+  }
+  uint64_t size() const { return size_; }
+  // Sends the whole file with sendfile, reporting progress.
+  std::function<Status(BlockingConn&)> Sender(const ProgressFn& progress) {
+    return [this, progress](BlockingConn& c) -> Status {
+      if (lseek(fd_, 0, SEEK_SET) != 0) return Status::FromErrno(errno, "seek", path_);
+      uint64_t sent = 0;
+      while (sent < size_) {
+        uint64_t n = std::min<uint64_t>(size_ - sent, 4 << 20);
+        DEPOT_RETURN_IF_ERROR(c.SendFromFile(fd_, n));
+        sent += n;
+        if (progress) progress(sent, size_);
+      }
+      return Status::OK();
+    };
+  }
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+  uint64_t size_ = 0;
+};
+
+std::function<Status(BlockingConn&)> BufferSender(std::string_view data) {
+  return [data](BlockingConn& c) { return c.SendAll(data.data(), data.size()); };
+}
+
+}  // namespace
+
 Result<std::string> Client::UploadFile(const std::string& path, const UploadOptions& opts,
                                        const ProgressFn& progress) {
-  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return Status::FromErrno(errno, "open", path);
-  struct stat st;
-  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    close(fd);
-    return Status::InvalidArgument("not a regular file:", path);
-  }
-  uint64_t size = static_cast<uint64_t>(st.st_size);
-  auto r = impl_->Upload(opts, size, [&](BlockingConn& c) -> Status {
-    if (lseek(fd, 0, SEEK_SET) != 0) return Status::FromErrno(errno, "seek", path);
-    uint64_t sent = 0;
-    while (sent < size) {
-      uint64_t n = std::min<uint64_t>(size - sent, 4 << 20);
-      DEPOT_RETURN_IF_ERROR(c.SendFromFile(fd, n));
-      sent += n;
-      if (progress) progress(sent, size);
-    }
-    return Status::OK();
-  });
-  close(fd);
-  return r;
+  LocalFile f;
+  DEPOT_RETURN_IF_ERROR(f.Open(path));
+  return impl_->Upload(opts, f.size(), f.Sender(progress));
 }
 
 Result<std::string> Client::UploadBuffer(std::string_view data, const UploadOptions& opts) {
-  return impl_->Upload(opts, data.size(),
-                       [&](BlockingConn& c) { return c.SendAll(data.data(), data.size()); });
+  return impl_->Upload(opts, data.size(), BufferSender(data));
+}
+
+Result<std::string> Client::UploadAppenderFile(const std::string& path, const UploadOptions& opts,
+                                               const ProgressFn& progress) {
+  LocalFile f;
+  DEPOT_RETURN_IF_ERROR(f.Open(path));
+  return impl_->Upload(opts, f.size(), f.Sender(progress), /*appender=*/true);
+}
+
+Result<std::string> Client::UploadAppenderBuffer(std::string_view data, const UploadOptions& opts) {
+  return impl_->Upload(opts, data.size(), BufferSender(data), /*appender=*/true);
+}
+
+Status Client::AppendFile(const std::string& file_id, const std::string& path,
+                          const ProgressFn& progress) {
+  LocalFile f;
+  DEPOT_RETURN_IF_ERROR(f.Open(path));
+  return impl_->Change(file_id, true, 0, f.size(), f.Sender(progress));
+}
+
+Status Client::AppendBuffer(const std::string& file_id, std::string_view data) {
+  return impl_->Change(file_id, true, 0, data.size(), BufferSender(data));
+}
+
+Status Client::ModifyFile(const std::string& file_id, uint64_t offset, const std::string& path,
+                          const ProgressFn& progress) {
+  LocalFile f;
+  DEPOT_RETURN_IF_ERROR(f.Open(path));
+  return impl_->Change(file_id, false, offset, f.size(), f.Sender(progress));
+}
+
+Status Client::ModifyBuffer(const std::string& file_id, uint64_t offset, std::string_view data) {
+  return impl_->Change(file_id, false, offset, data.size(), BufferSender(data));
+}
+
+Status Client::Truncate(const std::string& file_id, uint64_t size) {
+  DEPOT_ASSIGN_OR_RETURN(ParsedId p, Parse(file_id));
+  DEPOT_ASSIGN_OR_RETURN(StorageNode node, impl_->QueryFile(p, proto::kTrackerQueryUpdate));
+  std::string remote = p.id.RemoteName();
+  std::string body;
+  proto::AppendU64(&body, remote.size());
+  proto::AppendU64(&body, size);
+  body += remote;
+  DEPOT_ASSIGN_OR_RETURN(net::Reply r, impl_->SmallCall(node.ip, node.port,
+                                                        proto::kStorageTruncate, body, 1024));
+  return proto::WireToStatus(r.status, "truncate " + file_id);
+}
+
+Result<std::string> Client::RegenerateAppender(const std::string& file_id) {
+  DEPOT_ASSIGN_OR_RETURN(ParsedId p, Parse(file_id));
+  DEPOT_ASSIGN_OR_RETURN(StorageNode node, impl_->QueryFile(p, proto::kTrackerQueryUpdate));
+  DEPOT_ASSIGN_OR_RETURN(net::Reply r,
+                         impl_->SmallCall(node.ip, node.port, proto::kStorageRegenerateAppender,
+                                          p.id.RemoteName(), 1024));
+  return Impl::FileIdFromReply(r, "regenerate " + file_id);
+}
+
+Result<std::string> Client::UploadSlaveFile(const std::string& master_id,
+                                            const std::string& prefix, const std::string& path,
+                                            const UploadOptions& opts, const ProgressFn& progress) {
+  LocalFile f;
+  DEPOT_RETURN_IF_ERROR(f.Open(path));
+  return impl_->UploadSlave(master_id, prefix, opts, f.size(), f.Sender(progress));
+}
+
+Result<std::string> Client::UploadSlaveBuffer(const std::string& master_id,
+                                              const std::string& prefix, std::string_view data,
+                                              const UploadOptions& opts) {
+  return impl_->UploadSlave(master_id, prefix, opts, data.size(), BufferSender(data));
+}
+
+Result<std::string> SlaveFileId(const std::string& master_id, const std::string& prefix,
+                                const std::string& ext) {
+  DEPOT_ASSIGN_OR_RETURN(proto::FileId m, proto::ParseFileId(master_id));
+  DEPOT_ASSIGN_OR_RETURN(std::string name, proto::MakeSlaveName(m, prefix, ext));
+  m.name = std::move(name);
+  return m.ToString();
 }
 
 Status Client::DownloadToFd(const std::string& file_id, int fd, uint64_t offset, uint64_t length,

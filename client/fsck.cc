@@ -24,6 +24,8 @@ namespace {
 struct Seen {
   uint64_t size = 0;
   bool intact = true;
+  bool has_crc = false;
+  uint32_t crc = 0;
 };
 
 Result<std::unique_ptr<net::BlockingConn>> AdminConn(const ClientOptions& o, const std::string& ip,
@@ -90,7 +92,7 @@ Result<FsckReport> Client::Fsck(const FsckOptions& fo) {
           for (const auto& f : list->files) {
             auto& v = files[f.name];
             v.resize(members.size());
-            v[i] = Seen{f.size, f.intact};
+            v[i] = Seen{f.size, f.intact, f.has_crc, f.crc};
           }
           deleted.insert(list->deleted.begin(), list->deleted.end());
         }
@@ -118,17 +120,34 @@ Result<FsckReport> Client::Fsck(const FsckOptions& fo) {
           report.files++;
           auto id = proto::ParseRemoteName(g.name, name);
           uint64_t want = 0;
-          bool by_name = id.ok() && !id->IsAppender() && !id->IsTrunk();
+          bool by_name = id.ok() && !id->IsAppender() && !id->IsTrunk() && !id->IsSlave();
+          // Files whose name does not pin their content (appender, slave): the source's copy
+          // is the reference when it has one, else the largest.
+          std::optional<uint32_t> want_crc;
           if (by_name) {
             want = proto::SizeFromWord(id->fields.size_word);
           } else {
-            for (const auto& s : seen) {
-              if (s) want = std::max(want, s->size);
+            int ref = -1;
+            for (size_t i = 0; i < members.size(); ++i) {
+              if (seen[i] && id.ok() && members[i].ip == proto::IpToString(id->fields.source_ip)) {
+                ref = static_cast<int>(i);
+              }
             }
+            for (size_t i = 0; ref < 0 && i < members.size(); ++i) {
+              if (seen[i] && seen[i]->size >= want) want = seen[i]->size;
+            }
+            for (size_t i = 0; ref < 0 && i < members.size(); ++i) {
+              if (seen[i] && seen[i]->size == want) ref = static_cast<int>(i);
+            }
+            if (ref >= 0) want = seen[ref]->size;
+            if (ref >= 0 && seen[ref]->has_crc) want_crc = seen[ref]->crc;
           }
+          auto matches = [&](const Seen& s) {
+            return s.intact && s.size == want && (!want_crc || !s.has_crc || s.crc == *want_crc);
+          };
           int good = -1;
           for (size_t i = 0; i < members.size(); ++i) {
-            if (seen[i] && seen[i]->intact && seen[i]->size == want) good = static_cast<int>(i);
+            if (seen[i] && matches(*seen[i])) good = static_cast<int>(i);
           }
           for (size_t i = 0; i < members.size(); ++i) {
             if (!members[i].conn) continue;  // unreachable: reported once
@@ -137,7 +156,7 @@ Result<FsckReport> Client::Fsck(const FsckOptions& fo) {
               kind = "missing";
             } else if (seen[i]->size != want) {
               kind = "size";
-            } else if (!seen[i]->intact) {
+            } else if (!matches(*seen[i])) {
               kind = "corrupt";
             } else {
               continue;

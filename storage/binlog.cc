@@ -38,7 +38,10 @@ uint64_t GetBE(const char* p, int n) {
   return v;
 }
 
-bool ValidOp(char op) { return op == kOpCreate || op == kOpDelete || op == kOpMeta; }
+bool ValidOp(char op) {
+  return op == kOpCreate || op == kOpDelete || op == kOpMeta || OpHasRange(op);
+}
+size_t ArgBytes(char op) { return OpHasRange(op) ? 16 : 0; }
 
 Result<std::vector<uint32_t>> ListSegments(const std::string& dir) {
   DIR* d = opendir(dir.c_str());
@@ -70,6 +73,10 @@ std::string Binlog::Encode(const BinlogRecord& r) {
   payload.push_back(static_cast<char>(r.flags));
   PutU16(&payload, static_cast<uint16_t>(r.name.size()));
   payload += r.name;
+  if (OpHasRange(r.op)) {
+    PutU64(&payload, r.offset);
+    PutU64(&payload, r.length);
+  }
   std::string out;
   out.reserve(kRecordHeader + payload.size());
   out.push_back(static_cast<char>(kRecordMagic));
@@ -89,7 +96,7 @@ Result<std::pair<BinlogRecord, size_t>> Binlog::Decode(std::string_view data) {
     return Status::Corruption("binlog: unknown record version");
   }
   size_t len = GetBE(data.data() + 2, 2);
-  if (len < kFixedPayload || len > kFixedPayload + kMaxName) {
+  if (len < kFixedPayload || len > kFixedPayload + kMaxName + 16) {
     return Status::Corruption("binlog: bad record length");
   }
   if (data.size() < kRecordHeader + len) return Status::NotFound("binlog: partial record");
@@ -107,10 +114,15 @@ Result<std::pair<BinlogRecord, size_t>> Binlog::Decode(std::string_view data) {
   r.op = p[32];
   r.flags = static_cast<uint8_t>(p[33]);
   size_t name_len = GetBE(p + 34, 2);
-  if (name_len != len - kFixedPayload || !ValidOp(r.op) || r.seq == 0 || r.oseq == 0) {
+  if (!ValidOp(r.op) || name_len + ArgBytes(r.op) != len - kFixedPayload || name_len == 0 ||
+      name_len > kMaxName || r.seq == 0 || r.oseq == 0) {
     return Status::Corruption("binlog: bad record fields");
   }
-  r.name.assign(payload.substr(kFixedPayload));
+  r.name.assign(payload.substr(kFixedPayload, name_len));
+  if (OpHasRange(r.op)) {
+    r.offset = GetBE(p + kFixedPayload + name_len, 8);
+    r.length = GetBE(p + kFixedPayload + name_len + 8, 8);
+  }
   return std::make_pair(std::move(r), kRecordHeader + len);
 }
 
@@ -368,8 +380,25 @@ Result<BinlogRecord> Binlog::AppendOwn(char op, std::string_view name, uint32_t 
   return out;
 }
 
+Result<BinlogRecord> Binlog::AppendOwnRange(char op, std::string_view name, uint64_t offset,
+                                            uint64_t length) {
+  if (!OpHasRange(op)) return Status::InvalidArgument("binlog: not a range op");
+  std::lock_guard<std::mutex> l(mu_);
+  BinlogRecord r;
+  r.origin = epoch();
+  r.oseq = oseq_ + 1;
+  r.op = op;
+  r.name.assign(name);
+  r.offset = offset;
+  r.length = length;
+  auto out = AppendLocked(std::move(r));
+  if (out.ok()) oseq_ = out->oseq;
+  return out;
+}
+
 Result<BinlogRecord> Binlog::AppendApplied(uint64_t origin, uint64_t oseq, char op,
-                                           std::string_view name, uint8_t flags) {
+                                           std::string_view name, uint8_t flags, uint64_t offset,
+                                           uint64_t length) {
   std::lock_guard<std::mutex> l(mu_);
   BinlogRecord r;
   r.origin = origin;
@@ -377,6 +406,8 @@ Result<BinlogRecord> Binlog::AppendApplied(uint64_t origin, uint64_t oseq, char 
   r.op = op;
   r.flags = flags;
   r.name.assign(name);
+  r.offset = offset;
+  r.length = length;
   return AppendLocked(std::move(r));
 }
 
@@ -487,7 +518,7 @@ Status BinlogReader::Fill(uint64_t from, size_t want, uint64_t limit) {
 }
 
 Result<std::optional<BinlogRecord>> BinlogReader::Next() {
-  constexpr size_t kMaxRecord = Binlog::kRecordHeader + kFixedPayload + Binlog::kMaxName;
+  constexpr size_t kMaxRecord = Binlog::kRecordHeader + kFixedPayload + Binlog::kMaxName + 16;
   for (;;) {
     BinlogPos end = log_->end();
     DEPOT_RETURN_IF_ERROR(OpenSegment(pos_.segment));

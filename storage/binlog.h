@@ -34,6 +34,12 @@ namespace depot::storage {
 inline constexpr char kOpCreate = 'C';
 inline constexpr char kOpDelete = 'D';
 inline constexpr char kOpMeta = 'M';
+// Appender files: the record carries the range (append, modify) or the new size (truncate).
+inline constexpr char kOpAppend = 'A';
+inline constexpr char kOpModify = 'W';
+inline constexpr char kOpTruncate = 'T';
+// True for the ops whose records carry `offset` and `length` (16 bytes after the name).
+inline bool OpHasRange(char op) { return op == kOpAppend || op == kOpModify || op == kOpTruncate; }
 
 struct BinlogRecord {
   uint64_t seq = 0;     // position in this server's binlog (1, 2, ...)
@@ -46,6 +52,10 @@ struct BinlogRecord {
   char op = 0;
   uint8_t flags = 0;
   std::string name;  // remote file name "M00/XX/YY/<name>"
+  // OpHasRange ops only: the bytes [offset, offset + length) changed (append, modify), or the
+  // file was cut to `offset` bytes (truncate, length 0).
+  uint64_t offset = 0;
+  uint64_t length = 0;
 };
 
 // Where a reader stands: segment number and byte offset of the next record.
@@ -101,8 +111,12 @@ class Binlog {
 
   Result<BinlogRecord> AppendOwn(char op, std::string_view name, uint32_t ctime = 0,
                                  uint8_t flags = 0);
+  // An own change of an appender file's content (kOpAppend, kOpModify, kOpTruncate).
+  Result<BinlogRecord> AppendOwnRange(char op, std::string_view name, uint64_t offset,
+                                      uint64_t length);
   Result<BinlogRecord> AppendApplied(uint64_t origin, uint64_t oseq, char op,
-                                     std::string_view name, uint8_t flags = 0);
+                                     std::string_view name, uint8_t flags = 0,
+                                     uint64_t offset = 0, uint64_t length = 0);
   // fdatasync of the current segment.
   Status Sync();
 

@@ -341,6 +341,38 @@ class PeerPusher {
       } else {
         head.data_len = static_cast<uint64_t>(st.st_size);
       }
+    } else if (rec.op == kOpAppend || rec.op == kOpModify) {
+      // The file's current bytes of the changed range: when a later change has touched them
+      // too, its own record follows, so the peer ends with the current content either way.
+      head.version = rec.offset;
+      DEPOT_ASSIGN_OR_RETURN(StorePath * path, s_->PathForFile(*id));
+      std::string full = path->FullPath(id->RelativePath());
+      struct stat st;
+      {
+        // The record is written before the bytes, under this lock: once we hold it, they are in.
+        std::lock_guard<std::mutex> l(s_->MetaLock("m/" + id->RemoteName()));
+        fd = open(full.c_str(), O_RDONLY | O_CLOEXEC);
+        if (fd >= 0 && fstat(fd, &st) != 0) {
+          Status err = Status::FromErrno(errno, "fstat", full);
+          close(fd);
+          return err;
+        }
+      }
+      if (fd < 0 && errno == ENOENT) {
+        head.flags |= proto::kSyncFlagGone;
+      } else if (fd < 0) {
+        return Status::FromErrno(errno, "open", full);
+      } else {
+        uint64_t size = static_cast<uint64_t>(st.st_size);
+        head.data_len = size > rec.offset ? std::min(rec.length, size - rec.offset) : 0;
+        if (lseek(fd, static_cast<off_t>(rec.offset), SEEK_SET) < 0) {
+          Status err = Status::FromErrno(errno, "lseek", full);
+          close(fd);
+          return err;
+        }
+      }
+    } else if (rec.op == kOpTruncate) {
+      head.version = rec.offset;
     } else if (rec.op == kOpMeta) {
       std::string key = id->RemoteName();
       std::lock_guard<std::mutex> l(s_->MetaLock("m/" + key));

@@ -87,6 +87,7 @@ Status StorageServer::Start() {
   RegisterMetadata(this, server_.get());
   RegisterSync(this, server_.get());
   RegisterFsck(this, server_.get());
+  RegisterAppender(this, server_.get());
   DEPOT_RETURN_IF_ERROR(server_->Start());
 
   if (config_.http_port >= 0) {

@@ -102,6 +102,7 @@ void RegisterFileOps(StorageServer* s, net::FrameServer* fs);
 void RegisterMetadata(StorageServer* s, net::FrameServer* fs);
 void RegisterSync(StorageServer* s, net::FrameServer* fs);
 void RegisterFsck(StorageServer* s, net::FrameServer* fs);
+void RegisterAppender(StorageServer* s, net::FrameServer* fs);
 
 // Parses "group16 + remote name" request bodies and checks the group is ours.
 Result<proto::FileId> ParseGroupAndName(StorageServer* s, std::string_view body);

@@ -99,7 +99,7 @@ Result<StorePath::PendingFile> StorePath::CreatePendingIn(int dir1, int dir2) {
   char dir[24];
   std::snprintf(dir, sizeof dir, "/data/%02X/%02X", f.dir1, f.dir2);
   if (have_tmpfile_) {
-    f.fd = open((root_ + dir).c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0644);
+    f.fd = open((root_ + dir).c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0644);
     if (f.fd >= 0) return f;
     if (errno != EOPNOTSUPP && errno != EISDIR) {
       return Status::FromErrno(errno, "create (O_TMPFILE) in", root_ + dir);
@@ -112,7 +112,7 @@ Result<StorePath::PendingFile> StorePath::CreatePendingIn(int dir1, int dir2) {
                 static_cast<unsigned long long>(RandomU64()),
                 static_cast<unsigned long long>(tmp_seq_++ & 0xFFFFFFFF));
   f.tmp_path = root_ + name;
-  f.fd = open(f.tmp_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  f.fd = open(f.tmp_path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
   if (f.fd < 0) return Status::FromErrno(errno, "create", f.tmp_path);
   return f;
 }
@@ -260,7 +260,7 @@ Status StorePath::RecoverRecentDirs() {
     if (std::sscanf(rel.c_str(), "%2x/%2x", &d1, &d2) != 2) continue;
     for (const auto& name : ListDir(static_cast<int>(d1), static_cast<int>(d2))) {
       auto id = proto::ParseRemoteName("recover", "M00/" + rel + "/" + name);
-      if (!id.ok() || id->IsAppender() || id->IsTrunk()) continue;
+      if (!id.ok() || id->IsAppender() || id->IsTrunk() || id->IsSlave()) continue;
       std::string path = dir + "/" + name;
       ++checked;
       if (!FileMatches(path, proto::SizeFromWord(id->fields.size_word), id->fields.crc32)) {

@@ -143,7 +143,53 @@ Commands::Commands(CLI::App* app, GlobalOptions* g) : g_(g) {
   url->add_option("--token-ttl", url_.token_ttl, "the storages' http_token_ttl (default 900)")
       ->check(CLI::Range(int64_t{1}, int64_t{30} * 86400));
   url->add_option("--filename", url_.filename, "download name (Content-Disposition)");
+  url->add_option("--slave-prefix", prefix_,
+                  "the URL of FILE_ID's slave with this prefix (a thumbnail, a transcode)");
+  url->add_option("--slave-ext", slave_ext_, "the slave's extension (default: the master's)");
   url->callback([this] { exit_code_ = Url(); });
+
+  auto* upa = app->add_subcommand(
+      "upload-appender", "upload a file as an appender file (append, modify and truncate work on "
+                         "it); prints its file ID");
+  upa->add_option("FILE", file_, "file to upload")->required()->check(CLI::ExistingFile);
+  upa->add_option("--group", group_, "store in this group (default: the tracker picks)");
+  upa->add_option("--ext", ext_, "extension recorded in the file ID (default: from FILE)");
+  upa->add_option("--meta", meta_, "metadata key=value (repeatable)");
+  upa->callback([this] { exit_code_ = UploadAppender(); });
+
+  auto* app_ = app->add_subcommand("append", "append a local file to an appender file");
+  app_->add_option("FILE_ID", file_id_, "appender file ID")->required();
+  app_->add_option("FILE", file_, "bytes to append")->required()->check(CLI::ExistingFile);
+  app_->callback([this] { exit_code_ = Append(); });
+
+  auto* mod = app->add_subcommand(
+      "modify", "overwrite an appender file from OFFSET (at most its size) with a local file");
+  mod->add_option("FILE_ID", file_id_, "appender file ID")->required();
+  mod->add_option("OFFSET", offset_, "byte offset")->required();
+  mod->add_option("FILE", file_, "bytes to write")->required()->check(CLI::ExistingFile);
+  mod->callback([this] { exit_code_ = Modify(); });
+
+  auto* tr = app->add_subcommand("truncate", "cut an appender file to SIZE bytes");
+  tr->add_option("FILE_ID", file_id_, "appender file ID")->required();
+  tr->add_option("SIZE", offset_, "new size, at most the current one")->required();
+  tr->callback([this] { exit_code_ = Truncate(); });
+
+  auto* regen = app->add_subcommand(
+      "regenerate", "turn a finished appender file into a normal file; prints its new file ID "
+                    "(the old one is gone)");
+  regen->add_option("FILE_ID", file_id_, "appender file ID")->required();
+  regen->callback([this] { exit_code_ = Regenerate(); });
+
+  auto* slave = app->add_subcommand(
+      "upload-slave", "upload a slave file of MASTER_ID (named after it with --prefix); prints "
+                      "its file ID");
+  slave->add_option("MASTER_ID", file_id_, "the master's file ID")->required();
+  slave->add_option("FILE", file_, "file to upload")->required()->check(CLI::ExistingFile);
+  slave->add_option("--prefix", prefix_, "slave prefix, 1-16 of [A-Za-z0-9_-], e.g. _150x150")
+      ->required();
+  slave->add_option("--ext", ext_, "extension (default: from FILE)");
+  slave->add_option("--meta", meta_, "metadata key=value (repeatable)");
+  slave->callback([this] { exit_code_ = UploadSlave(); });
 
   auto* bench = app->add_subcommand(
       "bench", "N connections upload, download or delete files of a size for a while");
@@ -159,30 +205,100 @@ Commands::Commands(CLI::App* app, GlobalOptions* g) : g_(g) {
   bench->callback([this] { exit_code_ = RunBench(*g_, bench_); });
 }
 
-int Commands::Upload() {
-  auto client = MakeClient(*g_);
-  if (!client.ok()) return Fail(*g_, client.status());
-  UploadOptions o;
-  o.group = group_;
-  o.ext = ext_;
-  if (o.ext.empty()) {
-    size_t slash = file_.rfind('/');
-    std::string base = slash == std::string::npos ? file_ : file_.substr(slash + 1);
-    size_t dot = base.rfind('.');
-    if (dot != std::string::npos && dot > 0 && base.size() - dot - 1 <= 6) o.ext = base.substr(dot + 1);
-  }
-  auto meta = ParsePairs(meta_);
-  if (!meta.ok()) return Fail(*g_, meta.status());
-  o.meta = *meta;
-  ProgressBar bar("upload", !g_->quiet && !g_->json);
-  auto id = (*client)->UploadFile(file_, o, bar.Callback());
-  if (!id.ok()) return Fail(*g_, id.status());
-  if (g_->json) {
+std::string Commands::ExtFor() const {
+  if (!ext_.empty()) return ext_;
+  size_t slash = file_.rfind('/');
+  std::string base = slash == std::string::npos ? file_ : file_.substr(slash + 1);
+  size_t dot = base.rfind('.');
+  if (dot != std::string::npos && dot > 0 && base.size() - dot - 1 <= 6) return base.substr(dot + 1);
+  return "";
+}
+
+namespace {
+
+int PrintFileId(const GlobalOptions& g, const Result<std::string>& id) {
+  if (!id.ok()) return Fail(g, id.status());
+  if (g.json) {
     PrintJson({{"file_id", *id}});
   } else {
     std::printf("%s\n", id->c_str());
   }
   return 0;
+}
+
+}  // namespace
+
+int Commands::Upload() {
+  auto client = MakeClient(*g_);
+  if (!client.ok()) return Fail(*g_, client.status());
+  UploadOptions o;
+  o.group = group_;
+  o.ext = ExtFor();
+  auto meta = ParsePairs(meta_);
+  if (!meta.ok()) return Fail(*g_, meta.status());
+  o.meta = *meta;
+  ProgressBar bar("upload", !g_->quiet && !g_->json);
+  return PrintFileId(*g_, (*client)->UploadFile(file_, o, bar.Callback()));
+}
+
+int Commands::UploadAppender() {
+  auto client = MakeClient(*g_);
+  if (!client.ok()) return Fail(*g_, client.status());
+  UploadOptions o;
+  o.group = group_;
+  o.ext = ExtFor();
+  auto meta = ParsePairs(meta_);
+  if (!meta.ok()) return Fail(*g_, meta.status());
+  o.meta = *meta;
+  ProgressBar bar("upload", !g_->quiet && !g_->json);
+  return PrintFileId(*g_, (*client)->UploadAppenderFile(file_, o, bar.Callback()));
+}
+
+int Commands::Append() {
+  auto client = MakeClient(*g_);
+  if (!client.ok()) return Fail(*g_, client.status());
+  ProgressBar bar("append", !g_->quiet && !g_->json);
+  depot::Status s = (*client)->AppendFile(file_id_, file_, bar.Callback());
+  if (!s.ok()) return Fail(*g_, s);
+  if (g_->json) PrintJson({{"file_id", file_id_}, {"appended", file_}});
+  return 0;
+}
+
+int Commands::Modify() {
+  auto client = MakeClient(*g_);
+  if (!client.ok()) return Fail(*g_, client.status());
+  ProgressBar bar("modify", !g_->quiet && !g_->json);
+  depot::Status s = (*client)->ModifyFile(file_id_, offset_, file_, bar.Callback());
+  if (!s.ok()) return Fail(*g_, s);
+  if (g_->json) PrintJson({{"file_id", file_id_}, {"offset", offset_}, {"written", file_}});
+  return 0;
+}
+
+int Commands::Truncate() {
+  auto client = MakeClient(*g_);
+  if (!client.ok()) return Fail(*g_, client.status());
+  depot::Status s = (*client)->Truncate(file_id_, offset_);
+  if (!s.ok()) return Fail(*g_, s);
+  if (g_->json) PrintJson({{"file_id", file_id_}, {"size", offset_}});
+  return 0;
+}
+
+int Commands::Regenerate() {
+  auto client = MakeClient(*g_);
+  if (!client.ok()) return Fail(*g_, client.status());
+  return PrintFileId(*g_, (*client)->RegenerateAppender(file_id_));
+}
+
+int Commands::UploadSlave() {
+  auto client = MakeClient(*g_);
+  if (!client.ok()) return Fail(*g_, client.status());
+  UploadOptions o;
+  o.ext = ExtFor();
+  auto meta = ParsePairs(meta_);
+  if (!meta.ok()) return Fail(*g_, meta.status());
+  o.meta = *meta;
+  ProgressBar bar("upload", !g_->quiet && !g_->json);
+  return PrintFileId(*g_, (*client)->UploadSlaveFile(file_id_, prefix_, file_, o, bar.Callback()));
 }
 
 int Commands::Download() {
@@ -394,6 +510,13 @@ std::string PercentEncode(std::string_view in) {
 // The FastDFS token (DESIGN.md section 8) is valid while |now - ts| <= http_token_ttl, so a URL
 // meant to last S seconds carries ts = now + S - ttl, which works for S up to twice the ttl.
 int Commands::Url() {
+  if (!prefix_.empty()) {
+    auto slave = SlaveFileId(file_id_, prefix_, slave_ext_);
+    if (!slave.ok()) return Fail(*g_, slave.status());
+    file_id_ = *slave;
+  } else if (!slave_ext_.empty()) {
+    return Fail(*g_, Status::InvalidArgument("--slave-ext needs --slave-prefix"));
+  }
   auto id = proto::ParseFileId(file_id_);
   if (!id.ok()) return Fail(*g_, Status::InvalidArgument("not a file ID:", file_id_));
   std::string base = url_.base;

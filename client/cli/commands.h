@@ -30,6 +30,14 @@ class Commands {
   int Status();
   int Fsck();
   int Url();
+  int UploadAppender();
+  int Append();
+  int Modify();
+  int Truncate();
+  int Regenerate();
+  int UploadSlave();
+  // --ext, else the extension of file_ (up to 6 characters).
+  std::string ExtFor() const;
 
   GlobalOptions* g_;
   int exit_code_ = 0;
@@ -38,6 +46,8 @@ class Commands {
   bool merge_ = false;
   bool repair_ = false;
   bool verify_ = false;
+  uint64_t offset_ = 0;
+  std::string prefix_, slave_ext_;
   BenchOptions bench_;
   struct UrlOptions {
     std::string base;      // http://host:port (default: the HTTP address of a member that has it)

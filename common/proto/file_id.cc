@@ -88,13 +88,17 @@ Result<std::string> Base64Decode(std::string_view text) {
   return out;
 }
 
-std::string MakeFileName(const FileNameFields& f, std::string_view ext, uint64_t random) {
+std::string EncodeNameFields(const FileNameFields& f) {
   char raw[20];
   PutU32(raw, f.source_ip);
   PutU32(raw + 4, f.create_time);
   PutU64(raw + 8, f.size_word);
   PutU32(raw + 16, f.crc32);
-  std::string name = Base64Encode(std::string_view(raw, 20));
+  return Base64Encode(std::string_view(raw, 20));
+}
+
+std::string MakeFileName(const FileNameFields& f, std::string_view ext, uint64_t random) {
+  std::string name = EncodeNameFields(f);
   size_t digits = ext.empty() ? kFileSuffixLen : kFileSuffixLen - 1 - ext.size();
   for (size_t i = 0; i < digits; ++i) {
     name.push_back(static_cast<char>('0' + random % 10));
@@ -137,6 +141,38 @@ Status ValidateExt(std::string_view ext) {
     if (!IsNameChar(c)) return Status::InvalidArgument("bad character in extension");
   }
   return Status::OK();
+}
+
+Status ValidatePrefix(std::string_view prefix) {
+  if (prefix.empty() || prefix.size() > kPrefixLen) {
+    return Status::InvalidArgument("slave prefix must be 1..16 characters");
+  }
+  for (char c : prefix) {
+    if (!IsNameChar(c)) return Status::InvalidArgument("bad character in slave prefix");
+  }
+  return Status::OK();
+}
+
+Result<std::string> MakeSlaveName(const FileId& master, std::string_view prefix,
+                                  std::string_view ext) {
+  DEPOT_RETURN_IF_ERROR(ValidatePrefix(prefix));
+  DEPOT_RETURN_IF_ERROR(ValidateExt(ext));
+  if (master.IsSlave()) return Status::InvalidArgument("the master is itself a slave file");
+  std::string_view base = master.name;
+  std::string_view master_ext;
+  size_t dot = base.find('.', kFileNameB64Len);
+  if (dot != std::string_view::npos) {
+    master_ext = base.substr(dot + 1);
+    base = base.substr(0, dot);
+  }
+  std::string out(base);
+  out.append(prefix);
+  std::string_view e = ext.empty() ? master_ext : ext;
+  if (!e.empty()) {
+    out.push_back('.');
+    out.append(e);
+  }
+  return out;
 }
 
 Result<FileId> ParseRemoteName(std::string_view group, std::string_view remote) {

@@ -19,6 +19,7 @@ namespace depot::proto {
 
 inline constexpr size_t kFileNameB64Len = 27;
 inline constexpr size_t kFileSuffixLen = 7;
+inline constexpr size_t kTrunkInfoB64Len = 16;  // base64 of trunk id, offset and size (3 x 4 bytes)
 inline constexpr size_t kMaxGroupLen = 16;
 inline constexpr uint64_t kSizeMarker = 0x8000000000000000ULL;
 inline constexpr uint64_t kAppenderBit = 1ULL << 58;
@@ -45,6 +46,8 @@ Result<std::string> Base64Decode(std::string_view text);
 // Builds the file-name part: base64(fields) + random digits + ("." + ext if any).
 // `ext` must be valid (ValidateExt) and at most 6 characters.
 std::string MakeFileName(const FileNameFields& f, std::string_view ext, uint64_t random);
+// The 27 base64 characters that start a file name.
+std::string EncodeNameFields(const FileNameFields& f);
 // FastDFS's anti-leech token for HTTP reads (DESIGN.md section 8): lowercase hex MD5 of
 // (remote name, i.e. the file ID without the group, + secret + ts in decimal).
 std::string MakeHttpToken(std::string_view remote_name, std::string_view secret, int64_t ts);
@@ -68,9 +71,21 @@ struct FileId {
   bool IsAppender() const { return (fields.size_word & kAppenderBit) != 0 && IsMarked(); }
   bool IsTrunk() const { return (fields.size_word & kTrunkBit) != 0 && IsMarked(); }
   bool IsMarked() const { return (fields.size_word & kSizeMarker) != 0; }
-  // True when the name carries more than the 7-character suffix (a slave name).
-  bool IsSlave() const { return name.size() > kFileNameB64Len + kFileSuffixLen; }
+  // True when the name carries more than the 7-character suffix (a slave name); a trunk name
+  // has 16 more characters (its trunk position) before the suffix.
+  bool IsSlave() const {
+    return name.size() > kFileNameB64Len + (IsTrunk() ? kTrunkInfoB64Len : 0) + kFileSuffixLen;
+  }
 };
+
+// Slave file names (FastDFS rule): the master's name without its ".ext", then the prefix, then
+// "." + ext (the master's extension when `ext` is empty; none when both are empty). The slave
+// lives in the master's directory. InvalidArgument for a bad prefix or extension, or a master
+// that is itself a slave.
+Result<std::string> MakeSlaveName(const FileId& master, std::string_view prefix,
+                                  std::string_view ext);
+// Slave prefixes: 1..16 characters of [A-Za-z0-9_-].
+Status ValidatePrefix(std::string_view prefix);
 
 // Parses "group/M00/XX/YY/name". Strict: InvalidArgument for anything that is not exactly a file ID
 // (bad group, `..`, bad characters, wrong lengths, non-hex directories).

@@ -323,3 +323,46 @@ TEST(FileIdTest, ParseRemoteNameAndValidators) {
 
 }  // namespace
 }  // namespace depot::proto
+
+namespace depot::proto {
+namespace {
+
+// FastDFS's slave rule, checked against vector 40's names.
+TEST(SlaveNameTest, MasterBasePlusPrefixPlusExtension) {
+  auto m = ParseFileId("group1/M00/1F/38/fwAAAWsJFW-AcKHYAAAADIJ3Nzo795.txt");
+  ASSERT_TRUE(m.ok());
+  EXPECT_FALSE(m->IsSlave());
+  EXPECT_EQ(*MakeSlaveName(*m, "_big", ""), "fwAAAWsJFW-AcKHYAAAADIJ3Nzo795_big.txt");
+  EXPECT_EQ(*MakeSlaveName(*m, "_big", "jpg"), "fwAAAWsJFW-AcKHYAAAADIJ3Nzo795_big.jpg");
+  auto s = ParseFileId("group1/M00/1F/38/fwAAAWsJFW-AcKHYAAAADIJ3Nzo795_big.txt");
+  ASSERT_TRUE(s.ok());
+  EXPECT_TRUE(s->IsSlave());
+  EXPECT_EQ(MakeSlaveName(*s, "_x", "").status().code(), StatusCode::kInvalidArgument);
+  EXPECT_FALSE(MakeSlaveName(*m, "", "").ok());
+  EXPECT_FALSE(MakeSlaveName(*m, "a/b", "").ok());
+  EXPECT_FALSE(MakeSlaveName(*m, "..", "").ok());
+  EXPECT_FALSE(MakeSlaveName(*m, "12345678901234567", "").ok());
+  EXPECT_TRUE(MakeSlaveName(*m, "1234567890123456", "").ok());
+  EXPECT_FALSE(MakeSlaveName(*m, "_a", "toolong").ok());
+  // No extension on the master: digits fill the suffix, the slave has none either.
+  auto n = ParseFileId("group1/M00/00/00/fwAAAWsJFW-AcKHYAAAADIJ3Nzo1234567");
+  ASSERT_TRUE(n.ok());
+  EXPECT_EQ(*MakeSlaveName(*n, "-s", ""), "fwAAAWsJFW-AcKHYAAAADIJ3Nzo1234567-s");
+  // Every slave name parses back as a slave file ID of the same directory.
+  auto back = ParseFileId("group1/M00/1F/38/" + *MakeSlaveName(*m, "_150x150", "webp"));
+  ASSERT_TRUE(back.ok());
+  EXPECT_TRUE(back->IsSlave());
+  EXPECT_EQ(back->fields.crc32, m->fields.crc32);
+}
+
+TEST(EncodeNameFieldsTest, IsTheStartOfMakeFileName) {
+  FileNameFields f{0x7f000001, 1795757457, MakeSizeWord(30, false, 0x1234), 0x4c668b80};
+  std::string name = MakeFileName(f, "txt", 135);
+  EXPECT_EQ(EncodeNameFields(f), name.substr(0, kFileNameB64Len));
+  auto back = DecodeNameFields(EncodeNameFields(f));
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ(back->crc32, f.crc32);
+}
+
+}  // namespace
+}  // namespace depot::proto

@@ -92,12 +92,19 @@ Result<SyncRecordHead> DecodeSyncRecordHead(std::string_view b) {
   h.flags = static_cast<uint8_t>(b[33]);
   h.name_len = static_cast<uint16_t>((static_cast<uint8_t>(b[34]) << 8) | static_cast<uint8_t>(b[35]));
   if (h.origin == 0 || h.oseq == 0) return Status::InvalidArgument("sync record: zero origin or sequence");
-  if (h.op != 'C' && h.op != 'D' && h.op != 'M') return Status::InvalidArgument("sync record: bad op");
+  if (h.op != 'C' && h.op != 'D' && h.op != 'M' && h.op != 'A' && h.op != 'W' && h.op != 'T') {
+    return Status::InvalidArgument("sync record: bad op");
+  }
   if (h.name_len == 0 || h.name_len > kMaxRemoteNameLen) {
     return Status::InvalidArgument("sync record: bad name length");
   }
   if ((h.flags & ~kSyncFlagGone) != 0) return Status::InvalidArgument("sync record: unknown flags");
-  if (h.op == 'D' && h.data_len != 0) return Status::InvalidArgument("sync record: delete with data");
+  if ((h.op == 'D' || h.op == 'T') && h.data_len != 0) {
+    return Status::InvalidArgument("sync record: delete or truncate with data");
+  }
+  if ((h.op == 'A' || h.op == 'W') && h.version > (1ULL << 62)) {
+    return Status::InvalidArgument("sync record: offset out of range");
+  }
   if ((h.flags & kSyncFlagGone) && h.data_len != 0) {
     return Status::InvalidArgument("sync record: gone with data");
   }
@@ -165,7 +172,11 @@ Result<ListFilesRequest> DecodeListFilesRequest(std::string_view body) {
 
 std::string EncodeListFilesReply(const ListFilesReply& r) {
   json files = json::array();
-  for (const auto& f : r.files) files.push_back({f.name, f.size, f.intact});
+  for (const auto& f : r.files) {
+    json e = {f.name, f.size, f.intact};
+    if (f.has_crc) e.push_back(f.crc);
+    files.push_back(std::move(e));
+  }
   return json{{"files", files}, {"deleted", r.deleted}}.dump();
 }
 
@@ -179,11 +190,18 @@ Result<ListFilesReply> DecodeListFilesReply(std::string_view body) {
     return Status::InvalidArgument("list files reply: files and deleted must be arrays");
   }
   for (const auto& f : *files) {
-    if (!f.is_array() || f.size() != 3 || !f[0].is_string() || !f[1].is_number_unsigned() ||
-        !f[2].is_boolean() || f[0].get_ref<const std::string&>().size() > kMaxName) {
+    if (!f.is_array() || (f.size() != 3 && f.size() != 4) || !f[0].is_string() ||
+        !f[1].is_number_unsigned() || !f[2].is_boolean() ||
+        f[0].get_ref<const std::string&>().size() > kMaxName ||
+        (f.size() == 4 && (!f[3].is_number_unsigned() || f[3].get<uint64_t>() > 0xFFFFFFFFULL))) {
       return Status::InvalidArgument("list files reply: bad file entry");
     }
-    r.files.push_back({f[0].get<std::string>(), f[1].get<uint64_t>(), f[2].get<bool>()});
+    ListedFile lf{f[0].get<std::string>(), f[1].get<uint64_t>(), f[2].get<bool>()};
+    if (f.size() == 4) {
+      lf.has_crc = true;
+      lf.crc = static_cast<uint32_t>(f[3].get<uint64_t>());
+    }
+    r.files.push_back(std::move(lf));
   }
   for (const auto& d : *deleted) {
     if (!d.is_string() || d.get_ref<const std::string&>().size() > kMaxName) {

@@ -26,15 +26,19 @@ struct SyncHelloReply {
 };
 
 // 221 SYNC_RECORD: fixed head, then the remote name, then `data_len` bytes (the file for a
-// create, the metadata for a metadata change, nothing for a delete).
+// create, the metadata for a metadata change, the sender's current bytes at `version` for an
+// append or modify of an appender file, nothing for a delete or truncate).
 inline constexpr size_t kSyncRecordHead = 8 + 8 + 8 + 8 + 1 + 1 + 2;
 inline constexpr uint8_t kSyncFlagGone = 1;  // the sender no longer has the file / metadata
 struct SyncRecordHead {
   uint64_t origin = 0;
   uint64_t oseq = 0;
   uint64_t data_len = 0;
-  uint64_t version = 0;  // metadata version (last writer wins); 0 otherwise
-  char op = 0;           // 'C' create, 'D' delete, 'M' metadata
+  // 'M': the metadata version (last writer wins); 'A'/'W': the offset of the data; 'T': the
+  // new size; 0 otherwise.
+  uint64_t version = 0;
+  // 'C' create, 'D' delete, 'M' metadata, 'A' append, 'W' modify, 'T' truncate
+  char op = 0;
   uint8_t flags = 0;
   uint16_t name_len = 0;
 };
@@ -60,6 +64,10 @@ struct ListedFile {
   std::string name;  // "M00/XX/YY/<name>"
   uint64_t size = 0;
   bool intact = true;  // false: content does not match its name (only with verify)
+  // With verify, for files whose name does not carry their CRC32 (appender and slave files):
+  // the content's CRC32, compared across members.
+  bool has_crc = false;
+  uint32_t crc = 0;
 };
 struct ListFilesReply {
   std::vector<ListedFile> files;

@@ -138,6 +138,30 @@ TEST(SyncRecordHeadTest, BadFieldsAreRejected) {
   EXPECT_INVALID(bad(Head('M', ~0ULL)));
 }
 
+// Appender changes: 'A' and 'W' carry bytes at the offset in `version`, 'T' the new size and
+// no bytes.
+TEST(SyncRecordHeadTest, AppenderOps) {
+  auto rt = [](SyncRecordHead h) { return DecodeSyncRecordHead(EncodeSyncRecordHead(h)); };
+  for (char op : {'A', 'W'}) {
+    SyncRecordHead h = Head(op, 4096);
+    h.version = 1ULL << 40;
+    auto d = rt(h);
+    ASSERT_TRUE(d.ok()) << op;
+    EXPECT_EQ(d->op, op);
+    EXPECT_EQ(d->version, 1ULL << 40);
+    EXPECT_EQ(d->data_len, 4096u);
+    EXPECT_TRUE(rt(Head(op, 0, kSyncFlagGone)).ok());
+    EXPECT_INVALID(rt(Head(op, 1, kSyncFlagGone)));
+    h.version = ~0ULL;  // a negative offset
+    EXPECT_INVALID(rt(h));
+  }
+  SyncRecordHead t = Head('T', 0);
+  t.version = 7;
+  ASSERT_TRUE(rt(t).ok());
+  EXPECT_EQ(rt(t)->version, 7u);
+  EXPECT_INVALID(rt(Head('T', 1)));
+}
+
 // ---- 220 SYNC_HELLO -------------------------------------------------------------------------
 
 TEST(SyncHelloTest, RoundTrips) {
@@ -271,6 +295,7 @@ TEST(ListFilesReplyTest, RoundTrips) {
   r.files.push_back({"M00/00/00/a.txt", 0, true});
   r.files.push_back({"M00/00/01/b", 64ULL << 30, false});
   r.files.push_back({std::string(1024, 'n'), ~0ULL, true});
+  r.files.push_back({"M00/00/04/appender", 12, true, true, 0x8277373a});
   r.deleted = {"M00/00/02/gone.jpg", "M00/00/03/x"};
   auto d = DecodeListFilesReply(EncodeListFilesReply(r));
   ASSERT_TRUE(d.ok()) << d.status().ToString();
@@ -279,6 +304,8 @@ TEST(ListFilesReplyTest, RoundTrips) {
     EXPECT_EQ(d->files[i].name, r.files[i].name);
     EXPECT_EQ(d->files[i].size, r.files[i].size);
     EXPECT_EQ(d->files[i].intact, r.files[i].intact);
+    EXPECT_EQ(d->files[i].has_crc, r.files[i].has_crc);
+    EXPECT_EQ(d->files[i].crc, r.files[i].crc);
   }
   EXPECT_EQ(d->deleted, r.deleted);
   d = DecodeListFilesReply(EncodeListFilesReply({}));
@@ -293,7 +320,10 @@ TEST(ListFilesReplyTest, BadInputIsRejected) {
        {""s, "[]"s, R"({})"s, R"({"files":[]})"s, R"({"deleted":[]})"s,
         R"({"files":{},"deleted":[]})"s, R"({"files":[],"deleted":"x"})"s,
         R"({"files":null,"deleted":[]})"s, R"({"files":["a"],"deleted":[]})"s,
-        R"({"files":[["a",1]],"deleted":[]})"s, R"({"files":[["a",1,true,4]],"deleted":[]})"s,
+        R"({"files":[["a",1]],"deleted":[]})"s, R"({"files":[["a",1,true,4,5]],"deleted":[]})"s,
+        R"({"files":[["a",1,true,-4]],"deleted":[]})"s,
+        R"({"files":[["a",1,true,4294967296]],"deleted":[]})"s,
+        R"({"files":[["a",1,true,"4"]],"deleted":[]})"s,
         R"({"files":[[1,1,true]],"deleted":[]})"s, R"({"files":[["a",-1,true]],"deleted":[]})"s,
         R"({"files":[["a",1.5,true]],"deleted":[]})"s, R"({"files":[["a","1",true]],"deleted":[]})"s,
         R"({"files":[["a",1,1]],"deleted":[]})"s, R"({"files":[["a",1,null]],"deleted":[]})"s,

@@ -5,6 +5,7 @@
 #include "common/base/fs.h"
 #include "common/base/hash.h"
 #include "common/base/logging.h"
+#include "storage/appender_io.h"
 #include "storage/replicator.h"
 #include "storage/storage_server.h"
 
@@ -69,11 +70,22 @@ void QueryInfo(StorageServer* s, const ConnectionPtr& conn, const FrameHeader& h
   p->reader().Submit([conn, full, fid, flags] {
     struct stat st;
     if (stat(full.c_str(), &st) != 0) return conn->PostReply(errno == ENOENT ? ENOENT : EIO);
+    // A normal file's name carries its creation time and CRC32. An appender file changes: its
+    // time is its mtime (as FastDFS answers) and its CRC32 is computed now; a slave's name is
+    // its master's, so its CRC32 is computed too.
+    uint64_t ctime = fid.IsAppender() ? static_cast<uint64_t>(st.st_mtime) : fid.fields.create_time;
+    uint32_t crc32 = fid.fields.crc32;
+    if ((fid.IsAppender() || fid.IsSlave()) && !(flags & 1)) {
+      uint64_t size = 0;
+      Status c = FileSizeAndCrc(full, &size, &crc32);
+      if (!c.ok()) return conn->PostReply(c.code() == StatusCode::kNotFound ? ENOENT : EIO);
+      st.st_size = static_cast<off_t>(size);
+    }
     std::string out;
     proto::AppendU64(&out, static_cast<uint64_t>(st.st_size));
-    proto::AppendU64(&out, fid.fields.create_time);
+    proto::AppendU64(&out, ctime);
     // FastDFS sends the CRC32 as a sign-extended 64-bit integer.
-    int64_t crc = (flags & 1) ? 0 : static_cast<int32_t>(fid.fields.crc32);
+    int64_t crc = (flags & 1) ? 0 : static_cast<int32_t>(crc32);
     proto::AppendU64(&out, static_cast<uint64_t>(crc));
     proto::AppendFixed(&out, proto::IpToString(fid.fields.source_ip), proto::kIpLen);
     conn->PostReply(0, std::move(out));

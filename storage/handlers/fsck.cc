@@ -14,6 +14,7 @@
 #include "common/net/blocking_conn.h"
 #include "common/proto/sync.h"
 #include "storage/replicator.h"
+#include "storage/appender_io.h"
 #include "storage/storage_server.h"
 
 namespace depot::storage {
@@ -43,7 +44,11 @@ Result<proto::ListFilesReply> ListFiles(StorageServer* s, StorePath* p,
         auto id = proto::ParseRemoteName(s->config().group_name, f.name);
         if (!id.ok()) {
           f.intact = false;
-        } else if (!id->IsAppender() && !id->IsTrunk()) {
+        } else if (id->IsAppender() || id->IsSlave()) {
+          uint64_t size = 0;
+          f.has_crc = FileSizeAndCrc(full, &size, &f.crc).ok();
+          if (f.has_crc) f.size = size;
+        } else if (!id->IsTrunk()) {
           f.intact = StorePath::FileMatches(full, proto::SizeFromWord(id->fields.size_word),
                                             id->fields.crc32);
         }
@@ -86,7 +91,7 @@ Status Repair(StorageServer* s, StorePath* p, const proto::FileId& id, const std
     crc = Crc32Update(crc, buf.data(), n);
     left -= n;
   }
-  if (!id.IsAppender() && !id.IsTrunk() &&
+  if (!id.IsAppender() && !id.IsTrunk() && !id.IsSlave() &&
       (crc != id.fields.crc32 || h.body_len != proto::SizeFromWord(id.fields.size_word))) {
     return Status::Corruption("the peer's copy does not match its file ID either:", name);
   }

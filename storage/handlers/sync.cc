@@ -6,6 +6,7 @@
 // (its body is read and dropped). A create never replaces a deleted file's tombstone and keeps a
 // good existing copy; a metadata change applies only when its version is newer (last writer wins).
 // Every applied record is appended to this server's binlog, so that it can later serve a dump.
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -15,6 +16,7 @@
 #include "common/base/hash.h"
 #include "common/base/logging.h"
 #include "common/proto/sync.h"
+#include "storage/appender_io.h"
 #include "storage/replicator.h"
 #include "storage/storage_server.h"
 
@@ -26,7 +28,12 @@ using proto::FrameHeader;
 
 // Records the record as applied: binlog, position, metric.
 Status Applied(StorageServer* s, const proto::SyncRecordHead& h, const std::string& name) {
-  auto r = s->replicator().binlog().AppendApplied(h.origin, h.oseq, h.op, name);
+  uint64_t offset = 0, length = 0;
+  if (OpHasRange(h.op)) {
+    offset = h.version;
+    length = h.data_len;
+  }
+  auto r = s->replicator().binlog().AppendApplied(h.origin, h.oseq, h.op, name, 0, offset, length);
   if (!r.ok()) return r.status();
   s->replicator().MarkApplied(h.origin, h.oseq);
   s->replicator().CountApplied();
@@ -39,11 +46,13 @@ bool HasTombstone(StorageServer* s, const std::string& name) {
 }
 
 // True when the file at `full` is a good copy of `id` (normal files: size and CRC32 from the
-// name; others: the size).
+// name; slaves: the size). An appender file is always written again: its content may have
+// changed at the same size.
 bool GoodCopy(const proto::FileId& id, const std::string& full, uint64_t size) {
+  if (id.IsAppender()) return false;
   struct stat st;
   if (stat(full.c_str(), &st) != 0 || static_cast<uint64_t>(st.st_size) != size) return false;
-  if (id.IsAppender() || id.IsTrunk()) return true;
+  if (id.IsTrunk() || id.IsSlave()) return true;
   return StorePath::FileMatches(full, size, id.fields.crc32);
 }
 
@@ -77,7 +86,7 @@ class CreateJob {
   Status Finish() {
     if (keep_) {
       if (written_ != h_.data_len) return Status::InvalidArgument("record body too short");
-      if (!id_.IsAppender() && !id_.IsTrunk() &&
+      if (!id_.IsAppender() && !id_.IsTrunk() && !id_.IsSlave() &&
           (crc_ != id_.fields.crc32 || written_ != proto::SizeFromWord(id_.fields.size_word))) {
         // The sender's copy is damaged: sending it again would not help. The record counts as
         // applied without the file; `depot fsck --repair` copies a good one when some member
@@ -151,6 +160,64 @@ Status ApplyMeta(StorageServer* s, StorePath* p, const proto::FileId& id,
   return Applied(s, h, name);
 }
 
+// A replicated append or modify: the bytes go to a pending file, then into the file at the
+// record's offset. Writing the same bytes again is harmless (records may be sent twice), and a
+// gap (the file shorter than the offset: a truncate follows) is filled with zeros until the
+// later records arrive.
+class RangeJob {
+ public:
+  RangeJob(StorageServer* s, StorePath* p, proto::FileId id, proto::SyncRecordHead h)
+      : s_(s), p_(p), id_(std::move(id)), h_(h), name_(id_.RemoteName()),
+        full_(p->FullPath(id_.RelativePath())) {}
+  ~RangeJob() { StorePath::Discard(&spool_); }
+
+  Status Write(const std::string& data) {
+    if (spool_.fd < 0) {
+      DEPOT_ASSIGN_OR_RETURN(spool_, p_->CreatePendingIn(id_.dir1, id_.dir2));
+    }
+    if (written_ + data.size() > h_.data_len) return Status::InvalidArgument("record body too long");
+    DEPOT_RETURN_IF_ERROR(WriteAll(spool_.fd, data.data(), data.size(), "sync range"));
+    written_ += data.size();
+    return Status::OK();
+  }
+
+  Status Finish() {
+    if (written_ != h_.data_len) return Status::InvalidArgument("record body too short");
+    {
+      std::lock_guard<std::mutex> l(s_->MetaLock("m/" + name_));
+      if (!(h_.flags & proto::kSyncFlagGone) && !HasTombstone(s_, name_)) {
+        int fd = open(full_.c_str(), O_WRONLY | O_CLOEXEC);
+        if (fd < 0 && errno != ENOENT) return Status::FromErrno(errno, "open", full_);
+        if (fd < 0) {
+          // Its create was sent as gone (deleted since): the delete record follows.
+          DEPOT_LOG_WARN("sync {} of {}: no such file here; skipped", h_.op, name_);
+        } else {
+          FdCloser closer(fd);
+          if (h_.op == kOpTruncate) {
+            if (ftruncate(fd, static_cast<off_t>(h_.version)) != 0) {
+              return Status::FromErrno(errno, "ftruncate", full_);
+            }
+          } else if (h_.data_len > 0) {
+            DEPOT_RETURN_IF_ERROR(CopyRange(spool_.fd, 0, fd, h_.version, h_.data_len));
+          }
+          if (p_->durable() && fdatasync(fd) != 0) return Status::FromErrno(errno, "fdatasync", full_);
+        }
+      }
+    }
+    StorePath::Discard(&spool_);
+    return Applied(s_, h_, name_);
+  }
+
+ private:
+  StorageServer* s_;
+  StorePath* p_;
+  proto::FileId id_;
+  proto::SyncRecordHead h_;
+  std::string name_, full_;
+  StorePath::PendingFile spool_;
+  uint64_t written_ = 0;
+};
+
 class RecordStream : public net::BodyStream {
  public:
   RecordStream(StorageServer* s, uint64_t body_len) : s_(s), body_len_(body_len) {}
@@ -198,6 +265,9 @@ class RecordStream : public net::BodyStream {
         job_ = std::make_shared<CreateJob>(s_, path_, id_, head_);
       } else if (head_.op == 'M') {
         mode_ = Mode::kMeta;
+      } else if (OpHasRange(head_.op)) {
+        mode_ = Mode::kRange;
+        range_ = std::make_shared<RangeJob>(s_, path_, id_, head_);
       } else {
         mode_ = Mode::kDelete;
       }
@@ -228,6 +298,20 @@ class RecordStream : public net::BodyStream {
           conn->PostReply(0);
         });
         return;
+      case Mode::kRange: {
+        auto job = range_;
+        path_->writer().Submit([job, conn, chunk = std::move(chunk), last] {
+          Status st = chunk.empty() ? Status::OK() : job->Write(chunk);
+          if (st.ok() && last) st = job->Finish();
+          if (!st.ok()) {
+            DEPOT_LOG_WARN("sync change from {}: {}", conn->peer(), st.ToString());
+            return conn->PostReplyAndClose(proto::StatusToWire(st));
+          }
+          if (last) return conn->PostReply(0);
+          conn->ContinueBody();
+        });
+        return;
+      }
       case Mode::kCreate: {
         bool first = !prepared_;
         prepared_ = true;
@@ -249,14 +333,17 @@ class RecordStream : public net::BodyStream {
   }
 
   void OnAbort() override {
-    if (!job_ || path_ == nullptr) return;
-    auto job = job_;
-    path_->writer().Submit([job] {});  // the job (and its pending file) dies on a writer thread
+    if (path_ == nullptr) return;
+    if (job_ || range_) {
+      // The jobs (and their pending files) die on a writer thread, after any queued chunk.
+      path_->writer().Submit([job = job_, range = range_] {});
+    }
     job_.reset();
+    range_.reset();
   }
 
  private:
-  enum class Mode { kSkip, kCreate, kMeta, kDelete };
+  enum class Mode { kSkip, kCreate, kMeta, kDelete, kRange };
   void Refuse(const ConnectionPtr& conn, const Status& s) {
     DEPOT_LOG_WARN("sync record from {} refused: {}", conn->peer(), s.ToString());
     conn->ReplyAndClose(proto::StatusToWire(s));
@@ -272,6 +359,7 @@ class RecordStream : public net::BodyStream {
   StorePath* path_ = nullptr;
   Mode mode_ = Mode::kSkip;
   std::shared_ptr<CreateJob> job_;
+  std::shared_ptr<RangeJob> range_;
   std::string meta_;
 };
 

@@ -1,9 +1,14 @@
-// Upload (11): path_index1 + size8 + ext6 + the bytes; reply group16 + remote name.
-// The body streams in chunks to an unnamed file (O_TMPFILE) in the current write directory, on
-// the store path's writer threads; the CRC32 is computed on the way; at the end the file is
-// named data/XX/YY/<name> with linkat (in a group commit when durable_writes is on) and only then
-// acknowledged.
+// Upload (11) and upload appender (23): path_index1 + size8 + ext6 + the bytes; upload slave
+// (21): master_len8 + size8 + prefix16 + ext6 + master name + the bytes. Reply group16 + remote
+// name.
+// The body streams in chunks to an unnamed file (O_TMPFILE) in the current write directory (a
+// slave: its master's directory), on the store path's writer threads; the CRC32 is computed on
+// the way; at the end the file is named data/XX/YY/<name> with linkat and only then acknowledged.
+// Normal files are named in a group commit when durable_writes is on (a torn one is found at
+// start-up by its CRC32); appender and slave files, whose names do not carry their content's
+// CRC32, are synced before they are named.
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -22,13 +27,22 @@ using net::ConnectionPtr;
 using proto::FrameHeader;
 
 constexpr size_t kUploadPrefix = 1 + 8 + proto::kExtLen;
+constexpr size_t kSlavePrefix = 8 + 8 + proto::kPrefixLen + proto::kExtLen;
+
+enum class Kind { kNormal, kAppender, kSlave };
 
 // One upload in progress. Shared between the loop (stream) and the disk threads; mu_ orders the
 // disk work of one upload when a path has several writer threads.
 class UploadJob : public std::enable_shared_from_this<UploadJob> {
  public:
-  UploadJob(StorageServer* server, StorePath* path, uint64_t size, std::string ext)
-      : server_(server), path_(path), size_(size), ext_(std::move(ext)) {}
+  UploadJob(StorageServer* server, StorePath* path, uint64_t size, std::string ext, Kind kind)
+      : server_(server), path_(path), size_(size), ext_(std::move(ext)), kind_(kind) {}
+
+  // A slave: its name and directory, and its master's file.
+  void SetSlave(proto::FileId slave, std::string master_full) {
+    slave_ = std::move(slave);
+    master_full_ = std::move(master_full);
+  }
   ~UploadJob() { StorePath::Discard(&file_); }
 
   Status Write(const std::string& data) {
@@ -64,10 +78,38 @@ class UploadJob : public std::enable_shared_from_this<UploadJob> {
     Fail(conn, s);
   }
 
+  // A failure before the last chunk: the rest of the body is read and dropped, then answered.
+  void MarkFailed(const Status& s) {
+    std::lock_guard<std::mutex> l(mu_);
+    failed_ = s;
+    StorePath::Discard(&file_);
+  }
+  bool failed() {
+    std::lock_guard<std::mutex> l(mu_);
+    return !failed_.ok();
+  }
+  void ReplyFailure(const ConnectionPtr& conn) {
+    std::lock_guard<std::mutex> l(mu_);
+    Fail(conn, failed_);
+  }
+
  private:
   Status OpenLocked() {
     if (aborted_) return Status::Unavailable("upload aborted");
     if (file_.fd >= 0) return Status::OK();
+    if (kind_ == Kind::kSlave) {
+      // FastDFS's statuses: ENOENT without the master, EEXIST when the slave exists.
+      struct stat st;
+      if (stat(master_full_.c_str(), &st) != 0) {
+        return errno == ENOENT ? Status::NotFound("master file not found:", master_full_)
+                               : Status::FromErrno(errno, "stat", master_full_);
+      }
+      if (stat(path_->FullPath(slave_.RelativePath()).c_str(), &st) == 0) {
+        return Status::AlreadyExists("slave file exists:", slave_.RemoteName());
+      }
+      DEPOT_ASSIGN_OR_RETURN(file_, path_->CreatePendingIn(slave_.dir1, slave_.dir2));
+      return Status::OK();
+    }
     DEPOT_ASSIGN_OR_RETURN(file_, path_->CreatePending());
     return Status::OK();
   }
@@ -83,18 +125,23 @@ class UploadJob : public std::enable_shared_from_this<UploadJob> {
   void Publish(const ConnectionPtr& conn, int attempt) {
     Binlog& binlog = server_->replicator().binlog();
     proto::FileId id;
-    id.group = server_->config().group_name;
-    id.store_path = path_->index();
-    id.dir1 = file_.dir1;
-    id.dir2 = file_.dir2;
-    uint64_t r = RandomU64();
-    id.fields.source_ip = server_->source_ip();
-    // Registered as in progress until its binlog record exists (read-routing watermarks).
-    uint32_t ctime = binlog.BeginCreate();
-    id.fields.create_time = ctime;
-    id.fields.size_word = proto::MakeSizeWord(size_, false, r);
-    id.fields.crc32 = crc_;
-    id.name = proto::MakeFileName(id.fields, ext_, RandomU64());
+    uint32_t ctime = 0;
+    if (kind_ == Kind::kSlave) {
+      id = slave_;
+    } else {
+      id.group = server_->config().group_name;
+      id.store_path = path_->index();
+      id.dir1 = file_.dir1;
+      id.dir2 = file_.dir2;
+      uint64_t r = RandomU64();
+      id.fields.source_ip = server_->source_ip();
+      // Registered as in progress until its binlog record exists (read-routing watermarks).
+      ctime = binlog.BeginCreate();
+      id.fields.create_time = ctime;
+      id.fields.size_word = proto::MakeSizeWord(size_, kind_ == Kind::kAppender, r);
+      id.fields.crc32 = crc_;
+      id.name = proto::MakeFileName(id.fields, ext_, RandomU64());
+    }
     auto self = shared_from_this();
     // Runs once the name exists (on the commit thread, before its sync, when durable).
     auto named = [self, id, ctime]() -> Status {
@@ -106,10 +153,10 @@ class UploadJob : public std::enable_shared_from_this<UploadJob> {
     };
     self->registration_used_ = false;
     auto done = [self, conn, id, attempt, ctime](Status s) {
-      if (!s.ok() && !self->registration_used_) {
+      if (!s.ok() && !self->registration_used_ && ctime != 0) {
         self->server_->replicator().binlog().AbortCreate(ctime);
       }
-      if (s.code() == StatusCode::kAlreadyExists && attempt < 5) {
+      if (s.code() == StatusCode::kAlreadyExists && attempt < 5 && self->kind_ != Kind::kSlave) {
         return self->Publish(conn, attempt + 1);  // astronomically rare name clash: new name
       }
       if (!s.ok()) return self->FailUnlocked(conn, s);
@@ -125,7 +172,28 @@ class UploadJob : public std::enable_shared_from_this<UploadJob> {
         conn->PostReply(0, std::move(out));
       });
     };
-    if (path_->durable()) {
+    if (kind_ != Kind::kNormal) {
+      // Synced before it is named (when durable): nothing at start-up could tell a torn
+      // appender or slave file from a good one.
+      Status s;
+      {
+        std::lock_guard<std::mutex> l(mu_);
+        if (aborted_) {
+          if (ctime != 0) server_->replicator().binlog().AbortCreate(ctime);
+          return;
+        }
+        if (path_->durable() && fdatasync(file_.fd) != 0) s = Status::FromErrno(errno, "fdatasync");
+        if (s.ok()) s = path_->Publish(&file_, id.name);
+      }
+      std::string full = path_->FullPath(id.RelativePath());
+      if (s.ok() && path_->durable()) s = FsyncDir(DirName(full));
+      if (s.ok()) {
+        s = named();
+        if (s.ok() && path_->durable()) s = server_->replicator().binlog().Sync();
+        if (!s.ok()) unlink(full.c_str());
+      }
+      done(s);
+    } else if (path_->durable()) {
       std::lock_guard<std::mutex> l(mu_);
       if (aborted_) {  // the client went away: the pending file was discarded
         server_->replicator().binlog().AbortCreate(ctime);
@@ -179,55 +247,70 @@ class UploadJob : public std::enable_shared_from_this<UploadJob> {
   StorePath* path_;
   uint64_t size_;
   std::string ext_;
+  Kind kind_;
+  proto::FileId slave_;
+  std::string master_full_;
   std::mutex mu_;
   StorePath::PendingFile file_;  // GUARDED_BY(mu_)
   uint32_t crc_ = 0;             // GUARDED_BY(mu_)
   uint64_t written_ = 0;         // GUARDED_BY(mu_)
   bool aborted_ = false;         // GUARDED_BY(mu_)
   bool committing_ = false;      // GUARDED_BY(mu_): file_ is with the commit thread
+  Status failed_;                // GUARDED_BY(mu_)
   std::atomic<uint64_t> seq_{0};  // the create's binlog record
   std::atomic<bool> registration_used_{false};  // named() ended the BeginCreate registration
 };
 
 class UploadStream : public net::BodyStream {
  public:
-  UploadStream(StorageServer* s, uint64_t body_len) : server_(s), body_len_(body_len) {}
+  UploadStream(StorageServer* s, uint64_t body_len, Kind kind)
+      : server_(s), body_len_(body_len), kind_(kind) {}
 
   void OnChunk(const ConnectionPtr& conn, std::string chunk, bool last) override {
-    if (!job_) {
-      size_t take = std::min(kUploadPrefix - prefix_.size(), chunk.size());
+    if (!job_ && !draining_) {
+      size_t want = kind_ == Kind::kSlave ? kSlavePrefix : kUploadPrefix;
+      if (kind_ == Kind::kSlave && prefix_.size() >= kSlavePrefix) {
+        want += proto::GetU64(prefix_.data());  // the master's name
+      }
+      size_t take = std::min(want - prefix_.size(), chunk.size());
       prefix_.append(chunk, 0, take);
       chunk.erase(0, take);
-      if (prefix_.size() < kUploadPrefix) {
+      if (kind_ == Kind::kSlave && prefix_.size() == kSlavePrefix) {
+        uint64_t master_len = proto::GetU64(prefix_.data());
+        if (master_len < 10 + proto::kFileNameB64Len + proto::kFileSuffixLen ||
+            master_len > proto::kMaxRemoteNameLen ||
+            body_len_ < kSlavePrefix + master_len) {
+          server_->Count(proto::kCntUpload, false);
+          return conn->Reply(EINVAL);
+        }
+        want += master_len;
+        take = std::min(want - prefix_.size(), chunk.size());
+        prefix_.append(chunk, 0, take);
+        chunk.erase(0, take);
+      }
+      if (prefix_.size() < want) {
         if (last) return conn->Reply(EINVAL);
         return conn->ContinueBody();
       }
-      uint8_t path_index = static_cast<uint8_t>(prefix_[0]);
-      uint64_t size = proto::GetU64(prefix_.data() + 1);
-      std::string ext(proto::TrimFixed(std::string_view(prefix_).substr(9, proto::kExtLen)));
-      if (size != body_len_ - kUploadPrefix || !proto::ValidateExt(ext).ok()) {
+      Status st = Start(conn);
+      if (!st.ok()) {
+        // Answered once the body is read: a client that is still sending would otherwise get
+        // a reset instead of the status.
         server_->Count(proto::kCntUpload, false);
-        return conn->Reply(EINVAL);
+        DEPOT_LOG_WARN("upload from {} refused: {}", conn->peer(), st.ToString());
+        failed_ = st;
+        draining_ = true;
       }
-      if (Status q = server_->replicator().CheckQuorumPossible(); !q.ok()) {
-        DEPOT_LOG_WARN("upload from {} refused: {}", conn->peer(), q.ToString());
-        server_->Count(proto::kCntUpload, false);
-        return conn->ReplyStatus(q);
-      }
-      auto path = server_->PathForUpload(path_index, size);
-      if (!path.ok()) {
-        DEPOT_LOG_WARN("upload from {} refused: {}", conn->peer(), path.status().ToString());
-        server_->Count(proto::kCntUpload, false);
-        return conn->ReplyStatus(path.status());
-      }
-      (*path)->Consume(static_cast<int64_t>(size));
-      job_ = std::make_shared<UploadJob>(server_, *path, size, ext);
-      path_ = *path;
     }
+    if (draining_) return last ? conn->ReplyStatus(failed_) : conn->ContinueBody();
     auto job = job_;
     path_->writer().Submit([job, conn, chunk = std::move(chunk), last] {
+      if (job->failed()) return last ? job->ReplyFailure(conn) : conn->ContinueBody();
       Status s = chunk.empty() ? Status::OK() : job->Write(chunk);
-      if (!s.ok()) return job->FailUnlocked(conn, s);
+      if (!s.ok()) {
+        job->MarkFailed(s);
+        return last ? job->ReplyFailure(conn) : conn->ContinueBody();
+      }
       if (last) return job->Finish(conn);
       conn->ContinueBody();
     });
@@ -240,22 +323,69 @@ class UploadStream : public net::BodyStream {
   }
 
  private:
+  // The prefix is complete: checks it and creates the job.
+  Status Start(const ConnectionPtr& conn) {
+    uint64_t size = proto::GetU64(prefix_.data() + (kind_ == Kind::kSlave ? 8 : 1));
+    size_t ext_at = kind_ == Kind::kSlave ? 16 + proto::kPrefixLen : 9;
+    std::string ext(proto::TrimFixed(std::string_view(prefix_).substr(ext_at, proto::kExtLen)));
+    if (size != body_len_ - prefix_.size()) {
+      return Status::InvalidArgument("upload: size does not match the body length");
+    }
+    DEPOT_RETURN_IF_ERROR(proto::ValidateExt(ext));
+    DEPOT_RETURN_IF_ERROR(server_->replicator().CheckQuorumPossible());
+    StorePath* path = nullptr;
+    proto::FileId slave;
+    std::string master_full;
+    if (kind_ == Kind::kSlave) {
+      std::string prefix(proto::TrimFixed(std::string_view(prefix_).substr(16, proto::kPrefixLen)));
+      std::string master_name = prefix_.substr(kSlavePrefix);
+      DEPOT_ASSIGN_OR_RETURN(proto::FileId master,
+                             proto::ParseRemoteName(server_->config().group_name, master_name));
+      if (master.IsAppender()) return Status::InvalidArgument("the master is an appender file");
+      DEPOT_ASSIGN_OR_RETURN(path, server_->PathForFile(master));
+      DEPOT_ASSIGN_OR_RETURN(std::string name, proto::MakeSlaveName(master, prefix, ext));
+      slave = master;
+      slave.name = std::move(name);
+      master_full = path->FullPath(master.RelativePath());
+      if (path->free_bytes() - server_->ReservedBytes(*path) < static_cast<int64_t>(size)) {
+        return Status::ResourceExhausted("no space left for the slave file");
+      }
+    } else {
+      uint8_t path_index = static_cast<uint8_t>(prefix_[0]);
+      DEPOT_ASSIGN_OR_RETURN(path, server_->PathForUpload(path_index, size));
+    }
+    (void)conn;
+    path->Consume(static_cast<int64_t>(size));
+    job_ = std::make_shared<UploadJob>(server_, path, size, ext, kind_);
+    if (kind_ == Kind::kSlave) job_->SetSlave(std::move(slave), std::move(master_full));
+    path_ = path;
+    return Status::OK();
+  }
+
   StorageServer* server_;
   uint64_t body_len_;
+  Kind kind_;
   std::string prefix_;
   std::shared_ptr<UploadJob> job_;
   StorePath* path_ = nullptr;
+  bool draining_ = false;
+  Status failed_;
 };
 
 }  // namespace
 
 void RegisterUpload(StorageServer* s, net::FrameServer* fs) {
-  net::CommandSpec upload;
-  upload.max_body = kUploadPrefix + s->config().max_file_size;
-  upload.stream = [s](const ConnectionPtr&, const FrameHeader& h) {
-    return std::make_unique<UploadStream>(s, h.body_len);
+  auto reg = [s, fs](uint8_t cmd, Kind kind, uint64_t prefix) {
+    net::CommandSpec upload;
+    upload.max_body = prefix + s->config().max_file_size;
+    upload.stream = [s, kind](const ConnectionPtr&, const FrameHeader& h) {
+      return std::make_unique<UploadStream>(s, h.body_len, kind);
+    };
+    fs->Register(cmd, upload);
   };
-  fs->Register(proto::kStorageUpload, upload);
+  reg(proto::kStorageUpload, Kind::kNormal, kUploadPrefix);
+  reg(proto::kStorageUploadAppender, Kind::kAppender, kUploadPrefix);
+  reg(proto::kStorageUploadSlave, Kind::kSlave, kSlavePrefix + proto::kMaxRemoteNameLen);
 }
 
 }  // namespace depot::storage

@@ -31,7 +31,8 @@ constexpr uint8_t kUpload = 11, kDelete = 12, kSetMeta = 13, kDownload = 14, kGe
                   kFileInfo = 22, kQuit = 82, kListOne = 90, kListGroups = 91, kListStorages = 92,
                   kStoreOne = 101, kFetchOne = 102, kUpdate = 103, kStoreInGroup = 104,
                   kFetchAll = 105, kStoreAll = 106, kStoreAllInGroup = 107, kActiveTest = 111,
-                  kChallenge = 200, kProof = 201, kJoin = 210, kHeartbeat = 211;
+                  kChallenge = 200, kProof = 201, kJoin = 210, kHeartbeat = 211,
+                  kUploadAppender = 23;
 
 const std::string kHello = "hello depot\n";  // crc32 0x8277373a (vectors 01, 05)
 
@@ -471,7 +472,8 @@ void ExpectSameLayout(uint8_t cmd, const std::string& recorded, const RawReply& 
       EXPECT_EQ(GetU64(got.body, 31), static_cast<uint64_t>(port));
       if (got.body.size() == 40) EXPECT_EQ(got.body[39], rec_body[39]);  // store path index
       break;
-    case kUpload: {
+    case kUpload:
+    case kUploadAppender: {
       EXPECT_EQ(got.body.substr(0, 16), rec_body.substr(0, 16));
       std::string mine = got.body.substr(16), theirs(rec_body.substr(16));
       auto a = proto::ParseRemoteName("group1", mine);
@@ -524,10 +526,11 @@ int ReplayVector(MiniCluster* cluster, const std::string& name) {
 
 TEST_F(ProtocolTest, VectorUploadsGetTheSameLayout) {
   // 101 then 11 each: 12 bytes with ".txt", 0 bytes, 1 byte and 12 bytes without an extension,
-  // and a 6-character extension that leaves no room for digits.
+  // and a 6-character extension that leaves no room for digits; 101 then 23 (an appender file:
+  // the appender bit, the first content's CRC32).
   for (const char* name :
        {"01-query-store-upload.txt", "03-upload-empty.txt", "04-upload-1byte-noext.txt",
-        "05-upload-12-noext.txt", "37-upload-6char-ext.txt"}) {
+        "05-upload-12-noext.txt", "37-upload-6char-ext.txt", "20-upload-appender.txt"}) {
     EXPECT_EQ(ReplayVector(cluster_.get(), name), 2) << name;
   }
 }

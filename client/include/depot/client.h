@@ -117,6 +117,10 @@ struct FsckReport {
 // Called as a transfer progresses: bytes done so far and the total.
 using ProgressFn = std::function<void(uint64_t done, uint64_t total)>;
 
+// The file ID a slave of `master_id` with `prefix` (and `ext`, empty: the master's) gets.
+Result<std::string> SlaveFileId(const std::string& master_id, const std::string& prefix,
+                                const std::string& ext = "");
+
 class Client {
  public:
   static Result<std::unique_ptr<Client>> Create(ClientOptions options);
@@ -125,6 +129,34 @@ class Client {
   Result<std::string> UploadFile(const std::string& path, const UploadOptions& opts,
                                  const ProgressFn& progress = nullptr);
   Result<std::string> UploadBuffer(std::string_view data, const UploadOptions& opts);
+
+  // Appender files (FastDFS's): created like an upload, then changed in place. Changes go to
+  // the file's source storage; each is applied whole or not at all, one at a time per file.
+  // A file that is not an appender file refuses them (InvalidArgument, FastDFS's EINVAL).
+  Result<std::string> UploadAppenderFile(const std::string& path, const UploadOptions& opts,
+                                         const ProgressFn& progress = nullptr);
+  Result<std::string> UploadAppenderBuffer(std::string_view data, const UploadOptions& opts);
+  Status AppendFile(const std::string& file_id, const std::string& path,
+                    const ProgressFn& progress = nullptr);
+  Status AppendBuffer(const std::string& file_id, std::string_view data);
+  // Writes at `offset` (at most the current size; the file may grow past its end).
+  Status ModifyFile(const std::string& file_id, uint64_t offset, const std::string& path,
+                    const ProgressFn& progress = nullptr);
+  Status ModifyBuffer(const std::string& file_id, uint64_t offset, std::string_view data);
+  // Cuts the file to `size` bytes (at most its current size).
+  Status Truncate(const std::string& file_id, uint64_t size);
+  // Turns a finished appender file into a normal file: returns its new file ID (the old one
+  // is gone).
+  Result<std::string> RegenerateAppender(const std::string& file_id);
+
+  // Slave files: stored next to their master under the master's name plus `prefix` (and
+  // opts.ext, or the master's extension). NotFound when the master does not exist,
+  // AlreadyExists when the slave does.
+  Result<std::string> UploadSlaveFile(const std::string& master_id, const std::string& prefix,
+                                      const std::string& path, const UploadOptions& opts,
+                                      const ProgressFn& progress = nullptr);
+  Result<std::string> UploadSlaveBuffer(const std::string& master_id, const std::string& prefix,
+                                        std::string_view data, const UploadOptions& opts);
 
   // Writes [offset, offset+length) (length 0: to the end) of the file to `fd`.
   Status DownloadToFd(const std::string& file_id, int fd, uint64_t offset = 0,
