@@ -64,6 +64,10 @@ Result<StorageConfig> ParseStorageConfig(const std::string& text, const std::str
   b.Int("write_quorum", &c.write_quorum, 1, 64);
   b.Int("sync_window", &c.sync_window, 1, 1024);
   b.Int("sync_delay_ms", &c.sync_delay_ms, 0, 60000);
+  b.Bool("use_trunk_file", &c.use_trunk_file);
+  b.Bytes("slot_min_size", &c.slot_min_size, 64, 64ULL << 20);
+  b.Bytes("slot_max_size", &c.slot_max_size, 64, 256ULL << 20);
+  b.Bytes("trunk_file_size", &c.trunk_file_size, 1ULL << 20, 4ULL << 30);
   if (c.group_name.empty()) {
     b.Fail("group_name", "is required");
   } else if (!proto::ValidateGroupName(c.group_name).ok()) {
@@ -84,6 +88,10 @@ Result<StorageConfig> ParseStorageConfig(const std::string& text, const std::str
   }
   if (c.http_token && c.http_secret.size() < 8) {
     b.Fail("http_secret", "is required with http_token = on (8 characters or more)");
+  }
+  if (c.slot_min_size > c.slot_max_size) b.Fail("slot_min_size", "must not exceed slot_max_size");
+  if (c.slot_max_size * 2 > c.trunk_file_size) {
+    b.Fail("trunk_file_size", "must hold at least two slots of slot_max_size");
   }
   if (c.cluster_secret.size() < 8) b.Fail("cluster_secret", "is required (8 characters or more)");
   DEPOT_RETURN_IF_ERROR(b.Finish());

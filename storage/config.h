@@ -48,6 +48,11 @@ struct StorageConfig {
                                            // an upload before it is acknowledged
   int sync_window = 32;                    // records in flight per peer
   int sync_delay_ms = 0;                   // testing: delay before pushing each record
+  // Trunk storage (doc/trunk.md): files up to slot_max_size packed into trunk files.
+  bool use_trunk_file = false;
+  uint64_t slot_min_size = 256;            // smallest slot (header included)
+  uint64_t slot_max_size = 1ULL << 20;     // largest file stored in a trunk
+  uint64_t trunk_file_size = 64ULL << 20;  // size of each trunk file
 };
 
 Result<StorageConfig> LoadStorageConfig(const std::string& path);

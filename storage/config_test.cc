@@ -53,7 +53,8 @@ const std::vector<std::string> kAllKeys = {
     "upload_priority",     "log_file",            "log_level",      "cluster_secret",
     "replication",         "write_quorum",        "sync_window",    "sync_delay_ms",
     "http_threads",        "http_token",          "http_secret",    "http_token_ttl",
-    "http_mime_types",     "http_cache_max_age",  "http_miss",      "http_advertise_port"};
+    "http_mime_types",     "http_cache_max_age",  "http_miss",      "http_advertise_port",
+    "use_trunk_file",      "slot_min_size",       "slot_max_size",  "trunk_file_size"};
 
 TEST(StorageConfigTest, ShippedFileEqualsStructDefaults) {
   auto c = LoadStorageConfig(kShipped);
@@ -68,6 +69,10 @@ TEST(StorageConfigTest, ShippedFileEqualsStructDefaults) {
   EXPECT_EQ(c->metrics_port, d.metrics_port);
   EXPECT_EQ(c->heartbeat_interval, d.heartbeat_interval);
   EXPECT_EQ(c->durable_writes, d.durable_writes);
+  EXPECT_EQ(c->use_trunk_file, d.use_trunk_file);
+  EXPECT_EQ(c->slot_min_size, d.slot_min_size);
+  EXPECT_EQ(c->slot_max_size, d.slot_max_size);
+  EXPECT_EQ(c->trunk_file_size, d.trunk_file_size);
   EXPECT_EQ(c->reserved_space, d.reserved_space);
   EXPECT_EQ(c->max_file_size, d.max_file_size);
   EXPECT_EQ(c->work_threads, d.work_threads);

@@ -327,19 +327,19 @@ class PeerPusher {
       head.flags |= proto::kSyncFlagGone;  // cannot happen for records we wrote; keep the order
     } else if (rec.op == kOpCreate) {
       DEPOT_ASSIGN_OR_RETURN(StorePath * path, s_->PathForFile(*id));
-      std::string full = path->FullPath(id->RelativePath());
-      fd = open(full.c_str(), O_RDONLY | O_CLOEXEC);
-      struct stat st;
-      if (fd < 0 && errno == ENOENT) {
+      auto opened = StorageServer::OpenFile(path, *id);
+      if (!opened.ok() && opened.status().code() == StatusCode::kNotFound) {
         head.flags |= proto::kSyncFlagGone;  // deleted since: its delete record follows
-      } else if (fd < 0) {
-        return Status::FromErrno(errno, "open", full);  // sent again in the next session
-      } else if (fstat(fd, &st) != 0) {
-        Status err = Status::FromErrno(errno, "fstat", full);
-        close(fd);
-        return err;
+      } else if (!opened.ok()) {
+        return opened.status();  // sent again in the next session
       } else {
-        head.data_len = static_cast<uint64_t>(st.st_size);
+        fd = opened->fd;
+        head.data_len = opened->size;
+        if (opened->offset != 0 && lseek(fd, static_cast<off_t>(opened->offset), SEEK_SET) < 0) {
+          Status err = Status::FromErrno(errno, "lseek trunk");
+          close(fd);
+          return err;
+        }
       }
     } else if (rec.op == kOpAppend || rec.op == kOpModify) {
       // The file's current bytes of the changed range: when a later change has touched them

@@ -1,6 +1,8 @@
 #include "storage/storage_server.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <prometheus/gauge.h>
 
@@ -9,6 +11,7 @@
 #include "storage/http/http_server.h"
 #include "storage/replicator.h"
 #include "storage/tracker_reporter.h"
+#include "storage/trunk.h"
 
 namespace depot::storage {
 
@@ -38,6 +41,22 @@ Status StorageServer::Start() {
     DEPOT_RETURN_IF_ERROR(meta_->Put("sys/join_time", std::to_string(join_time_)));
   }
 
+  for (auto& p : paths_) {
+    TrunkStore::Options to;
+    to.store_path = p->index();
+    to.trunk_file_size = config_.trunk_file_size;
+    to.slot_min_size = static_cast<uint32_t>(config_.slot_min_size);
+    to.slot_max_size = static_cast<uint32_t>(config_.slot_max_size);
+    to.durable = config_.durable_writes;
+    to.deleted = [this](const std::string& name) {
+      auto t = meta_->Get("t/" + name);
+      return t.ok() && t->has_value();
+    };
+    auto trunk = std::make_unique<TrunkStore>(p->root(), std::move(to));
+    DEPOT_RETURN_IF_ERROR(trunk->Init());
+    p->set_trunk(std::move(trunk));
+  }
+
   metrics_ = std::make_unique<metrics::MetricsServer>();
   if (config_.metrics_port >= 0) {
     DEPOT_RETURN_IF_ERROR(metrics_->Start(config_.bind_addr, config_.metrics_port));
@@ -55,6 +74,9 @@ Status StorageServer::Start() {
       if (binlog_stat && stat(p->root().c_str(), &ps) == 0 && ps.st_dev == bs.st_dev) continue;
       p->set_after_sync([this] { return replicator_->binlog().Sync(); });
     }
+  }
+  for (auto& p : paths_) {
+    p->trunk()->set_sync_log([this] { return replicator_->binlog().Sync(); });
   }
   auto& free_family = prometheus::BuildGauge()
                           .Name("depot_store_path_free_bytes")
@@ -139,6 +161,54 @@ void StorageServer::Stop() {
   replicator_.reset();  // closes the binlog cleanly once nothing appends any more
   reporter_.reset();
   meta_.reset();
+}
+
+Result<StorageServer::OpenedFile> StorageServer::OpenFile(StorePath* p, const proto::FileId& id) {
+  OpenedFile f;
+  if (id.InTrunk()) {
+    DEPOT_ASSIGN_OR_RETURN(TrunkStore::Located loc, p->trunk()->Locate(id));
+    f.fd = loc.fd;
+    f.offset = loc.offset;
+    f.size = loc.size;
+    f.mtime = id.fields.create_time;
+    return f;
+  }
+  std::string full = p->FullPath(id.RelativePath());
+  f.fd = open(full.c_str(), O_RDONLY | O_CLOEXEC);
+  if (f.fd < 0) {
+    return errno == ENOENT ? Status::NotFound("no such file:", id.RemoteName())
+                           : Status::FromErrno(errno, "open", full);
+  }
+  struct stat st;
+  if (fstat(f.fd, &st) != 0) {
+    Status s = Status::FromErrno(errno, "fstat", full);
+    close(f.fd);
+    return s;
+  }
+  f.size = static_cast<uint64_t>(st.st_size);
+  f.mtime = st.st_mtime;
+  return f;
+}
+
+bool StorageServer::HasFile(StorePath* p, const proto::FileId& id) {
+  if (id.InTrunk()) {
+    auto loc = p->trunk()->Locate(id);
+    if (!loc.ok()) return false;
+    close(loc->fd);
+    return true;
+  }
+  struct stat st;
+  return stat(p->FullPath(id.RelativePath()).c_str(), &st) == 0;
+}
+
+Status StorageServer::RemoveContent(StorePath* p, const proto::FileId& id) {
+  if (id.InTrunk()) return p->trunk()->Free(id, source_ip());
+  std::string full = p->FullPath(id.RelativePath());
+  if (unlink(full.c_str()) != 0) {
+    return errno == ENOENT ? Status::NotFound("no such file:", id.RemoteName())
+                           : Status::FromErrno(errno, "unlink", full);
+  }
+  return Status::OK();
 }
 
 void StorageServer::RefreshSpace() {

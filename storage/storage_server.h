@@ -59,6 +59,20 @@ class StorageServer {
   // Resolves a file ID of this group to its store path; InvalidArgument otherwise.
   Result<StorePath*> PathForFile(const proto::FileId& id);
 
+  // A file's content, open for reading: its own file or its slot in a trunk file.
+  struct OpenedFile {
+    int fd = -1;  // the caller closes it
+    uint64_t offset = 0;  // where the content starts in fd
+    uint64_t size = 0;
+    int64_t mtime = 0;
+  };
+  // NotFound when this member does not have the file; IOError on other errors.
+  static Result<OpenedFile> OpenFile(StorePath* p, const proto::FileId& id);
+  // True when this member has the file.
+  static bool HasFile(StorePath* p, const proto::FileId& id);
+  // Removes a file's content: unlinks it, or frees its trunk slot. NotFound when it is not here.
+  Status RemoveContent(StorePath* p, const proto::FileId& id);
+
   // Serialises the read-modify-write of one file's metadata (merge) against other metadata
   // changes and deletes of the same file, across the writer threads.
   std::mutex& MetaLock(const std::string& remote_name) {

@@ -16,6 +16,7 @@
 #include "common/base/hash.h"
 #include "common/base/logging.h"
 #include "common/proto/file_id.h"
+#include "storage/trunk.h"
 
 namespace depot::storage {
 
@@ -29,6 +30,8 @@ StorePath::StorePath(int index, std::string root, bool durable, int writer_threa
   reader_ = std::make_unique<DiskExecutor>(name, reader_threads);
   if (durable_) commit_thread_ = std::thread([this] { CommitLoop(); });
 }
+
+void StorePath::set_trunk(std::unique_ptr<TrunkStore> t) { trunk_ = std::move(t); }
 
 StorePath::~StorePath() {
   writer_.reset();

@@ -24,6 +24,8 @@
 
 namespace depot::storage {
 
+class TrunkStore;
+
 class StorePath {
  public:
   StorePath(int index, std::string root, bool durable, int writer_threads, int reader_threads);
@@ -37,6 +39,9 @@ class StorePath {
   bool durable() const { return durable_; }
   DiskExecutor& writer() { return *writer_; }
   DiskExecutor& reader() { return *reader_; }
+  // The path's trunk files (doc/trunk.md); set once at start-up.
+  TrunkStore* trunk() { return trunk_.get(); }
+  void set_trunk(std::unique_ptr<TrunkStore> t);
 
   std::string FullPath(const std::string& relative) const { return root_ + "/" + relative; }
   // "data/XX/YY/<name>".
@@ -141,6 +146,7 @@ class StorePath {
   bool commit_stop_ = false;            // GUARDED_BY(commit_mu_)
   std::thread commit_thread_;
   std::function<Status()> after_sync_;
+  std::unique_ptr<TrunkStore> trunk_;
 };
 
 }  // namespace depot::storage

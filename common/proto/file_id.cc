@@ -54,6 +54,18 @@ uint64_t SizeFromWord(uint64_t w) {
   return w;
 }
 
+uint64_t MakeTrunkSizeWord(uint64_t size, uint64_t random) {
+  return MakeSizeWord(size, false, random) | kTrunkBit;
+}
+
+std::string EncodeTrunkInfo(const TrunkInfo& t) {
+  char raw[12];
+  PutU32(raw, t.trunk_id);
+  PutU32(raw + 4, t.offset);
+  PutU32(raw + 8, t.alloc);
+  return Base64Encode(std::string_view(raw, 12));
+}
+
 std::string Base64Encode(std::string_view bytes) {
   std::string out;
   out.reserve((bytes.size() * 4 + 2) / 3);
@@ -211,6 +223,24 @@ Result<FileId> ParseRemoteName(std::string_view group, std::string_view remote) 
   if (dots > 1) return Status::InvalidArgument("more than one '.' in file name");
   DEPOT_ASSIGN_OR_RETURN(id.fields, DecodeNameFields(name));
   id.name = std::string(name);
+  if (id.IsTrunk()) {
+    if (name.size() < kFileNameB64Len + kTrunkInfoB64Len + kFileSuffixLen) {
+      return Status::InvalidArgument("trunk file name too short");
+    }
+    std::string_view info = name.substr(kFileNameB64Len, kTrunkInfoB64Len);
+    for (char c : info) {
+      if (B64Value(c) < 0) return Status::InvalidArgument("bad trunk position in file name");
+    }
+    auto raw = Base64Decode(info);
+    if (!raw.ok() || raw->size() != 12) return Status::InvalidArgument("bad trunk position");
+    id.trunk.trunk_id = GetU32(raw->data());
+    id.trunk.offset = GetU32(raw->data() + 4);
+    id.trunk.alloc = GetU32(raw->data() + 8);
+    if (id.trunk.alloc == 0 || id.trunk.offset % id.trunk.alloc != 0 ||
+        SizeFromWord(id.fields.size_word) >= id.trunk.alloc) {
+      return Status::InvalidArgument("trunk position does not hold the file");
+    }
+  }
   return id;
 }
 

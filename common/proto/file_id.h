@@ -39,6 +39,19 @@ uint64_t MakeSizeWord(uint64_t size, bool appender, uint64_t random);
 // The size recorded in a size word (for appender files it is not meaningful).
 uint64_t SizeFromWord(uint64_t size_word);
 
+// Size word of a file stored in a trunk (MakeSizeWord with the trunk bit).
+uint64_t MakeTrunkSizeWord(uint64_t size, uint64_t random);
+
+// Where a trunk file ID's content lives: the 12 bytes after the 20 of FileNameFields, as 16
+// base64 characters in the name (FastDFS's layout): trunk file id, offset of the slot in it and
+// the slot's size, each 4 bytes big-endian.
+struct TrunkInfo {
+  uint32_t trunk_id = 0;
+  uint32_t offset = 0;
+  uint32_t alloc = 0;
+};
+std::string EncodeTrunkInfo(const TrunkInfo& t);
+
 // Base64 with FastDFS's alphabet. Decoding rejects any other character.
 std::string Base64Encode(std::string_view bytes);
 Result<std::string> Base64Decode(std::string_view text);
@@ -71,6 +84,10 @@ struct FileId {
   bool IsAppender() const { return (fields.size_word & kAppenderBit) != 0 && IsMarked(); }
   bool IsTrunk() const { return (fields.size_word & kTrunkBit) != 0 && IsMarked(); }
   bool IsMarked() const { return (fields.size_word & kSizeMarker) != 0; }
+  // For a trunk file ID (IsTrunk() and not a slave): its slot. Set by the parsers.
+  TrunkInfo trunk;
+  // The content lives in a trunk slot (a slave of a trunk file is a file of its own).
+  bool InTrunk() const { return IsTrunk() && !IsSlave(); }
   // True when the name carries more than the 7-character suffix (a slave name); a trunk name
   // has 16 more characters (its trunk position) before the suffix.
   bool IsSlave() const {

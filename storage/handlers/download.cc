@@ -27,19 +27,15 @@ void Download(StorageServer* s, const ConnectionPtr& conn, std::string body) {
   auto path = s->PathForFile(*id);
   if (!path.ok()) return conn->Reply(EINVAL);
   StorePath* p = *path;
-  std::string full = p->FullPath(id->RelativePath());
-  p->reader().Submit([s, conn, full, offset, length] {
-    int fd = open(full.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
+  p->reader().Submit([s, p, conn, fid = *id, offset, length] {
+    auto opened = StorageServer::OpenFile(p, fid);
+    if (!opened.ok()) {
       s->Count(proto::kCntDownload, false);
-      return conn->PostReply(errno == ENOENT ? ENOENT : EIO);
+      return conn->PostReply(opened.status().code() == StatusCode::kNotFound ? ENOENT : EIO);
     }
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-      close(fd);
-      return conn->PostReply(EIO);
-    }
-    uint64_t size = static_cast<uint64_t>(st.st_size);
+    int fd = opened->fd;
+    uint64_t size = opened->size;
+    uint64_t base = opened->offset;  // past the slot header for a trunk file
     // FastDFS answers EINVAL for an offset at or past the end; Depot serves an empty file's
     // empty body instead of FastDFS's EINVAL (doc/protocol.md).
     if (offset > size || (offset == size && size != 0) ||
@@ -56,7 +52,8 @@ void Download(StorageServer* s, const ConnectionPtr& conn, std::string body) {
       std::string data(len, '\0');
       uint64_t got = 0;
       while (got < len) {
-        ssize_t n = pread(fd, data.data() + got, len - got, static_cast<off_t>(offset + got));
+        ssize_t n =
+            pread(fd, data.data() + got, len - got, static_cast<off_t>(base + offset + got));
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) {
           close(fd);
@@ -70,10 +67,10 @@ void Download(StorageServer* s, const ConnectionPtr& conn, std::string body) {
     // sendfile() runs on the loop thread: start reading the range into the page cache now, on
     // this reader thread's time, so that the loop rarely waits for the disk (a cold read of a
     // huge file past this window still can: see doc/architecture.md).
-    posix_fadvise(fd, static_cast<off_t>(offset),
+    posix_fadvise(fd, static_cast<off_t>(base + offset),
                   static_cast<off_t>(std::min<uint64_t>(len, 64 << 20)), POSIX_FADV_WILLNEED);
     posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-    conn->loop()->Post([conn, fd, offset, len] { conn->ReplyFile({}, fd, offset, len); });
+    conn->loop()->Post([conn, fd, at = base + offset, len] { conn->ReplyFile({}, fd, at, len); });
   });
 }
 

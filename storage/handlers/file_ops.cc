@@ -24,13 +24,11 @@ void Delete(StorageServer* s, const ConnectionPtr& conn, std::string body) {
   std::string full = p->FullPath(id->RelativePath());
   std::string meta_key = "m/" + id->RemoteName();
   std::string name = id->RemoteName();
-  p->writer().Submit([s, p, conn, full, meta_key, name] {
+  p->writer().Submit([s, p, conn, fid = *id, full, meta_key, name] {
     std::lock_guard<std::mutex> lock(s->MetaLock(meta_key));
-    struct stat st_file;
-    if (stat(full.c_str(), &st_file) != 0) {
-      int err = errno;
+    if (!StorageServer::HasFile(p, fid)) {
       s->Count(proto::kCntDelete, false);
-      return conn->PostReply(err == ENOENT ? ENOENT : EIO);
+      return conn->PostReply(ENOENT);
     }
     // Recorded before the file goes: the tombstone keeps a late replicated copy from bringing the
     // file back, the binlog record carries the delete to the peers. A delete that could not be
@@ -38,12 +36,13 @@ void Delete(StorageServer* s, const ConnectionPtr& conn, std::string body) {
     Status st = s->meta().Put("t/" + name, std::to_string(UnixSeconds()));
     if (st.ok()) st = s->replicator().binlog().AppendOwn(kOpDelete, name).status();
     if (st.ok() && p->durable()) st = s->replicator().binlog().Sync();
-    if (st.ok() && unlink(full.c_str()) != 0 && errno != ENOENT) {
-      st = Status::FromErrno(errno, "unlink", full);
+    if (st.ok()) {
+      st = s->RemoveContent(p, fid);
+      if (st.code() == StatusCode::kNotFound) st = Status::OK();
     }
     if (st.ok()) st = s->meta().Delete(meta_key);
     if (st.ok()) st = s->meta().Delete("mv/" + name);
-    if (st.ok() && p->durable()) st = FsyncDir(DirName(full));
+    if (st.ok() && p->durable() && !fid.InTrunk()) st = FsyncDir(DirName(full));
     if (!st.ok()) {
       DEPOT_LOG_WARN("delete {}: {}", full, st.ToString());
       s->Count(proto::kCntDelete, false);
@@ -67,9 +66,15 @@ void QueryInfo(StorageServer* s, const ConnectionPtr& conn, const FrameHeader& h
   StorePath* p = *path;
   std::string full = p->FullPath(id->RelativePath());
   proto::FileId fid = *id;
-  p->reader().Submit([conn, full, fid, flags] {
-    struct stat st;
-    if (stat(full.c_str(), &st) != 0) return conn->PostReply(errno == ENOENT ? ENOENT : EIO);
+  p->reader().Submit([p, conn, full, fid, flags] {
+    auto opened = StorageServer::OpenFile(p, fid);
+    if (!opened.ok()) {
+      return conn->PostReply(opened.status().code() == StatusCode::kNotFound ? ENOENT : EIO);
+    }
+    close(opened->fd);
+    struct stat st {};
+    st.st_size = static_cast<off_t>(opened->size);
+    st.st_mtime = opened->mtime;
     // A normal file's name carries its creation time and CRC32. An appender file changes: its
     // time is its mtime (as FastDFS answers) and its CRC32 is computed now; a slave's name is
     // its master's, so its CRC32 is computed too.

@@ -16,6 +16,7 @@
 #include "storage/replicator.h"
 #include "storage/appender_io.h"
 #include "storage/storage_server.h"
+#include "storage/trunk.h"
 
 namespace depot::storage {
 namespace {
@@ -56,6 +57,25 @@ Result<proto::ListFilesReply> ListFiles(StorageServer* s, StorePath* p,
       out.files.push_back(std::move(f));
     }
   }
+  // Files in trunk slots whose file IDs name this directory.
+  for (auto& [name, size] : p->trunk()->List(req.dir1)) {
+    proto::ListedFile f;
+    f.name = std::move(name);
+    f.size = size;
+    if (req.verify) {
+      auto id = proto::ParseRemoteName(s->config().group_name, f.name);
+      auto opened = id.ok() ? StorageServer::OpenFile(p, *id)
+                            : Result<StorageServer::OpenedFile>(id.status());
+      f.intact = false;
+      if (opened.ok()) {
+        std::string data(opened->size, '\0');
+        ssize_t n = pread(opened->fd, data.data(), data.size(), static_cast<off_t>(opened->offset));
+        f.intact = n == static_cast<ssize_t>(data.size()) && Crc32(data) == id->fields.crc32;
+        close(opened->fd);
+      }
+    }
+    out.files.push_back(std::move(f));
+  }
   DEPOT_RETURN_IF_ERROR(s->meta().Scan("t/" + std::string(top), [&](const std::string& k,
                                                                      const std::string&) {
     out.deleted.push_back(k.substr(2));
@@ -80,20 +100,42 @@ Status Repair(StorageServer* s, StorePath* p, const proto::FileId& id, const std
   DEPOT_RETURN_IF_ERROR(conn->SendAll(frame.data(), frame.size()));
   DEPOT_ASSIGN_OR_RETURN(auto h, conn->RecvHeader(s->config().max_file_size));
   if (h.status != 0) return proto::WireToStatus(h.status, "download from " + conn->address());
-  DEPOT_ASSIGN_OR_RETURN(auto file, p->CreatePendingIn(id.dir1, id.dir2));
+  StorePath::PendingFile file;
+  std::string whole;  // a trunk file's bytes, written into its slot at once
+  if (id.InTrunk()) {
+    if (h.body_len + TrunkStore::kHeaderSize > id.trunk.alloc) {
+      return Status::Corruption("the peer's copy is larger than its trunk slot:", name);
+    }
+  } else {
+    DEPOT_ASSIGN_OR_RETURN(file, p->CreatePendingIn(id.dir1, id.dir2));
+  }
   std::string buf(1 << 20, '\0');
   uint64_t left = h.body_len;
   uint32_t crc = 0;
   while (left > 0) {
     size_t n = static_cast<size_t>(std::min<uint64_t>(left, buf.size()));
     DEPOT_RETURN_IF_ERROR(conn->RecvExact(buf.data(), n));
-    DEPOT_RETURN_IF_ERROR(WriteAll(file.fd, buf.data(), n, "repair"));
+    if (id.InTrunk()) {
+      whole.append(buf.data(), n);
+    } else {
+      DEPOT_RETURN_IF_ERROR(WriteAll(file.fd, buf.data(), n, "repair"));
+    }
     crc = Crc32Update(crc, buf.data(), n);
     left -= n;
   }
-  if (!id.IsAppender() && !id.IsTrunk() && !id.IsSlave() &&
+  if (!id.IsAppender() && !id.IsSlave() &&
       (crc != id.fields.crc32 || h.body_len != proto::SizeFromWord(id.fields.size_word))) {
     return Status::Corruption("the peer's copy does not match its file ID either:", name);
+  }
+  if (id.InTrunk()) {
+    std::lock_guard<std::mutex> l(s->MetaLock("m/" + name));
+    auto again = s->meta().Get("t/" + name);
+    if (again.ok() && *again) return Status::InvalidArgument("the file was deleted meanwhile:", name);
+    DEPOT_RETURN_IF_ERROR(p->trunk()->WriteReplica(id, whole));
+    auto r = s->replicator().binlog().AppendOwn(kOpCreate, name);
+    if (!r.ok()) return r.status();
+    DEPOT_LOG_INFO("fsck: repaired {} from {}:{}", name, ip, port);
+    return Status::OK();
   }
   if (p->durable() && fdatasync(file.fd) != 0) return Status::FromErrno(errno, "fdatasync", name);
   {

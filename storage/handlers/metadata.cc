@@ -38,12 +38,10 @@ void SetMeta(StorageServer* s, const ConnectionPtr& conn, std::string body) {
     return conn->Reply(EINVAL);
   }
   StorePath* p = *path;
-  std::string full = p->FullPath(id->RelativePath());
   std::string key = "m/" + id->RemoteName();
-  p->writer().Submit([s, conn, full, key, flag, meta = std::move(*meta)]() mutable {
+  p->writer().Submit([s, p, fid = *id, conn, key, flag, meta = std::move(*meta)]() mutable {
     std::lock_guard<std::mutex> lock(s->MetaLock(key));
-    struct stat st;
-    if (stat(full.c_str(), &st) != 0) {
+    if (!StorageServer::HasFile(p, fid)) {
       s->Count(proto::kCntSetMeta, false);
       return conn->PostReply(ENOENT);
     }
@@ -81,11 +79,9 @@ void GetMeta(StorageServer* s, const ConnectionPtr& conn, std::string body) {
   auto path = s->PathForFile(*id);
   if (!path.ok()) return conn->Reply(EINVAL);
   StorePath* p = *path;
-  std::string full = p->FullPath(id->RelativePath());
   std::string key = "m/" + id->RemoteName();
-  p->reader().Submit([s, conn, full, key] {
-    struct stat st;
-    if (stat(full.c_str(), &st) != 0) {
+  p->reader().Submit([s, p, fid = *id, conn, key] {
+    if (!StorageServer::HasFile(p, fid)) {
       s->Count(proto::kCntGetMeta, false);
       return conn->PostReply(ENOENT);
     }

@@ -19,6 +19,7 @@
 #include "storage/appender_io.h"
 #include "storage/replicator.h"
 #include "storage/storage_server.h"
+#include "storage/trunk.h"
 
 namespace depot::storage {
 namespace {
@@ -48,8 +49,9 @@ bool HasTombstone(StorageServer* s, const std::string& name) {
 // True when the file at `full` is a good copy of `id` (normal files: size and CRC32 from the
 // name; slaves: the size). An appender file is always written again: its content may have
 // changed at the same size.
-bool GoodCopy(const proto::FileId& id, const std::string& full, uint64_t size) {
+bool GoodCopy(StorePath* p, const proto::FileId& id, const std::string& full, uint64_t size) {
   if (id.IsAppender()) return false;
+  if (id.InTrunk()) return StorageServer::HasFile(p, id);  // its slot holds exactly this file
   struct stat st;
   if (stat(full.c_str(), &st) != 0 || static_cast<uint64_t>(st.st_size) != size) return false;
   if (id.IsTrunk() || id.IsSlave()) return true;
@@ -66,8 +68,16 @@ class CreateJob {
   // First call, on a writer thread: decides whether the bytes are needed at all.
   Status Prepare() {
     if ((h_.flags & proto::kSyncFlagGone) || HasTombstone(s_, name_) ||
-        GoodCopy(id_, full_, h_.data_len)) {
+        GoodCopy(p_, id_, full_, h_.data_len)) {
       keep_ = false;
+      return Status::OK();
+    }
+    if (id_.InTrunk()) {
+      // A trunk file's bytes are gathered in memory and written into its slot in one write.
+      if (h_.data_len + TrunkStore::kHeaderSize > id_.trunk.alloc) {
+        return Status::InvalidArgument("replicated trunk file larger than its slot");
+      }
+      buf_.reserve(h_.data_len);
       return Status::OK();
     }
     DEPOT_ASSIGN_OR_RETURN(file_, p_->CreatePendingIn(id_.dir1, id_.dir2));
@@ -77,7 +87,11 @@ class CreateJob {
   Status Write(const std::string& data) {
     if (!keep_) return Status::OK();
     if (written_ + data.size() > h_.data_len) return Status::InvalidArgument("record body too long");
-    DEPOT_RETURN_IF_ERROR(WriteAll(file_.fd, data.data(), data.size(), "sync create"));
+    if (id_.InTrunk()) {
+      buf_ += data;
+    } else {
+      DEPOT_RETURN_IF_ERROR(WriteAll(file_.fd, data.data(), data.size(), "sync create"));
+    }
     crc_ = Crc32Update(crc_, data.data(), data.size());
     written_ += data.size();
     return Status::OK();
@@ -86,7 +100,7 @@ class CreateJob {
   Status Finish() {
     if (keep_) {
       if (written_ != h_.data_len) return Status::InvalidArgument("record body too short");
-      if (!id_.IsAppender() && !id_.IsTrunk() && !id_.IsSlave() &&
+      if (!id_.IsAppender() && !id_.IsSlave() &&
           (crc_ != id_.fields.crc32 || written_ != proto::SizeFromWord(id_.fields.size_word))) {
         // The sender's copy is damaged: sending it again would not help. The record counts as
         // applied without the file; `depot fsck --repair` copies a good one when some member
@@ -98,7 +112,9 @@ class CreateJob {
     }
     if (keep_) {
       std::lock_guard<std::mutex> l(s_->MetaLock("m/" + name_));
-      if (!HasTombstone(s_, name_)) {  // a delete may have arrived from another origin meanwhile
+      if (!HasTombstone(s_, name_) && id_.InTrunk()) {
+        DEPOT_RETURN_IF_ERROR(p_->trunk()->WriteReplica(id_, buf_));
+      } else if (!HasTombstone(s_, name_)) {  // a delete may have arrived from another origin
         Status st = p_->Publish(&file_, id_.name);
         if (st.code() == StatusCode::kAlreadyExists) {
           // The existing copy was found bad in Prepare (a torn write before a crash): replace it.
@@ -120,6 +136,7 @@ class CreateJob {
   std::string name_, full_;
   bool keep_ = true;
   StorePath::PendingFile file_;
+  std::string buf_;  // a trunk file's bytes
   uint64_t written_ = 0;
   uint32_t crc_ = 0;
 };
@@ -128,8 +145,8 @@ Status ApplyDelete(StorageServer* s, StorePath* p, const proto::FileId& id,
                    const proto::SyncRecordHead& h) {
   std::string name = id.RemoteName();
   std::lock_guard<std::mutex> l(s->MetaLock("m/" + name));
-  std::string full = p->FullPath(id.RelativePath());
-  if (unlink(full.c_str()) != 0 && errno != ENOENT) return Status::FromErrno(errno, "unlink", full);
+  Status removed = s->RemoveContent(p, id);
+  if (!removed.ok() && removed.code() != StatusCode::kNotFound) return removed;
   DEPOT_RETURN_IF_ERROR(s->meta().Delete("m/" + name));
   DEPOT_RETURN_IF_ERROR(s->meta().Delete("mv/" + name));
   DEPOT_RETURN_IF_ERROR(s->meta().Put("t/" + name, std::to_string(UnixSeconds())));

@@ -19,6 +19,7 @@
 #include "common/base/logging.h"
 #include "storage/replicator.h"
 #include "storage/storage_server.h"
+#include "storage/trunk.h"
 
 namespace depot::storage {
 namespace {
@@ -39,17 +40,29 @@ class UploadJob : public std::enable_shared_from_this<UploadJob> {
       : server_(server), path_(path), size_(size), ext_(std::move(ext)), kind_(kind) {}
 
   // A slave: its name and directory, and its master's file.
-  void SetSlave(proto::FileId slave, std::string master_full) {
+  void SetSlave(proto::FileId slave, proto::FileId master) {
     slave_ = std::move(slave);
-    master_full_ = std::move(master_full);
+    master_ = std::move(master);
   }
   ~UploadJob() { StorePath::Discard(&file_); }
 
+  // The file goes into a trunk slot: its bytes are gathered in memory (at most slot_max_size)
+  // and written into the slot at once.
+  void SetTrunk() {
+    trunk_ = true;
+    buf_.reserve(size_);
+  }
+
   Status Write(const std::string& data) {
     std::lock_guard<std::mutex> l(mu_);
-    DEPOT_RETURN_IF_ERROR(OpenLocked());
+    if (aborted_) return Status::Unavailable("upload aborted");
     if (written_ + data.size() > size_) return Status::InvalidArgument("body longer than size");
-    DEPOT_RETURN_IF_ERROR(WriteAll(file_.fd, data.data(), data.size(), "upload"));
+    if (trunk_) {
+      buf_ += data;
+    } else {
+      DEPOT_RETURN_IF_ERROR(OpenLocked());
+      DEPOT_RETURN_IF_ERROR(WriteAll(file_.fd, data.data(), data.size(), "upload"));
+    }
     crc_ = Crc32Update(crc_, data.data(), data.size());
     written_ += data.size();
     return Status::OK();
@@ -58,6 +71,12 @@ class UploadJob : public std::enable_shared_from_this<UploadJob> {
   // Runs on a writer thread after the last chunk.
   void Finish(const ConnectionPtr& conn) {
     std::unique_lock<std::mutex> l(mu_);
+    if (trunk_) {
+      if (aborted_) return;
+      if (written_ != size_) return Fail(conn, Status::InvalidArgument("body shorter than size"));
+      l.unlock();
+      return PublishTrunk(conn);
+    }
     Status s = OpenLocked();  // an empty file has had no Write()
     if (!s.ok()) return Fail(conn, s);
     if (written_ != size_) return Fail(conn, Status::InvalidArgument("body shorter than size"));
@@ -100,9 +119,8 @@ class UploadJob : public std::enable_shared_from_this<UploadJob> {
     if (kind_ == Kind::kSlave) {
       // FastDFS's statuses: ENOENT without the master, EEXIST when the slave exists.
       struct stat st;
-      if (stat(master_full_.c_str(), &st) != 0) {
-        return errno == ENOENT ? Status::NotFound("master file not found:", master_full_)
-                               : Status::FromErrno(errno, "stat", master_full_);
+      if (!StorageServer::HasFile(path_, master_)) {
+        return Status::NotFound("master file not found:", master_.RemoteName());
       }
       if (stat(path_->FullPath(slave_.RelativePath()).c_str(), &st) == 0) {
         return Status::AlreadyExists("slave file exists:", slave_.RemoteName());
@@ -226,6 +244,67 @@ class UploadJob : public std::enable_shared_from_this<UploadJob> {
     }
   }
 
+  // A trunk upload: a slot of this member's trunk files, the file ID naming it, one write of
+  // header and content, then (durable) a group commit of the trunk file and the binlog.
+  void PublishTrunk(const ConnectionPtr& conn) {
+    TrunkStore* trunk = path_->trunk();
+    Binlog& binlog = server_->replicator().binlog();
+    uint32_t ip = server_->source_ip();
+    auto slot = trunk->Allocate(ip, size_);
+    if (!slot.ok()) return FailUnlocked(conn, slot.status());
+    proto::FileId id;
+    id.group = server_->config().group_name;
+    id.store_path = path_->index();
+    id.trunk = slot->info;
+    id.dir1 = static_cast<int>(slot->info.trunk_id & 0xFF);
+    id.dir2 = static_cast<int>((slot->info.trunk_id >> 8) & 0xFF);
+    id.fields.source_ip = ip;
+    uint32_t ctime = binlog.BeginCreate();
+    id.fields.create_time = ctime;
+    id.fields.size_word = proto::MakeTrunkSizeWord(size_, RandomU64());
+    id.fields.crc32 = crc_;
+    id.name = proto::EncodeNameFields(id.fields) + proto::EncodeTrunkInfo(slot->info) +
+              proto::MakeFileName(id.fields, ext_, RandomU64()).substr(proto::kFileNameB64Len);
+    Status w = trunk->Write(id, buf_);
+    if (!w.ok()) {
+      binlog.AbortCreate(ctime);
+      trunk->Release(ip, slot->info);
+      return FailUnlocked(conn, w);
+    }
+    std::string().swap(buf_);
+    auto self = shared_from_this();
+    auto named = [self, id, ctime]() -> Status {
+      self->registration_used_ = true;
+      auto rec = self->server_->replicator().binlog().AppendOwn(kOpCreate, id.RemoteName(), ctime);
+      if (!rec.ok()) return rec.status();
+      self->seq_ = rec->seq;
+      return Status::OK();
+    };
+    registration_used_ = false;
+    auto done = [self, conn, id, ctime, ip](Status s) {
+      if (!s.ok()) {
+        if (!self->registration_used_) self->server_->replicator().binlog().AbortCreate(ctime);
+        (void)self->path_->trunk()->Free(id, ip);
+        return self->FailUnlocked(conn, s);
+      }
+      self->server_->replicator().AwaitQuorum(self->seq_, [self, conn, id](Status q) {
+        if (!q.ok()) return self->Withdraw(conn, id, q);
+        self->server_->Count(proto::kCntUpload, true);
+        self->server_->Count(proto::kCntUploadBytes, true, static_cast<int64_t>(self->size_));
+        self->server_->TouchSourceUpdate();
+        std::string out;
+        proto::AppendFixed(&out, id.group, proto::kGroupNameLen);
+        out += id.RemoteName();
+        conn->PostReply(0, std::move(out));
+      });
+    };
+    if (path_->durable()) {
+      trunk->Commit(id, named, done);
+    } else {
+      done(named());
+    }
+  }
+
   // The write quorum was not reached: the upload fails and its file is deleted again (a delete
   // record follows the create, so peers that got a copy drop it too).
   void Withdraw(const ConnectionPtr& conn, const proto::FileId& id, const Status& why) {
@@ -234,7 +313,7 @@ class UploadJob : public std::enable_shared_from_this<UploadJob> {
       std::string name = id.RemoteName();
       {
         std::lock_guard<std::mutex> l(self->server_->MetaLock("m/" + name));
-        unlink(self->path_->FullPath(id.RelativePath()).c_str());
+        (void)self->server_->RemoveContent(self->path_, id);
         (void)self->server_->meta().Put("t/" + name, std::to_string(UnixSeconds()));
         auto rec = self->server_->replicator().binlog().AppendOwn(kOpDelete, name);
         if (!rec.ok()) DEPOT_LOG_WARN("upload withdraw {}: {}", name, rec.status().ToString());
@@ -249,7 +328,7 @@ class UploadJob : public std::enable_shared_from_this<UploadJob> {
   std::string ext_;
   Kind kind_;
   proto::FileId slave_;
-  std::string master_full_;
+  proto::FileId master_;
   std::mutex mu_;
   StorePath::PendingFile file_;  // GUARDED_BY(mu_)
   uint32_t crc_ = 0;             // GUARDED_BY(mu_)
@@ -257,6 +336,8 @@ class UploadJob : public std::enable_shared_from_this<UploadJob> {
   bool aborted_ = false;         // GUARDED_BY(mu_)
   bool committing_ = false;      // GUARDED_BY(mu_): file_ is with the commit thread
   Status failed_;                // GUARDED_BY(mu_)
+  bool trunk_ = false;           // set before the first chunk
+  std::string buf_;              // GUARDED_BY(mu_): a trunk file's bytes
   std::atomic<uint64_t> seq_{0};  // the create's binlog record
   std::atomic<bool> registration_used_{false};  // named() ended the BeginCreate registration
 };
@@ -334,8 +415,7 @@ class UploadStream : public net::BodyStream {
     DEPOT_RETURN_IF_ERROR(proto::ValidateExt(ext));
     DEPOT_RETURN_IF_ERROR(server_->replicator().CheckQuorumPossible());
     StorePath* path = nullptr;
-    proto::FileId slave;
-    std::string master_full;
+    proto::FileId slave, master_id;
     if (kind_ == Kind::kSlave) {
       std::string prefix(proto::TrimFixed(std::string_view(prefix_).substr(16, proto::kPrefixLen)));
       std::string master_name = prefix_.substr(kSlavePrefix);
@@ -346,7 +426,8 @@ class UploadStream : public net::BodyStream {
       DEPOT_ASSIGN_OR_RETURN(std::string name, proto::MakeSlaveName(master, prefix, ext));
       slave = master;
       slave.name = std::move(name);
-      master_full = path->FullPath(master.RelativePath());
+      slave.trunk = {};
+      master_id = std::move(master);
       if (path->free_bytes() - server_->ReservedBytes(*path) < static_cast<int64_t>(size)) {
         return Status::ResourceExhausted("no space left for the slave file");
       }
@@ -357,7 +438,10 @@ class UploadStream : public net::BodyStream {
     (void)conn;
     path->Consume(static_cast<int64_t>(size));
     job_ = std::make_shared<UploadJob>(server_, path, size, ext, kind_);
-    if (kind_ == Kind::kSlave) job_->SetSlave(std::move(slave), std::move(master_full));
+    if (kind_ == Kind::kNormal && server_->config().use_trunk_file && path->trunk()->Fits(size)) {
+      job_->SetTrunk();
+    }
+    if (kind_ == Kind::kSlave) job_->SetSlave(std::move(slave), std::move(master_id));
     path_ = path;
     return Status::OK();
   }

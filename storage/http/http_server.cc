@@ -240,26 +240,26 @@ void HttpServer::Handle(evhttp_request* req) {
 void HttpServer::ServeFile(evhttp_request* req, const http::Target& t, bool head) {
   auto path = server_->PathForFile(t.id);
   if (!path.ok()) return Finish(req, 400, "Bad Request", "bad request: store path\n");
-  std::string full = (*path)->FullPath(t.id.RelativePath());
-  int fd = open(full.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0 && errno != ENOENT) {
-    DEPOT_LOG_WARN("http: open {}: {}", full, strerror(errno));
+  auto opened = StorageServer::OpenFile(*path, t.id);
+  if (!opened.ok() && opened.status().code() != StatusCode::kNotFound) {
+    DEPOT_LOG_WARN("http: open {}: {}", t.id.RemoteName(), opened.status().ToString());
     return Finish(req, 500, "Internal Server Error", "cannot open the file\n");
   }
-  struct stat st;
-  if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    if (fd >= 0) close(fd);
+  if (!opened.ok()) {
     // Not here (not synced yet, or lost): a member that has it may, unless the client was sent
     // here by another member already.
     if (opt_.miss != "off" && !t.hop) return QueueMiss(req, t, head);
     return Finish(req, 404, "Not Found", "not found\n");
   }
-  uint64_t size = static_cast<uint64_t>(st.st_size);
+  int fd = opened->fd;
+  uint64_t size = opened->size;
+  // Where the content starts in fd: 0, or past the slot header in a trunk file.
+  uint64_t base = opened->offset;
   evkeyvalq* in = evhttp_request_get_input_headers(req);
   evkeyvalq* out = evhttp_request_get_output_headers(req);
   // A stored file's mtime is the creation time in its file ID (StorePath::Publish), the same on
   // every member; the tags are nginx's, so storaged and nginx agree.
-  int64_t modified = st.st_mtime;
+  int64_t modified = opened->mtime;
   std::string etag = http::ETagFor(modified, size);
   // The validators and cache headers go on the 200, 206 and 304 answers only: an error (416,
   // 500) must not be cached for a year.
@@ -315,7 +315,7 @@ void HttpServer::ServeFile(evhttp_request* req, const http::Target& t, bool head
       evbuffer_iovec vec;
       ssize_t n = -1;
       if (evbuffer_reserve_space(body, static_cast<ev_ssize_t>(size), &vec, 1) == 1) {
-        n = pread(fd, vec.iov_base, size, 0);
+        n = pread(fd, vec.iov_base, size, static_cast<off_t>(base));
         if (n == static_cast<ssize_t>(size)) {
           vec.iov_len = size;
           evbuffer_commit_space(body, &vec, 1);
@@ -328,7 +328,7 @@ void HttpServer::ServeFile(evhttp_request* req, const http::Target& t, bool head
         return Finish(req, 500, "Internal Server Error", "read error\n");
       }
     } else {
-      evbuffer_add_file(body, fd, 0, static_cast<ev_off_t>(size));  // takes fd
+      evbuffer_add_file(body, fd, static_cast<ev_off_t>(base), static_cast<ev_off_t>(size));
     }
     if (head) evhttp_add_header(out, "Content-Length", std::to_string(size).c_str());
   } else if (ranges.size() == 1) {
@@ -343,7 +343,8 @@ void HttpServer::ServeFile(evhttp_request* req, const http::Target& t, bool head
       close(fd);
       evhttp_add_header(out, "Content-Length", std::to_string(r.size()).c_str());
     } else {
-      evbuffer_add_file(body, fd, static_cast<ev_off_t>(r.first), static_cast<ev_off_t>(r.size()));
+      evbuffer_add_file(body, fd, static_cast<ev_off_t>(base + r.first),
+                        static_cast<ev_off_t>(r.size()));
     }
   } else {
     code = 206;
@@ -352,7 +353,8 @@ void HttpServer::ServeFile(evhttp_request* req, const http::Target& t, bool head
     std::string ctype = "multipart/byteranges; boundary=" + boundary;
     evhttp_add_header(out, "Content-Type", ctype.c_str());
     evbuffer_file_segment* seg =
-        evbuffer_file_segment_new(fd, 0, static_cast<ev_off_t>(size), EVBUF_FS_CLOSE_ON_FREE);
+        evbuffer_file_segment_new(fd, static_cast<ev_off_t>(base), static_cast<ev_off_t>(size),
+                                  EVBUF_FS_CLOSE_ON_FREE);
     if (seg == nullptr) {
       close(fd);
       evbuffer_free(body);

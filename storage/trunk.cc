@@ -1,0 +1,546 @@
+#include "storage/trunk.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cinttypes>
+#include <cstdio>
+#include <cstring>
+
+#include "common/base/fs.h"
+#include "common/base/hash.h"
+#include "common/base/logging.h"
+#include "common/proto/protocol.h"
+
+namespace depot::storage {
+namespace {
+
+constexpr char kMagic[4] = {'D', 'P', 'T', 'K'};
+constexpr uint8_t kVersion = 1;
+constexpr size_t kMaxSuffix = 12;
+constexpr uint32_t kAlign = 64;
+
+uint32_t RoundUp(uint64_t v) { return static_cast<uint32_t>((v + kAlign - 1) / kAlign * kAlign); }
+
+// The suffix of a trunk file name: what follows the 27 + 16 encoded characters.
+std::string_view SuffixOf(const proto::FileId& id) {
+  return std::string_view(id.name).substr(proto::kFileNameB64Len + proto::kTrunkInfoB64Len);
+}
+
+bool SameFile(const proto::FileNameFields& a, const proto::FileNameFields& b) {
+  return a.source_ip == b.source_ip && a.create_time == b.create_time &&
+         a.size_word == b.size_word && a.crc32 == b.crc32;
+}
+
+Status PwriteAll(int fd, const char* p, size_t n, uint64_t off) {
+  while (n > 0) {
+    ssize_t w = pwrite(fd, p, n, static_cast<off_t>(off));
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0) return Status::FromErrno(errno, "pwrite trunk");
+    p += w;
+    n -= static_cast<size_t>(w);
+    off += static_cast<uint64_t>(w);
+  }
+  return Status::OK();
+}
+
+bool PreadAll(int fd, char* p, size_t n, uint64_t off) {
+  while (n > 0) {
+    ssize_t r = pread(fd, p, n, static_cast<off_t>(off));
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return false;
+    p += r;
+    n -= static_cast<size_t>(r);
+    off += static_cast<uint64_t>(r);
+  }
+  return true;
+}
+
+}  // namespace
+
+TrunkStore::TrunkStore(std::string root, Options options)
+    : root_(std::move(root)), options_(std::move(options)) {
+  uint32_t c = RoundUp(std::max<uint64_t>(options_.slot_min_size, kHeaderSize + 16));
+  uint32_t last = RoundUp(uint64_t{options_.slot_max_size} + kHeaderSize);
+  // Sizes grow by about 19% (2^(1/4)): at most that much of a slot is left unused.
+  while (c < last) {
+    classes_.push_back(c);
+    c = std::max(c + kAlign, RoundUp(uint64_t{c} * 119 / 100));
+  }
+  classes_.push_back(last);
+  commit_thread_ = std::thread([this] { CommitLoop(); });
+}
+
+TrunkStore::~TrunkStore() {
+  Stop();
+  for (auto& [k, t] : trunks_) {
+    if (t->fd >= 0) close(t->fd);
+  }
+}
+
+void TrunkStore::Stop() {
+  {
+    std::lock_guard<std::mutex> l(commit_mu_);
+    if (commit_stop_) return;
+    commit_stop_ = true;
+  }
+  commit_cv_.notify_all();
+  if (commit_thread_.joinable()) commit_thread_.join();
+}
+
+uint32_t TrunkStore::SlotSizeFor(uint64_t size) const {
+  for (uint32_t c : classes_) {
+    if (c >= size + kHeaderSize) return c;
+  }
+  return classes_.back();
+}
+
+std::string TrunkStore::EncodeHeader(const Header& h) {
+  std::string out(kHeaderSize, '\0');
+  char* p = out.data();
+  std::memcpy(p, kMagic, 4);
+  p[4] = static_cast<char>(kVersion);
+  p[5] = h.live ? 1 : 0;
+  size_t n = std::min(h.suffix.size(), kMaxSuffix);
+  p[6] = static_cast<char>(n);
+  proto::PutU32(p + 8, h.fields.source_ip);
+  proto::PutU32(p + 12, h.fields.create_time);
+  proto::PutU64(p + 16, h.fields.size_word);
+  proto::PutU32(p + 24, h.fields.crc32);
+  proto::PutU32(p + 28, h.alloc);
+  std::memcpy(p + 32, h.suffix.data(), n);
+  proto::PutU32(p + 44, Crc32(std::string_view(out.data(), 44)));
+  return out;
+}
+
+Result<TrunkStore::Header> TrunkStore::DecodeHeader(std::string_view b) {
+  if (b.size() < kHeaderSize) return Status::InvalidArgument("trunk header: short");
+  const char* p = b.data();
+  if (std::memcmp(p, kMagic, 4) != 0) return Status::NotFound("trunk slot: no header");
+  if (static_cast<uint8_t>(p[4]) != kVersion || static_cast<uint8_t>(p[5]) > 1 ||
+      static_cast<uint8_t>(p[6]) > kMaxSuffix || p[7] != 0 ||
+      proto::GetU32(p + 44) != Crc32(std::string_view(p, 44))) {
+    return Status::Corruption("trunk header: damaged");
+  }
+  Header h;
+  h.live = p[5] == 1;
+  h.fields.source_ip = proto::GetU32(p + 8);
+  h.fields.create_time = proto::GetU32(p + 12);
+  h.fields.size_word = proto::GetU64(p + 16);
+  h.fields.crc32 = proto::GetU32(p + 24);
+  h.alloc = proto::GetU32(p + 28);
+  h.suffix.assign(p + 32, static_cast<uint8_t>(p[6]));
+  if (proto::SizeFromWord(h.fields.size_word) + kHeaderSize > h.alloc) {
+    return Status::Corruption("trunk header: size larger than the slot");
+  }
+  return h;
+}
+
+std::string TrunkStore::TrunkPath(uint32_t ip, uint32_t id, uint32_t alloc) const {
+  char buf[48];
+  std::snprintf(buf, sizeof buf, "/trunk/%08x/%08x.%u", ip, id, alloc);
+  return root_ + buf;
+}
+
+std::string TrunkStore::RemoteName(const Trunk& t, uint32_t offset, const LiveSlot& s) const {
+  char dirs[16];
+  std::snprintf(dirs, sizeof dirs, "M%02X/%02X/%02X/", options_.store_path & 0xFF, t.id & 0xFF,
+                (t.id >> 8) & 0xFF);
+  return dirs + proto::EncodeNameFields(s.fields) +
+         proto::EncodeTrunkInfo({t.id, offset, t.alloc}) + s.suffix;
+}
+
+Status TrunkStore::Init() {
+  std::string top = root_ + "/trunk";
+  if (mkdir(top.c_str(), 0755) != 0 && errno != EEXIST) {
+    return Status::FromErrno(errno, "mkdir", top);
+  }
+  DIR* d = opendir(top.c_str());
+  if (d == nullptr) return Status::FromErrno(errno, "opendir", top);
+  std::vector<std::pair<uint32_t, std::string>> ip_dirs;
+  while (dirent* e = readdir(d)) {
+    unsigned ip = 0;
+    char tail = 0;
+    if (std::strlen(e->d_name) == 8 && std::sscanf(e->d_name, "%8x%c", &ip, &tail) == 1) {
+      ip_dirs.emplace_back(ip, top + "/" + e->d_name);
+    }
+  }
+  closedir(d);
+  std::lock_guard<std::mutex> l(mu_);
+  uint32_t newest = 0;
+  for (const auto& [ip, dir] : ip_dirs) {
+    DIR* td = opendir(dir.c_str());
+    if (td == nullptr) return Status::FromErrno(errno, "opendir", dir);
+    std::vector<std::pair<uint32_t, uint32_t>> found;
+    while (dirent* e = readdir(td)) {
+      unsigned id = 0, alloc = 0;
+      char tail = 0;
+      if (std::sscanf(e->d_name, "%8x.%u%c", &id, &alloc, &tail) == 2 && alloc >= kHeaderSize) {
+        found.emplace_back(id, alloc);
+      }
+    }
+    closedir(td);
+    for (auto [id, alloc] : found) {
+      DEPOT_ASSIGN_OR_RETURN(Trunk * t, OpenTrunk(ip, id, alloc, false));
+      DEPOT_RETURN_IF_ERROR(ScanTrunk(t, &newest));
+    }
+  }
+  // Slots written shortly before the stop are checked against their CRC32: a write cut by a
+  // crash (never acknowledged) frees its slot instead of serving torn bytes.
+  uint64_t checked = 0, torn = 0, deleted = 0;
+  for (auto& [k, t] : trunks_) {
+    for (auto it = t->live.begin(); it != t->live.end();) {
+      const LiveSlot& s = it->second;
+      bool drop = false;
+      if (options_.deleted && options_.deleted(RemoteName(*t, it->first, s))) {
+        drop = true;
+        ++deleted;
+      } else if (s.fields.create_time + 120 >= newest) {
+        ++checked;
+        uint64_t size = proto::SizeFromWord(s.fields.size_word);
+        std::string data(size, '\0');
+        if (!PreadAll(t->fd, data.data(), size, uint64_t{it->first} + kHeaderSize) ||
+            Crc32(data) != s.fields.crc32) {
+          drop = true;
+          ++torn;
+        }
+      }
+      if (drop) {
+        Header h{false, s.fields, t->alloc, s.suffix};
+        std::string hdr = EncodeHeader(h);
+        DEPOT_RETURN_IF_ERROR(PwriteAll(t->fd, hdr.data(), hdr.size(), it->first));
+        it = t->live.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  if (!trunks_.empty()) {
+    DEPOT_LOG_INFO("trunk files of {}: {} files, {} live slots; {} recent slots checked, {} torn "
+                   "and {} deleted freed",
+                   root_, trunks_.size(), GetStatsLocked().live_files, checked, torn, deleted);
+  }
+  return Status::OK();
+}
+
+Result<TrunkStore::Trunk*> TrunkStore::OpenTrunk(uint32_t ip, uint32_t id, uint32_t alloc,
+                                                 bool create) {
+  auto it = trunks_.find(Key(ip, id));
+  if (it != trunks_.end()) {
+    if (it->second->alloc != alloc) return Status::NotFound("trunk slot size differs");
+    return it->second.get();
+  }
+  std::string path = TrunkPath(ip, id, alloc);
+  int fd = open(path.c_str(), O_RDWR | O_CLOEXEC);
+  if (fd < 0 && errno == ENOENT && create) {
+    std::string dir = DirName(path);
+    if (mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
+      return Status::FromErrno(errno, "mkdir", dir);
+    }
+    fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd >= 0 && options_.durable) {
+      Status s = FsyncDir(dir);
+      if (!s.ok()) {
+        close(fd);
+        return s;
+      }
+    }
+  }
+  if (fd < 0) {
+    return errno == ENOENT ? Status::NotFound("no trunk file", path)
+                           : Status::FromErrno(errno, "open", path);
+  }
+  struct stat st;
+  if (fstat(fd, &st) != 0) {
+    Status s = Status::FromErrno(errno, "fstat", path);
+    close(fd);
+    return s;
+  }
+  auto t = std::make_unique<Trunk>();
+  t->ip = ip;
+  t->id = id;
+  t->alloc = alloc;
+  t->fd = fd;
+  t->size = static_cast<uint64_t>(st.st_size);
+  Trunk* raw = t.get();
+  trunks_[Key(ip, id)] = std::move(t);
+  return raw;
+}
+
+Status TrunkStore::ScanTrunk(Trunk* t, uint32_t* newest) {
+  std::string buf(kHeaderSize, '\0');
+  for (uint64_t off = 0; off + t->alloc <= t->size; off += t->alloc) {
+    if (!PreadAll(t->fd, buf.data(), kHeaderSize, off)) {
+      return Status::IOError("trunk: short read at", std::to_string(off));
+    }
+    auto h = DecodeHeader(buf);
+    if (!h.ok() || !h->live || h->alloc != t->alloc) continue;  // free, torn or never used
+    t->live[static_cast<uint32_t>(off)] = LiveSlot{h->fields, h->suffix};
+    *newest = std::max(*newest, h->fields.create_time);
+  }
+  return Status::OK();
+}
+
+void TrunkStore::BuildFreeLists(uint32_t owner_ip) {
+  owner_ip_ = owner_ip;
+  free_.clear();
+  cooling_.clear();
+  next_id_ = 1;
+  for (auto& [k, t] : trunks_) {
+    if (t->ip != owner_ip) continue;
+    next_id_ = std::max(next_id_, t->id + 1);
+    auto& list = free_[t->alloc];
+    uint64_t slots = t->size / t->alloc;
+    for (uint64_t i = slots; i-- > 0;) {
+      uint32_t off = static_cast<uint32_t>(i * t->alloc);
+      if (t->live.count(off) == 0) list.push_back({t->id, off});
+    }
+  }
+}
+
+Result<TrunkStore::Trunk*> TrunkStore::NewTrunk(uint32_t owner_ip, uint32_t alloc) {
+  uint64_t slots = std::max<uint64_t>(1, options_.trunk_file_size / alloc);
+  // Offsets are 32-bit in file IDs.
+  slots = std::min<uint64_t>(slots, (uint64_t{UINT32_MAX} - alloc) / alloc);
+  uint32_t id = next_id_++;
+  DEPOT_ASSIGN_OR_RETURN(Trunk * t, OpenTrunk(owner_ip, id, alloc, true));
+  // Written with zeros (not fallocated): later writes into it change no file metadata, so that
+  // their fdatasync is cheap.
+  uint64_t size = slots * alloc;
+  std::string zeros(std::min<uint64_t>(size, 1 << 20), '\0');
+  for (uint64_t off = t->size; off < size; off += zeros.size()) {
+    size_t n = static_cast<size_t>(std::min<uint64_t>(zeros.size(), size - off));
+    DEPOT_RETURN_IF_ERROR(PwriteAll(t->fd, zeros.data(), n, off));
+  }
+  if (options_.durable && fdatasync(t->fd) != 0) return Status::FromErrno(errno, "fdatasync trunk");
+  t->size = size;
+  auto& list = free_[alloc];
+  for (uint64_t i = slots; i-- > 0;) {
+    uint32_t off = static_cast<uint32_t>(i * alloc);
+    if (t->live.count(off) == 0) list.push_back({id, off});
+  }
+  return t;
+}
+
+Result<TrunkStore::Slot> TrunkStore::Allocate(uint32_t owner_ip, uint64_t size) {
+  if (!Fits(size)) return Status::InvalidArgument("file too large for a trunk");
+  uint32_t alloc = SlotSizeFor(size);
+  std::lock_guard<std::mutex> l(mu_);
+  if (owner_ip_ != owner_ip) BuildFreeLists(owner_ip);
+  uint32_t now = static_cast<uint32_t>(UnixSeconds());
+  for (auto it = cooling_.begin(); it != cooling_.end();) {
+    if (it->first < now) {
+      auto t = trunks_.find(Key(owner_ip, it->second.trunk_id));
+      if (t != trunks_.end()) free_[t->second->alloc].push_back(it->second);
+      it = cooling_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  auto& list = free_[alloc];
+  if (list.empty()) DEPOT_RETURN_IF_ERROR(NewTrunk(owner_ip, alloc).status());
+  FreeSlot f = list.back();
+  list.pop_back();
+  Slot s;
+  s.info = {f.trunk_id, f.offset, alloc};
+  s.fd = trunks_[Key(owner_ip, f.trunk_id)]->fd;
+  return s;
+}
+
+void TrunkStore::Release(uint32_t owner_ip, const proto::TrunkInfo& slot) {
+  std::lock_guard<std::mutex> l(mu_);
+  if (owner_ip_ != owner_ip) return;  // the lists are rebuilt from the index anyway
+  auto it = trunks_.find(Key(owner_ip, slot.trunk_id));
+  if (it == trunks_.end() || it->second->live.count(slot.offset)) return;
+  free_[slot.alloc].push_back({slot.trunk_id, slot.offset});
+}
+
+Status TrunkStore::WriteSlot(Trunk* t, const proto::FileId& id, std::string_view data) {
+  if (data.size() + kHeaderSize > t->alloc) return Status::InvalidArgument("file larger than slot");
+  Header h{true, id.fields, t->alloc, std::string(SuffixOf(id))};
+  std::string buf = EncodeHeader(h);
+  buf.append(data);
+  return PwriteAll(t->fd, buf.data(), buf.size(), id.trunk.offset);
+}
+
+Status TrunkStore::Write(const proto::FileId& id, std::string_view data) {
+  Trunk* t;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    auto it = trunks_.find(Key(id.fields.source_ip, id.trunk.trunk_id));
+    if (it == trunks_.end() || it->second->alloc != id.trunk.alloc) {
+      return Status::NotFound("no such trunk slot");
+    }
+    t = it->second.get();  // trunks are never removed: the pointer stays valid
+  }
+  DEPOT_RETURN_IF_ERROR(WriteSlot(t, id, data));
+  std::lock_guard<std::mutex> l(mu_);
+  t->live[id.trunk.offset] = LiveSlot{id.fields, std::string(SuffixOf(id))};
+  return Status::OK();
+}
+
+Status TrunkStore::WriteReplica(const proto::FileId& id, std::string_view data) {
+  Trunk* t;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    DEPOT_ASSIGN_OR_RETURN(t, OpenTrunk(id.fields.source_ip, id.trunk.trunk_id, id.trunk.alloc,
+                                        true));
+    auto live = t->live.find(id.trunk.offset);
+    if (live != t->live.end()) {
+      if (SameFile(live->second.fields, id.fields)) {
+        // Here already; written again only if it was damaged (the caller checked).
+      } else if (live->second.fields.create_time > id.fields.create_time) {
+        return Status::OK();  // a newer file took the slot: this one was deleted since
+      }
+    }
+    uint64_t end = uint64_t{id.trunk.offset} + id.trunk.alloc;
+    if (t->size < end) {
+      uint64_t want = std::max<uint64_t>(end, std::max<uint64_t>(1, options_.trunk_file_size /
+                                                                        id.trunk.alloc) *
+                                                   id.trunk.alloc);
+      if (ftruncate(t->fd, static_cast<off_t>(want)) != 0) {
+        return Status::FromErrno(errno, "ftruncate trunk");
+      }
+      t->size = want;
+    }
+    // Our own trunk (a repair or a dump of our own files): take the slot off the free lists.
+    if (t->ip == owner_ip_) {
+      auto& list = free_[t->alloc];
+      list.erase(std::remove_if(list.begin(), list.end(),
+                                [&](const FreeSlot& f) {
+                                  return f.trunk_id == t->id && f.offset == id.trunk.offset;
+                                }),
+                 list.end());
+      cooling_.erase(std::remove_if(cooling_.begin(), cooling_.end(),
+                                    [&](const auto& c) {
+                                      return c.second.trunk_id == t->id &&
+                                             c.second.offset == id.trunk.offset;
+                                    }),
+                     cooling_.end());
+    }
+  }
+  DEPOT_RETURN_IF_ERROR(WriteSlot(t, id, data));
+  std::lock_guard<std::mutex> l(mu_);
+  t->live[id.trunk.offset] = LiveSlot{id.fields, std::string(SuffixOf(id))};
+  return Status::OK();
+}
+
+Result<TrunkStore::Located> TrunkStore::Locate(const proto::FileId& id) {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = trunks_.find(Key(id.fields.source_ip, id.trunk.trunk_id));
+  if (it == trunks_.end() || it->second->alloc != id.trunk.alloc) {
+    return Status::NotFound("no such trunk file");
+  }
+  auto live = it->second->live.find(id.trunk.offset);
+  if (live == it->second->live.end() || !SameFile(live->second.fields, id.fields) ||
+      live->second.suffix != SuffixOf(id)) {
+    return Status::NotFound("the trunk slot does not hold this file");
+  }
+  // A descriptor of its own (not a dup): readers that move the file offset (sendfile without
+  // an offset) must not share it.
+  std::string path = TrunkPath(it->second->ip, it->second->id, it->second->alloc);
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Status::FromErrno(errno, "open", path);
+  return Located{fd, uint64_t{id.trunk.offset} + kHeaderSize,
+                 proto::SizeFromWord(id.fields.size_word)};
+}
+
+Status TrunkStore::Free(const proto::FileId& id, uint32_t self_ip) {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = trunks_.find(Key(id.fields.source_ip, id.trunk.trunk_id));
+  if (it == trunks_.end()) return Status::NotFound("no such trunk file");
+  Trunk* t = it->second.get();
+  auto live = t->live.find(id.trunk.offset);
+  if (live == t->live.end() || !SameFile(live->second.fields, id.fields) ||
+      live->second.suffix != SuffixOf(id)) {
+    return Status::NotFound("the trunk slot does not hold this file");
+  }
+  Header h{false, id.fields, t->alloc, live->second.suffix};
+  std::string hdr = EncodeHeader(h);
+  DEPOT_RETURN_IF_ERROR(PwriteAll(t->fd, hdr.data(), hdr.size(), id.trunk.offset));
+  t->live.erase(live);
+  if (t->ip == self_ip && owner_ip_ == self_ip) {
+    cooling_.push_back({static_cast<uint32_t>(UnixSeconds()), FreeSlot{t->id, id.trunk.offset}});
+  }
+  return Status::OK();
+}
+
+std::vector<std::pair<std::string, uint64_t>> TrunkStore::List(int dir1) {
+  std::lock_guard<std::mutex> l(mu_);
+  std::vector<std::pair<std::string, uint64_t>> out;
+  for (const auto& [k, t] : trunks_) {
+    if (static_cast<int>(t->id & 0xFF) != dir1) continue;
+    for (const auto& [off, s] : t->live) {
+      out.emplace_back(RemoteName(*t, off, s), proto::SizeFromWord(s.fields.size_word));
+    }
+  }
+  return out;
+}
+
+TrunkStore::Stats TrunkStore::GetStatsLocked() {
+  Stats st;
+  for (const auto& [k, t] : trunks_) {
+    st.trunk_files++;
+    st.trunk_bytes += t->size;
+    st.live_files += t->live.size();
+    for (const auto& [off, s] : t->live) st.live_bytes += proto::SizeFromWord(s.fields.size_word);
+  }
+  return st;
+}
+
+TrunkStore::Stats TrunkStore::GetStats() {
+  std::lock_guard<std::mutex> l(mu_);
+  return GetStatsLocked();
+}
+
+void TrunkStore::Commit(const proto::FileId& id, std::function<Status()> named,
+                        std::function<void(Status)> done) {
+  int fd = -1;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    auto it = trunks_.find(Key(id.fields.source_ip, id.trunk.trunk_id));
+    if (it != trunks_.end()) fd = it->second->fd;
+  }
+  if (fd < 0) return done(Status::NotFound("no such trunk file"));
+  {
+    std::lock_guard<std::mutex> l(commit_mu_);
+    if (!commit_stop_) {
+      commits_.push_back({fd, std::move(named), std::move(done)});
+      commit_cv_.notify_one();
+      return;
+    }
+  }
+  done(Status::Unavailable("trunk store stopping"));
+}
+
+// Group commit: every file written meanwhile shares one fdatasync per trunk file, then their
+// binlog records are written and synced together (sync_log), then they are acknowledged.
+void TrunkStore::CommitLoop() {
+  for (;;) {
+    std::vector<PendingCommit> batch;
+    {
+      std::unique_lock<std::mutex> l(commit_mu_);
+      commit_cv_.wait(l, [&] { return commit_stop_ || !commits_.empty(); });
+      if (commits_.empty() && commit_stop_) return;
+      batch.swap(commits_);
+    }
+    std::set<int> fds;
+    for (const auto& c : batch) fds.insert(c.fd);
+    Status synced;
+    for (int fd : fds) {
+      if (fdatasync(fd) != 0 && synced.ok()) synced = Status::FromErrno(errno, "fdatasync trunk");
+    }
+    std::vector<Status> results;
+    results.reserve(batch.size());
+    for (auto& c : batch) results.push_back(synced.ok() ? c.named() : synced);
+    Status logged = sync_log_ ? sync_log_() : Status::OK();
+    for (size_t i = 0; i < batch.size(); ++i) {
+      batch[i].done(results[i].ok() ? logged : results[i]);
+    }
+  }
+}
+
+}  // namespace depot::storage

@@ -1,0 +1,232 @@
+// Unit tests of TrunkStore (storage/trunk.{h,cc}) on real files in a mkdtemp directory: slot
+// sizes, the header codec, allocation and reuse, the start-up scan (torn and deleted slots are
+// freed, neighbours untouched) and the replica rule (a newer file in a slot wins).
+#include "storage/trunk.h"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <set>
+#include <thread>
+
+#include "common/base/hash.h"
+
+namespace depot::storage {
+namespace {
+
+constexpr uint32_t kIp = 0x7f000001;
+
+class TrunkStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/depot-trunk-test-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    root_ = tmpl;
+  }
+  void TearDown() override {
+    std::error_code ec;
+    std::filesystem::remove_all(root_, ec);
+  }
+  std::unique_ptr<TrunkStore> Open(std::set<std::string>* deleted = nullptr) {
+    TrunkStore::Options o;
+    o.trunk_file_size = 1 << 20;
+    o.slot_min_size = 256;
+    o.slot_max_size = 64 << 10;
+    if (deleted != nullptr) {
+      o.deleted = [deleted](const std::string& n) { return deleted->count(n) > 0; };
+    }
+    auto t = std::make_unique<TrunkStore>(root_, o);
+    Status s = t->Init();
+    EXPECT_TRUE(s.ok()) << s.ToString();
+    return t;
+  }
+  // Allocates, names and writes a file the way an upload does.
+  proto::FileId Store(TrunkStore* t, const std::string& data, uint32_t ctime = 0) {
+    auto slot = t->Allocate(kIp, data.size());
+    EXPECT_TRUE(slot.ok()) << slot.status().ToString();
+    proto::FileId id;
+    id.group = "group1";
+    id.trunk = slot->info;
+    id.dir1 = static_cast<int>(slot->info.trunk_id & 0xFF);
+    id.dir2 = static_cast<int>((slot->info.trunk_id >> 8) & 0xFF);
+    id.fields = {kIp, ctime != 0 ? ctime : static_cast<uint32_t>(UnixSeconds()),
+                 proto::MakeTrunkSizeWord(data.size(), RandomU64()), Crc32(data)};
+    id.name = proto::EncodeNameFields(id.fields) + proto::EncodeTrunkInfo(slot->info) + "123.jpg";
+    auto back = proto::ParseRemoteName("group1", id.RemoteName());
+    EXPECT_TRUE(back.ok()) << back.status().ToString();
+    EXPECT_TRUE(t->Write(id, data).ok());
+    return *back;
+  }
+  std::string Read(TrunkStore* t, const proto::FileId& id) {
+    auto loc = t->Locate(id);
+    if (!loc.ok()) return "<" + loc.status().ToString() + ">";
+    std::string out(loc->size, '\0');
+    EXPECT_EQ(pread(loc->fd, out.data(), out.size(), static_cast<off_t>(loc->offset)),
+              static_cast<ssize_t>(out.size()));
+    close(loc->fd);
+    return out;
+  }
+  std::string root_;
+};
+
+TEST_F(TrunkStoreTest, SlotSizesGrowByAtMostAFifthAndHoldTheHeader) {
+  auto t = Open();
+  uint32_t prev = 0;
+  for (uint64_t size : {0, 1, 100, 208, 209, 1000, 4096, 16384, 65536}) {
+    uint32_t s = t->SlotSizeFor(size);
+    EXPECT_GE(s, size + TrunkStore::kHeaderSize) << size;
+    EXPECT_EQ(s % 64, 0u);
+    EXPECT_GE(s, prev);
+    if (size > 1000) {
+      EXPECT_LE(s, (size + TrunkStore::kHeaderSize) * 125 / 100 + 64) << size;
+    }
+    prev = s;
+  }
+  EXPECT_EQ(t->SlotSizeFor(0), 256u);
+  EXPECT_TRUE(t->Fits(65536));
+  EXPECT_FALSE(t->Fits(65537));
+  EXPECT_FALSE(t->Allocate(kIp, 65537).ok());
+}
+
+TEST_F(TrunkStoreTest, HeaderRoundTripsAndDamageIsRefused) {
+  TrunkStore::Header h{true, {kIp, 1795757457, proto::MakeTrunkSizeWord(100, 5), 0xdeadbeef},
+                       256, "1234567.jpg"};
+  std::string b = TrunkStore::EncodeHeader(h);
+  ASSERT_EQ(b.size(), TrunkStore::kHeaderSize);
+  auto d = TrunkStore::DecodeHeader(b);
+  ASSERT_TRUE(d.ok());
+  EXPECT_TRUE(d->live);
+  EXPECT_EQ(d->fields.crc32, 0xdeadbeefu);
+  EXPECT_EQ(d->alloc, 256u);
+  EXPECT_EQ(d->suffix, "1234567.jpg");
+  for (size_t i = 0; i < b.size(); ++i) {
+    std::string bad = b;
+    bad[i] = static_cast<char>(bad[i] ^ 0x20);
+    EXPECT_FALSE(TrunkStore::DecodeHeader(bad).ok()) << "byte " << i;
+  }
+  EXPECT_EQ(TrunkStore::DecodeHeader(std::string(48, '\0')).status().code(), StatusCode::kNotFound);
+  // A size that does not fit the slot.
+  h.fields.size_word = proto::MakeTrunkSizeWord(300, 5);
+  EXPECT_FALSE(TrunkStore::DecodeHeader(TrunkStore::EncodeHeader(h)).ok());
+}
+
+TEST_F(TrunkStoreTest, StoreReadFreeAndReuseAfterASecond) {
+  auto t = Open();
+  std::vector<std::pair<proto::FileId, std::string>> files;
+  for (int i = 0; i < 50; ++i) {
+    std::string data = std::string(1000 + i, static_cast<char>('a' + i % 26));
+    files.emplace_back(Store(t.get(), data), data);
+  }
+  std::set<std::pair<uint32_t, uint32_t>> slots;
+  for (const auto& [id, data] : files) {
+    EXPECT_EQ(Read(t.get(), id), data);
+    EXPECT_TRUE(slots.insert({id.trunk.trunk_id, id.trunk.offset}).second) << "slot handed twice";
+  }
+  auto st = t->GetStats();
+  EXPECT_EQ(st.live_files, 50u);
+  EXPECT_GE(st.trunk_files, 1u);
+  // Free one; its ID no longer reads; a wrong ID (another CRC) never reads a slot.
+  proto::FileId gone = files[7].first;
+  ASSERT_TRUE(t->Free(gone, kIp).ok());
+  EXPECT_EQ(t->Locate(gone).status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(t->Free(gone, kIp).code(), StatusCode::kNotFound);
+  proto::FileId wrong = files[8].first;
+  wrong.fields.crc32 ^= 1;
+  EXPECT_EQ(t->Locate(wrong).status().code(), StatusCode::kNotFound);
+  // Not reused within the second it was freed; reused afterwards.
+  uint32_t now = static_cast<uint32_t>(UnixSeconds());
+  proto::FileId soon = Store(t.get(), std::string(1007, 'z'), now);
+  if (static_cast<uint32_t>(UnixSeconds()) == now) {
+    EXPECT_FALSE(soon.trunk.trunk_id == gone.trunk.trunk_id && soon.trunk.offset == gone.trunk.offset);
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+  proto::FileId later = Store(t.get(), std::string(1007, 'y'));
+  EXPECT_EQ(later.trunk.offset, gone.trunk.offset);
+  EXPECT_EQ(later.trunk.trunk_id, gone.trunk.trunk_id);
+  EXPECT_EQ(Read(t.get(), later), std::string(1007, 'y'));
+  EXPECT_EQ(t->Locate(gone).status().code(), StatusCode::kNotFound);
+  for (size_t i = 0; i < files.size(); ++i) {
+    if (i != 7) {
+      EXPECT_EQ(Read(t.get(), files[i].first), files[i].second);
+    }
+  }
+}
+
+TEST_F(TrunkStoreTest, RestartRebuildsTheIndexAndFreesTornAndDeletedSlots) {
+  std::vector<std::pair<proto::FileId, std::string>> files;
+  {
+    auto t = Open();
+    for (int i = 0; i < 30; ++i) {
+      std::string data = std::string(3000, static_cast<char>('A' + i));
+      files.emplace_back(Store(t.get(), data), data);
+    }
+  }
+  // Slot 10's content torn (a write cut by a crash), slot 20 deleted with its header still live.
+  const proto::FileId& torn = files[10].first;
+  std::string path = root_ + "/trunk/7f000001/";
+  char name[32];
+  std::snprintf(name, sizeof name, "%08x.%u", torn.trunk.trunk_id, torn.trunk.alloc);
+  int fd = open((path + name).c_str(), O_WRONLY);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(pwrite(fd, "XXXX", 4, torn.trunk.offset + TrunkStore::kHeaderSize + 100), 4);
+  close(fd);
+  std::set<std::string> deleted{files[20].first.RemoteName()};
+  auto t = Open(&deleted);
+  EXPECT_EQ(t->Locate(torn).status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(t->Locate(files[20].first).status().code(), StatusCode::kNotFound);
+  for (size_t i = 0; i < files.size(); ++i) {
+    if (i == 10 || i == 20) continue;
+    EXPECT_EQ(Read(t.get(), files[i].first), files[i].second) << i;
+  }
+  EXPECT_EQ(t->GetStats().live_files, 28u);
+  // The freed slots are handed out again (after the cooling second they were never in).
+  std::set<uint32_t> offsets;
+  for (int i = 0; i < 40; ++i) offsets.insert(Store(t.get(), std::string(3000, 'n')).trunk.offset);
+  EXPECT_TRUE(offsets.count(torn.trunk.offset) || offsets.count(files[20].first.trunk.offset));
+  // fsck's listing names every live file by its remote name.
+  size_t listed = 0;
+  for (int d = 0; d < 256; ++d) listed += t->List(d).size();
+  EXPECT_EQ(listed, 68u);
+}
+
+TEST_F(TrunkStoreTest, ReplicaWritesKeepTheNewerFileOfASlot) {
+  auto owner = Open();
+  proto::FileId old_id = Store(owner.get(), "old bytes", 1000);
+  std::string replica_root = root_ + "/replica";
+  std::filesystem::create_directories(replica_root);
+  TrunkStore::Options o;
+  o.trunk_file_size = 1 << 20;
+  o.slot_max_size = 64 << 10;
+  TrunkStore replica(replica_root, o);
+  ASSERT_TRUE(replica.Init().ok());
+  // A newer file of the same slot arrives first, then the older one's late copy: the older one
+  // must not overwrite it.
+  proto::FileId new_id = old_id;
+  new_id.fields.create_time = 2000;
+  new_id.fields.crc32 = Crc32("new bytes");
+  new_id.fields.size_word = proto::MakeTrunkSizeWord(9, 1);
+  new_id.name = proto::EncodeNameFields(new_id.fields) + proto::EncodeTrunkInfo(new_id.trunk) +
+                "456.jpg";
+  ASSERT_TRUE(replica.WriteReplica(new_id, "new bytes").ok());
+  ASSERT_TRUE(replica.WriteReplica(old_id, "old bytes").ok());
+  EXPECT_EQ(Read(&replica, new_id), "new bytes");
+  EXPECT_EQ(replica.Locate(old_id).status().code(), StatusCode::kNotFound);
+  // The other way round: the newer one replaces the older.
+  TrunkStore replica2(root_ + "/replica2", o);
+  std::filesystem::create_directories(root_ + "/replica2");
+  ASSERT_TRUE(replica2.Init().ok());
+  ASSERT_TRUE(replica2.WriteReplica(old_id, "old bytes").ok());
+  EXPECT_EQ(Read(&replica2, old_id), "old bytes");
+  ASSERT_TRUE(replica2.WriteReplica(new_id, "new bytes").ok());
+  EXPECT_EQ(Read(&replica2, new_id), "new bytes");
+  EXPECT_EQ(replica2.Locate(old_id).status().code(), StatusCode::kNotFound);
+  // A delete of the old one does not free the new one's slot.
+  EXPECT_EQ(replica2.Free(old_id, 0).code(), StatusCode::kNotFound);
+  EXPECT_EQ(Read(&replica2, new_id), "new bytes");
+}
+
+}  // namespace
+}  // namespace depot::storage
