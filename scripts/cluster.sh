@@ -68,8 +68,9 @@ options:
                       nginx P+300.. (storage n: P+300+n on the storage's address),
                       storages' own HTTP ports P+400.. (storage n: P+400+n)
                     add-storage takes P, the trackers and the secret from DIR's configs, and
-                    durable_writes, replication and write_quorum from an existing member of the
-                    group unless given; the HTTP token settings always from an existing member.
+                    durable_writes, replication, write_quorum and the trunk settings from an
+                    existing member of the group unless given; the HTTP token settings always
+                    from an existing member.
   --durable         durable_writes = true on every storage        [up, add-storage]
   --replication async|sync
                     replication mode of every storage (default async)  [up, add-storage]
@@ -81,6 +82,10 @@ options:
   --http-token      every storage requires the anti-leech token on HTTP reads (http_token =
                     true), with a generated http_secret (DEPOT_HTTP_SECRET in cluster.env); its
                     nginx checks it too                           [up]
+  --trunk           use_trunk_file = true on every storage: small files go into trunk files
+                    (doc/trunk.md)                                [up, add-storage]
+  --trunk-file-size SIZE
+                    trunk_file_size (implies --trunk; default 64M) [up, add-storage]
   --no-nginx        no nginx in front of the storages; with restart and add-storage: do not
                     start any                                     [up, restart, add-storage]
   --dht N           dht nodes (not built yet: skipped with a note)
@@ -149,6 +154,8 @@ NO_WAIT=0
 NGINX=1
 HTTP_TOKEN=false
 HTTP_SECRET=""
+TRUNK=false
+TRUNK_FILE_SIZE=
 NGINX_BIN=${DEPOT_NGINX:-}
 NGINX_DIR=""  # set by write_nginx_conf
 NJS_MODULE=${DEPOT_NJS_MODULE:-/usr/lib/nginx/modules/ngx_http_js_module.so}
@@ -193,6 +200,9 @@ while (($# > 0)); do
     --opsd) OPSD=1 ;;
     --no-nginx) NGINX=0 ;;
     --http-token) HTTP_TOKEN=true ;;
+    --trunk) TRUNK=true; GIVEN[trunk]=1 ;;
+    --trunk-file-size) need_value "$@"; TRUNK=true; TRUNK_FILE_SIZE=$2; GIVEN[trunk]=1; shift ;;
+    --trunk-file-size=*) TRUNK=true; TRUNK_FILE_SIZE=${1#*=}; GIVEN[trunk]=1 ;;
     -h | --help | help) usage; exit 0 ;;
     *) die "unknown argument '$1' (see --help)" ;;
   esac
@@ -206,6 +216,8 @@ need_int --per-group "$PER_GROUP" 1 100
 need_int --dht "$DHT" 0 100
 need_int --base-port "$BASE_PORT" 1024 65036  # the highest port used is base + 499
 need_int --write-quorum "$WRITE_QUORUM" 1 64
+[[ -z $TRUNK_FILE_SIZE || $TRUNK_FILE_SIZE =~ ^[0-9]+[KMG]?$ ]] ||
+  die "--trunk-file-size must be a size like 64M, got '$TRUNK_FILE_SIZE'"
 [[ $REPLICATION == async || $REPLICATION == sync ]] ||
   die "--replication must be async or sync, got '$REPLICATION'"
 WRITE_QUORUM=$((10#$WRITE_QUORUM))
@@ -661,6 +673,10 @@ log_level = info
 cluster_secret = $secret
 EOF
     if ((nginx_port > 0)); then echo "http_advertise_port = $nginx_port"; fi
+    if [[ $TRUNK == true ]]; then
+      echo "use_trunk_file = true"
+      [[ -z $TRUNK_FILE_SIZE ]] || echo "trunk_file_size = $TRUNK_FILE_SIZE"
+    fi
     if [[ $HTTP_TOKEN == true ]]; then
       echo "http_token = true"
       echo "http_secret = $HTTP_SECRET"
@@ -992,6 +1008,11 @@ cmd_add_storage() {
     [[ -n ${GIVEN[durable]:-} ]] || DURABLE=$(conf_value "$ref" durable_writes)
     [[ -n ${GIVEN[replication]:-} ]] || REPLICATION=$(conf_value "$ref" replication)
     [[ -n ${GIVEN[write_quorum]:-} ]] || WRITE_QUORUM=$(conf_value "$ref" write_quorum)
+    if [[ -z ${GIVEN[trunk]:-} ]]; then
+      TRUNK=$(conf_value "$ref" use_trunk_file)
+      TRUNK=${TRUNK:-false}
+      TRUNK_FILE_SIZE=$(conf_value "$ref" trunk_file_size)
+    fi
     DURABLE=${DURABLE:-false} REPLICATION=${REPLICATION:-async} WRITE_QUORUM=${WRITE_QUORUM:-2}
   fi
   n=$((max_n + 1))

@@ -19,6 +19,7 @@
 #include "common/net/blocking_conn.h"
 #include "common/proto/file_id.h"
 #include "storage/storage_server.h"
+#include "storage/trunk.h"
 #include "storage/tracker_reporter.h"
 
 namespace depot::storage {
@@ -505,6 +506,12 @@ Status Replicator::ReannounceRecentFiles(uint32_t last_good) {
       ++n;
     }));
     DEPOT_RETURN_IF_ERROR(inner);
+    if (p->trunk() != nullptr) {
+      for (const auto& name : p->trunk()->CreatedSince(since)) {
+        DEPOT_RETURN_IF_ERROR(binlog_->AppendOwn(kOpCreate, name).status());
+        ++n;
+      }
+    }
   }
   DEPOT_LOG_WARN("binlog damaged: announced {} files created since {} again", n, since);
   return Status::OK();

@@ -73,10 +73,8 @@ Status StorageServer::Start() {
       struct stat ps;
       if (binlog_stat && stat(p->root().c_str(), &ps) == 0 && ps.st_dev == bs.st_dev) continue;
       p->set_after_sync([this] { return replicator_->binlog().Sync(); });
+      p->trunk()->set_sync_log([this] { return replicator_->binlog().Sync(); });
     }
-  }
-  for (auto& p : paths_) {
-    p->trunk()->set_sync_log([this] { return replicator_->binlog().Sync(); });
   }
   auto& free_family = prometheus::BuildGauge()
                           .Name("depot_store_path_free_bytes")
@@ -86,9 +84,18 @@ Status StorageServer::Start() {
                            .Name("depot_store_path_total_bytes")
                            .Help("Size of the filesystem of each store path")
                            .Register(metrics_->registry());
+  auto trunk_family = [&](const char* name, const char* help) -> prometheus::Family<prometheus::Gauge>& {
+    return prometheus::BuildGauge().Name(name).Help(help).Register(metrics_->registry());
+  };
+  auto& tf = trunk_family("depot_trunk_files", "Trunk files on the store path (own and peers')");
+  auto& tb = trunk_family("depot_trunk_bytes", "Total size of the trunk files");
+  auto& lf = trunk_family("depot_trunk_live_files", "Files held in trunk slots");
+  auto& lb = trunk_family("depot_trunk_live_bytes", "Content bytes of the files in trunk slots");
   for (const auto& p : paths_) {
-    free_gauges_.push_back(&free_family.Add({{"store_path", std::to_string(p->index())}}));
-    total_gauges_.push_back(&total_family.Add({{"store_path", std::to_string(p->index())}}));
+    prometheus::Labels l{{"store_path", std::to_string(p->index())}};
+    free_gauges_.push_back(&free_family.Add(l));
+    total_gauges_.push_back(&total_family.Add(l));
+    trunk_gauges_.push_back({&tf.Add(l), &tb.Add(l), &lf.Add(l), &lb.Add(l)});
   }
   RefreshSpace();
 
@@ -217,6 +224,13 @@ void StorageServer::RefreshSpace() {
     if (i < free_gauges_.size()) {
       free_gauges_[i]->Set(static_cast<double>(paths_[i]->free_bytes()));
       total_gauges_[i]->Set(static_cast<double>(paths_[i]->total_bytes()));
+    }
+    if (i < trunk_gauges_.size() && paths_[i]->trunk() != nullptr) {
+      TrunkStore::Stats st = paths_[i]->trunk()->GetStats();
+      trunk_gauges_[i][0]->Set(static_cast<double>(st.trunk_files));
+      trunk_gauges_[i][1]->Set(static_cast<double>(st.trunk_bytes));
+      trunk_gauges_[i][2]->Set(static_cast<double>(st.live_files));
+      trunk_gauges_[i][3]->Set(static_cast<double>(st.live_bytes));
     }
   }
 }

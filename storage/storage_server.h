@@ -95,6 +95,7 @@ class StorageServer {
   std::unique_ptr<metrics::RpcMetrics> rpc_metrics_;
   std::vector<prometheus::Gauge*> free_gauges_;
   std::vector<prometheus::Gauge*> total_gauges_;
+  std::vector<std::array<prometheus::Gauge*, 4>> trunk_gauges_;  // files, bytes, live, live bytes
   std::unique_ptr<net::EventLoop> timer_loop_;
   std::unique_ptr<net::FrameServer> server_;
   std::unique_ptr<TrackerReporter> reporter_;

@@ -212,6 +212,8 @@ Status TrunkStore::Init() {
         Header h{false, s.fields, t->alloc, s.suffix};
         std::string hdr = EncodeHeader(h);
         DEPOT_RETURN_IF_ERROR(PwriteAll(t->fd, hdr.data(), hdr.size(), it->first));
+        live_files_--;
+        live_bytes_ -= proto::SizeFromWord(s.fields.size_word);
         it = t->live.erase(it);
       } else {
         ++it;
@@ -278,7 +280,7 @@ Status TrunkStore::ScanTrunk(Trunk* t, uint32_t* newest) {
     }
     auto h = DecodeHeader(buf);
     if (!h.ok() || !h->live || h->alloc != t->alloc) continue;  // free, torn or never used
-    t->live[static_cast<uint32_t>(off)] = LiveSlot{h->fields, h->suffix};
+    SetLive(t, static_cast<uint32_t>(off), LiveSlot{h->fields, h->suffix});
     *newest = std::max(*newest, h->fields.create_time);
   }
   return Status::OK();
@@ -301,34 +303,38 @@ void TrunkStore::BuildFreeLists(uint32_t owner_ip) {
   }
 }
 
-Result<TrunkStore::Trunk*> TrunkStore::NewTrunk(uint32_t owner_ip, uint32_t alloc) {
+Result<int> TrunkStore::CreateTrunkFile(uint32_t owner_ip, uint32_t id, uint32_t alloc,
+                                        uint64_t* size) const {
   uint64_t slots = std::max<uint64_t>(1, options_.trunk_file_size / alloc);
-  // Offsets are 32-bit in file IDs.
-  slots = std::min<uint64_t>(slots, (uint64_t{UINT32_MAX} - alloc) / alloc);
-  uint32_t id = next_id_++;
-  DEPOT_ASSIGN_OR_RETURN(Trunk * t, OpenTrunk(owner_ip, id, alloc, true));
+  slots = std::min<uint64_t>(slots, (uint64_t{UINT32_MAX} - alloc) / alloc);  // 32-bit offsets
+  *size = slots * alloc;
+  std::string path = TrunkPath(owner_ip, id, alloc);
+  std::string dir = DirName(path);
+  if (mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) return Status::FromErrno(errno, "mkdir", dir);
+  int fd = open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd < 0) return Status::FromErrno(errno, "create", path);
   // Written with zeros (not fallocated): later writes into it change no file metadata, so that
-  // their fdatasync is cheap.
-  uint64_t size = slots * alloc;
-  std::string zeros(std::min<uint64_t>(size, 1 << 20), '\0');
-  for (uint64_t off = t->size; off < size; off += zeros.size()) {
-    size_t n = static_cast<size_t>(std::min<uint64_t>(zeros.size(), size - off));
-    DEPOT_RETURN_IF_ERROR(PwriteAll(t->fd, zeros.data(), n, off));
+  // their sync is cheap.
+  std::string zeros(std::min<uint64_t>(*size, 1 << 20), '\0');
+  Status s;
+  for (uint64_t off = 0; s.ok() && off < *size; off += zeros.size()) {
+    size_t n = static_cast<size_t>(std::min<uint64_t>(zeros.size(), *size - off));
+    s = PwriteAll(fd, zeros.data(), n, off);
   }
-  if (options_.durable && fdatasync(t->fd) != 0) return Status::FromErrno(errno, "fdatasync trunk");
-  t->size = size;
-  auto& list = free_[alloc];
-  for (uint64_t i = slots; i-- > 0;) {
-    uint32_t off = static_cast<uint32_t>(i * alloc);
-    if (t->live.count(off) == 0) list.push_back({id, off});
+  if (s.ok() && options_.durable && fdatasync(fd) != 0) s = Status::FromErrno(errno, "fdatasync", path);
+  if (s.ok() && options_.durable) s = FsyncDir(dir);
+  if (!s.ok()) {
+    close(fd);
+    unlink(path.c_str());
+    return s;
   }
-  return t;
+  return fd;
 }
 
 Result<TrunkStore::Slot> TrunkStore::Allocate(uint32_t owner_ip, uint64_t size) {
   if (!Fits(size)) return Status::InvalidArgument("file too large for a trunk");
   uint32_t alloc = SlotSizeFor(size);
-  std::lock_guard<std::mutex> l(mu_);
+  std::unique_lock<std::mutex> l(mu_);
   if (owner_ip_ != owner_ip) BuildFreeLists(owner_ip);
   uint32_t now = static_cast<uint32_t>(UnixSeconds());
   for (auto it = cooling_.begin(); it != cooling_.end();) {
@@ -340,14 +346,41 @@ Result<TrunkStore::Slot> TrunkStore::Allocate(uint32_t owner_ip, uint64_t size) 
       ++it;
     }
   }
-  auto& list = free_[alloc];
-  if (list.empty()) DEPOT_RETURN_IF_ERROR(NewTrunk(owner_ip, alloc).status());
-  FreeSlot f = list.back();
-  list.pop_back();
-  Slot s;
-  s.info = {f.trunk_id, f.offset, alloc};
-  s.fd = trunks_[Key(owner_ip, f.trunk_id)]->fd;
-  return s;
+  for (;;) {
+    auto& list = free_[alloc];
+    if (!list.empty()) {
+      FreeSlot f = list.back();
+      list.pop_back();
+      Slot s;
+      s.info = {f.trunk_id, f.offset, alloc};
+      s.fd = trunks_[Key(owner_ip, f.trunk_id)]->fd;
+      return s;
+    }
+    if (creating_.count(alloc)) {  // another upload is creating a trunk of this size: wait
+      created_cv_.wait(l);
+      continue;
+    }
+    // A new trunk file, created and zero-filled without the lock: reads and other sizes go on.
+    creating_.insert(alloc);
+    uint32_t id = next_id_++;
+    l.unlock();
+    uint64_t trunk_size = 0;
+    Result<int> fd = CreateTrunkFile(owner_ip, id, alloc, &trunk_size);
+    l.lock();
+    creating_.erase(alloc);
+    created_cv_.notify_all();
+    if (!fd.ok()) return fd.status();
+    auto t = std::make_unique<Trunk>();
+    t->ip = owner_ip;
+    t->id = id;
+    t->alloc = alloc;
+    t->fd = *fd;
+    t->size = trunk_size;
+    for (uint64_t i = trunk_size / alloc; i-- > 0;) {
+      free_[alloc].push_back({id, static_cast<uint32_t>(i * alloc)});
+    }
+    trunks_[Key(owner_ip, id)] = std::move(t);
+  }
 }
 
 void TrunkStore::Release(uint32_t owner_ip, const proto::TrunkInfo& slot) {
@@ -378,7 +411,7 @@ Status TrunkStore::Write(const proto::FileId& id, std::string_view data) {
   }
   DEPOT_RETURN_IF_ERROR(WriteSlot(t, id, data));
   std::lock_guard<std::mutex> l(mu_);
-  t->live[id.trunk.offset] = LiveSlot{id.fields, std::string(SuffixOf(id))};
+  SetLive(t, id.trunk.offset, LiveSlot{id.fields, std::string(SuffixOf(id))});
   return Status::OK();
 }
 
@@ -424,7 +457,7 @@ Status TrunkStore::WriteReplica(const proto::FileId& id, std::string_view data) 
   }
   DEPOT_RETURN_IF_ERROR(WriteSlot(t, id, data));
   std::lock_guard<std::mutex> l(mu_);
-  t->live[id.trunk.offset] = LiveSlot{id.fields, std::string(SuffixOf(id))};
+  SetLive(t, id.trunk.offset, LiveSlot{id.fields, std::string(SuffixOf(id))});
   return Status::OK();
 }
 
@@ -461,6 +494,8 @@ Status TrunkStore::Free(const proto::FileId& id, uint32_t self_ip) {
   Header h{false, id.fields, t->alloc, live->second.suffix};
   std::string hdr = EncodeHeader(h);
   DEPOT_RETURN_IF_ERROR(PwriteAll(t->fd, hdr.data(), hdr.size(), id.trunk.offset));
+  live_files_--;
+  live_bytes_ -= proto::SizeFromWord(live->second.fields.size_word);
   t->live.erase(live);
   if (t->ip == self_ip && owner_ip_ == self_ip) {
     cooling_.push_back({static_cast<uint32_t>(UnixSeconds()), FreeSlot{t->id, id.trunk.offset}});
@@ -480,13 +515,36 @@ std::vector<std::pair<std::string, uint64_t>> TrunkStore::List(int dir1) {
   return out;
 }
 
+std::vector<std::string> TrunkStore::CreatedSince(uint32_t since) {
+  std::lock_guard<std::mutex> l(mu_);
+  std::vector<std::string> out;
+  for (const auto& [k, t] : trunks_) {
+    for (const auto& [off, s] : t->live) {
+      if (s.fields.create_time >= since) out.push_back(RemoteName(*t, off, s));
+    }
+  }
+  return out;
+}
+
+void TrunkStore::SetLive(Trunk* t, uint32_t offset, LiveSlot slot) {
+  auto [it, inserted] = t->live.try_emplace(offset);
+  if (!inserted) {
+    live_files_--;
+    live_bytes_ -= proto::SizeFromWord(it->second.fields.size_word);
+  }
+  live_files_++;
+  live_bytes_ += proto::SizeFromWord(slot.fields.size_word);
+  it->second = std::move(slot);
+}
+
 TrunkStore::Stats TrunkStore::GetStatsLocked() {
   Stats st;
+  st.live_files = live_files_;
+  st.live_bytes = live_bytes_;
   for (const auto& [k, t] : trunks_) {
     st.trunk_files++;
     st.trunk_bytes += t->size;
-    st.live_files += t->live.size();
-    for (const auto& [off, s] : t->live) st.live_bytes += proto::SizeFromWord(s.fields.size_word);
+
   }
   return st;
 }
@@ -516,8 +574,11 @@ void TrunkStore::Commit(const proto::FileId& id, std::function<Status()> named,
   done(Status::Unavailable("trunk store stopping"));
 }
 
-// Group commit: every file written meanwhile shares one fdatasync per trunk file, then their
-// binlog records are written and synced together (sync_log), then they are acknowledged.
+// Group commit: the binlog records of every file written meanwhile are appended, then one
+// syncfs makes their slots and records durable together (sync_log too when the binlog is on
+// another filesystem), then they are acknowledged. A record may reach the disk before its slot's
+// bytes: after a crash the start-up scan frees such a slot (its CRC32 does not match) and the
+// record's push finds the file gone - it was never acknowledged.
 void TrunkStore::CommitLoop() {
   for (;;) {
     std::vector<PendingCommit> batch;
@@ -527,18 +588,14 @@ void TrunkStore::CommitLoop() {
       if (commits_.empty() && commit_stop_) return;
       batch.swap(commits_);
     }
-    std::set<int> fds;
-    for (const auto& c : batch) fds.insert(c.fd);
-    Status synced;
-    for (int fd : fds) {
-      if (fdatasync(fd) != 0 && synced.ok()) synced = Status::FromErrno(errno, "fdatasync trunk");
-    }
     std::vector<Status> results;
     results.reserve(batch.size());
-    for (auto& c : batch) results.push_back(synced.ok() ? c.named() : synced);
-    Status logged = sync_log_ ? sync_log_() : Status::OK();
+    for (auto& c : batch) results.push_back(c.named());
+    Status synced;
+    if (syncfs(batch.front().fd) != 0) synced = Status::FromErrno(errno, "syncfs trunk");
+    if (synced.ok() && sync_log_) synced = sync_log_();
     for (size_t i = 0; i < batch.size(); ++i) {
-      batch[i].done(results[i].ok() ? logged : results[i]);
+      batch[i].done(results[i].ok() ? synced : results[i]);
     }
   }
 }

@@ -97,6 +97,8 @@ class TrunkStore {
 
   // Live trunk files whose directory XX is `dir1`: remote name and size.
   std::vector<std::pair<std::string, uint64_t>> List(int dir1);
+  // The remote names of the live trunk files created at or after `since` (unix seconds).
+  std::vector<std::string> CreatedSince(uint32_t since);
 
   struct Stats {
     uint64_t trunk_files = 0;
@@ -106,7 +108,8 @@ class TrunkStore {
   };
   Stats GetStats();
 
-  // Makes the binlog durable after a group commit's records (durable writes).
+  // Makes the binlog durable after a group commit's records (durable writes), when the store
+  // path's syncfs does not cover it (another filesystem).
   void set_sync_log(std::function<Status()> fn) { sync_log_ = std::move(fn); }
 
   // The slot size used for `size` bytes of content.
@@ -151,11 +154,14 @@ class TrunkStore {
   Result<Trunk*> OpenTrunk(uint32_t ip, uint32_t id, uint32_t alloc, bool create);
   Status ScanTrunk(Trunk* t, uint32_t* newest);
   void BuildFreeLists(uint32_t owner_ip);
-  Result<Trunk*> NewTrunk(uint32_t owner_ip, uint32_t alloc);
+  // Creates and zero-fills a trunk file of the owner (no lock held); returns its descriptor.
+  Result<int> CreateTrunkFile(uint32_t owner_ip, uint32_t id, uint32_t alloc, uint64_t* size) const;
   Status WriteSlot(Trunk* t, const proto::FileId& id, std::string_view data);
   std::string RemoteName(const Trunk& t, uint32_t offset, const LiveSlot& s) const;
   void CommitLoop();
   Stats GetStatsLocked();
+  // mu_ held: indexes the file in a slot (replacing what was there).
+  void SetLive(Trunk* t, uint32_t offset, LiveSlot slot);
 
   std::string root_;
   Options options_;
@@ -169,6 +175,10 @@ class TrunkStore {
   // always newer than the one before it (WriteReplica relies on it).
   std::vector<std::pair<uint32_t, FreeSlot>> cooling_;  // GUARDED_BY(mu_): (free time, slot)
   uint32_t next_id_ = 1;  // GUARDED_BY(mu_): the next trunk id of the owner
+  std::set<uint32_t> creating_;  // GUARDED_BY(mu_): slot sizes whose new trunk is being created
+  uint64_t live_files_ = 0;      // GUARDED_BY(mu_)
+  uint64_t live_bytes_ = 0;      // GUARDED_BY(mu_)
+  std::condition_variable created_cv_;
 
   std::mutex commit_mu_;
   std::condition_variable commit_cv_;

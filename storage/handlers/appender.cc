@@ -134,8 +134,10 @@ class ChangeStream : public net::BodyStream {
         DEPOT_LOG_WARN("{} from {} refused: {}", append_ ? "append" : "modify", conn->peer(),
                        st.ToString());
         Count(false);
+        // Answered once a small body is read (see upload.cc); a big one at once, closing.
+        if (body_len_ - prefix_.size() > (16u << 20)) return conn->ReplyStatus(st);
         failed_ = st;
-        draining_ = true;  // answered once the body is read (see upload.cc)
+        draining_ = true;
       }
     }
     if (draining_) return last ? conn->ReplyStatus(failed_) : conn->ContinueBody();

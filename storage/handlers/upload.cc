@@ -32,6 +32,9 @@ constexpr size_t kSlavePrefix = 8 + 8 + proto::kPrefixLen + proto::kExtLen;
 
 enum class Kind { kNormal, kAppender, kSlave };
 
+// A refused request's body up to this size is read (and dropped) before the answer.
+constexpr uint64_t kDrainMax = 16 << 20;
+
 // One upload in progress. Shared between the loop (stream) and the disk threads; mu_ orders the
 // disk work of one upload when a path has several writer threads.
 class UploadJob : public std::enable_shared_from_this<UploadJob> {
@@ -375,10 +378,12 @@ class UploadStream : public net::BodyStream {
       }
       Status st = Start(conn);
       if (!st.ok()) {
-        // Answered once the body is read: a client that is still sending would otherwise get
-        // a reset instead of the status.
         server_->Count(proto::kCntUpload, false);
         DEPOT_LOG_WARN("upload from {} refused: {}", conn->peer(), st.ToString());
+        // Answered once the body is read when it is small: a client that is still sending
+        // would otherwise get a reset instead of the status. A big body is not read for
+        // nothing: the answer goes at once and the connection closes.
+        if (body_len_ - prefix_.size() > kDrainMax) return conn->ReplyStatus(st);
         failed_ = st;
         draining_ = true;
       }

@@ -1,6 +1,7 @@
 // libFuzzer target: the decoder of every internal command body (storage <-> tracker:
 // common/proto/internal.h; storage <-> storage and fsck: common/proto/sync.h) and of a binlog
-// record (storage/binlog.h). Each must reject bad input with a Status, never crash, over-read or
+// record (storage/binlog.h, appender ranges included) and of a trunk slot header
+// (storage/trunk.h). Each must reject bad input with a Status, never crash, over-read or
 // throw; what one accepts must encode again (without throwing) to bytes that decode to the same
 // value, and the binary codecs (sync record head, binlog record) must give back the exact bytes.
 #include <cstdint>
@@ -10,6 +11,7 @@
 #include "common/proto/internal.h"
 #include "common/proto/sync.h"
 #include "storage/binlog.h"
+#include "storage/trunk.h"
 
 namespace {
 
@@ -57,6 +59,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   } else if (rec.status().code() != StatusCode::kNotFound &&
              rec.status().code() != StatusCode::kCorruption) {
     __builtin_trap();
+  }
+  // A trunk slot header (what the start-up scan reads from every slot).
+  auto th = storage::TrunkStore::DecodeHeader(in);
+  if (th.ok()) {
+    if (storage::TrunkStore::EncodeHeader(*th) != in.substr(0, storage::TrunkStore::kHeaderSize)) {
+      __builtin_trap();
+    }
+    if (proto::SizeFromWord(th->fields.size_word) + storage::TrunkStore::kHeaderSize > th->alloc) {
+      __builtin_trap();
+    }
   }
   return 0;
 }

@@ -44,3 +44,15 @@ put("repair", js({"name": name.decode(), "from_ip": "127.0.0.3", "from_port": 23
 payload = struct.pack(">QQQIIccH", 5, 0x0123456789abcdef, 4, 1700000000, 1699999999, b"C", b"\0",
                       len(name)) + name
 put("binlog_record", struct.pack(">BBHI", 0xDB, 1, len(payload), zlib.crc32(payload)) + payload)
+# An appender change: the record carries offset8 + length8 after the name.
+payload = struct.pack(">QQQIIccH", 6, 0x0123456789abcdef, 5, 1700000000, 1699999999, b"A", b"\0",
+                      len(name)) + name + struct.pack(">QQ", 12, 4096)
+put("binlog_record_append", struct.pack(">BBHI", 0xDB, 1, len(payload), zlib.crc32(payload)) + payload)
+put("sync_record_append", struct.pack(">QQQQccH", 0x0123456789abcdef, 6, 5, 12, b"A", b"\0",
+                                      len(name)) + name + b"hello")
+# A trunk slot header: magic, version, state, suffix length, 0, the 20 name bytes, slot size,
+# suffix (12, NUL-padded), CRC32 of the first 44 bytes.
+head = b"DPTK" + bytes([1, 1, 7, 0]) + struct.pack(">IIQI", 0x7f000001, 1700000000,
+                                                    0x8800000100000100, 0xdeadbeef) + \
+    struct.pack(">I", 512) + b"1234567.jpg".ljust(12, b"\0")[:12]
+put("trunk_header", head + struct.pack(">I", zlib.crc32(head)))

@@ -514,5 +514,72 @@ class SignedUrls(unittest.TestCase):
             self.assertIn(at_storaged[0], (200, 400, 403), name)
 
 
+class TrunkFilesThroughNginx(unittest.TestCase):
+    """use_trunk_file on (cluster.sh --trunk): small files live in trunk slots, not under data/, so
+    nginx's 404 fallback hands them to storaged, which serves the slot; the answers match."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.c = Cluster(BASE_PORT + 3000, "--groups", "1", "--per-group", "2", "--trunk",
+                        "--trunk-file-size", "8M")
+        rnd = random.Random(11)
+        cls.small = rnd.randbytes(5000)
+        cls.big = rnd.randbytes(2 * 1024 * 1024)  # over slot_max_size: a file of its own
+        cls.small_id = cls.c.upload(cls.small, "jpg")
+        cls.big_id = cls.c.upload(cls.big, "jpg")
+        thumb = os.path.join(cls.c.dir, "thumb.jpg")
+        cls.thumb = rnd.randbytes(700)
+        with open(thumb, "wb") as f:
+            f.write(cls.thumb)
+        cls.slave_id = cls.c.depot("upload-slave", cls.small_id, thumb, "--prefix", "_t")
+        for fid in (cls.small_id, cls.big_id, cls.slave_id):
+            for addr in cls.c.storaged:
+                wait_for(lambda: request(addr, f"/{fid}?depot_hop=1", "HEAD")[0] == 200,
+                         f"{fid} on {addr}")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.c.down()
+
+    def test_trunk_ids_and_files_on_disk(self):
+        # FastDFS's trunk layout: 27 + 16 characters and the 7-character suffix.
+        self.assertEqual(len(self.small_id.split("/", 1)[1]), 10 + 27 + 16 + 7)
+        self.assertEqual(len(self.big_id.split("/", 1)[1]), 10 + 27 + 7)
+        name = self.small_id.rsplit("/", 1)[1]
+        for root, _, files in os.walk(self.c.dir):
+            self.assertNotIn(name, files, "a trunk file must not be a file of its own")
+
+    def test_same_bytes_and_headers_at_every_nginx_and_storaged(self):
+        for fid, data in ((self.small_id, self.small), (self.big_id, self.big),
+                          (self.slave_id, self.thumb)):
+            seen = set()
+            for addr in self.c.nginx + self.c.storaged:
+                status, h, body = request(addr, "/" + fid)
+                self.assertEqual(status, 200, f"{addr} {fid}")
+                self.assertTrue(body == data, f"{addr}: bytes differ for {fid}")
+                self.assertEqual(h["content-type"], "image/jpeg", addr)
+                seen.add((h["etag"], h["last-modified"]))
+                status, h, body = request(addr, "/" + fid, headers={"Range": "bytes=100-199"})
+                self.assertEqual((status, body), (206, data[100:200]), f"{addr} range {fid}")
+                status, _, _ = request(addr, "/" + fid, headers={"If-None-Match": h["etag"]})
+                self.assertEqual(status, 304, f"{addr} 304 {fid}")
+            self.assertEqual(len(seen), 1, f"ETag/Last-Modified differ for {fid}: {seen}")
+
+    def test_deleted_trunk_file_is_404_everywhere(self):
+        data = random.Random(12).randbytes(3000)
+        fid = self.c.upload(data, "png")
+        for addr in self.c.storaged:
+            wait_for(lambda: request(addr, f"/{fid}?depot_hop=1", "HEAD")[0] == 200,
+                     f"{fid} on {addr}")
+        self.c.depot("delete", fid)
+        for addr in self.c.storaged:
+            wait_for(lambda: request(addr, f"/{fid}?depot_hop=1", "HEAD")[0] == 404,
+                     f"{fid} deleted on {addr}")
+        for addr in self.c.nginx:
+            status, _, body = request(addr, f"/{fid}?depot_hop=1")
+            self.assertEqual(status, 404, addr)
+            self.assertNotEqual(body, data)
+
+
 if __name__ == "__main__":
     unittest.main()
