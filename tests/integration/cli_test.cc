@@ -75,6 +75,48 @@ TEST_F(CliTest, ErrorsAreOneLineWithDistinctExitCodes) {
   EXPECT_NE(help.out.find("upload"), std::string::npos);
 }
 
+TEST_F(CliTest, AppenderAndSlaveCommands) {
+  std::string a = cluster_->dir() + "/a.log", b = cluster_->dir() + "/b.log";
+  ASSERT_TRUE(WriteFileAtomic(a, "hello ", false).ok());
+  ASSERT_TRUE(WriteFileAtomic(b, "depot\n", false).ok());
+  auto up = Depot({"upload-appender", a, "--json"});
+  ASSERT_EQ(up.exit_code, 0) << up.err;
+  std::string id = nlohmann::json::parse(up.out)["file_id"];
+  ASSERT_EQ(Depot({"append", id, b}).exit_code, 0);
+  EXPECT_EQ(Depot({"download", id}).out, "hello depot\n");
+  ASSERT_EQ(Depot({"modify", id, "0", b}).exit_code, 0);
+  EXPECT_EQ(Depot({"download", id}).out, "depot\ndepot\n");
+  ASSERT_EQ(Depot({"truncate", id, "6"}).exit_code, 0);
+  EXPECT_EQ(Depot({"download", id}).out, "depot\n");
+  auto past = Depot({"modify", id, "7", b});
+  EXPECT_EQ(past.exit_code, 2) << past.err;  // FastDFS's EINVAL: past the end
+  EXPECT_NE(past.err.find("EINVAL"), std::string::npos) << past.err;
+  EXPECT_EQ(Depot({"truncate", id, "7"}).exit_code, 2);
+  auto regen = Depot({"regenerate", id});
+  ASSERT_EQ(regen.exit_code, 0) << regen.err;
+  std::string normal = regen.out.substr(0, regen.out.find('\n'));
+  EXPECT_EQ(Depot({"download", normal}).out, "depot\n");
+  EXPECT_EQ(Depot({"download", id}).exit_code, 3);
+  EXPECT_EQ(Depot({"append", normal, b}).exit_code, 2);  // not an appender file any more
+
+  auto slave = Depot({"upload-slave", normal, b, "--prefix", "_s", "--json"});
+  ASSERT_EQ(slave.exit_code, 0) << slave.err;
+  std::string sid = nlohmann::json::parse(slave.out)["file_id"];
+  EXPECT_EQ(sid, normal.substr(0, normal.rfind('.')) + "_s.log");
+  EXPECT_EQ(Depot({"download", sid}).out, "depot\n");
+  EXPECT_EQ(Depot({"upload-slave", normal, b, "--prefix", "_s"}).exit_code, 1);  // EEXIST
+  auto url = Depot({"url", normal, "--slave-prefix", "_s", "--base", "http://h:1", "--json"});
+  ASSERT_EQ(url.exit_code, 0) << url.err;
+  EXPECT_EQ(nlohmann::json::parse(url.out)["url"], "http://h:1/" + sid);
+  EXPECT_EQ(Depot({"upload-slave", normal, b, "--prefix", "../x"}).exit_code, 2);
+  for (const char* cmd : {"upload-appender", "append", "modify", "truncate", "regenerate",
+                          "upload-slave"}) {
+    auto help = Depot({cmd, "--help"});
+    EXPECT_EQ(help.exit_code, 0) << cmd;
+    EXPECT_NE(help.out.find("FILE"), std::string::npos) << cmd;
+  }
+}
+
 TEST_F(CliTest, StatusJsonListsMembers) {
   auto st = Depot({"status", "--json"});
   ASSERT_EQ(st.exit_code, 0) << st.err;

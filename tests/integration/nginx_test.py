@@ -520,7 +520,7 @@ class TrunkFilesThroughNginx(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.c = Cluster(BASE_PORT + 3000, "--groups", "1", "--per-group", "2", "--trunk",
+        cls.c = Cluster(BASE_PORT + 500, "--groups", "1", "--per-group", "2", "--trunk",
                         "--trunk-file-size", "8M")
         rnd = random.Random(11)
         cls.small = rnd.randbytes(5000)

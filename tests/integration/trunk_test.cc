@@ -16,6 +16,7 @@
 #include "common/net/blocking_conn.h"
 #include "common/proto/file_id.h"
 #include "tests/harness/harness.h"
+#include "tests/integration/raw_wire.h"
 #include "tests/integration/replication_util.h"
 
 namespace depot::testing {
@@ -205,6 +206,38 @@ TEST(TrunkTest, SmallFilesLiveInTrunksEverywhere) {
   EXPECT_EQ(client->DownloadToBuffer(ids[3]).status().code(), StatusCode::kNotFound);
   EXPECT_EQ(*client->DownloadToBuffer(*id2), fresh);
   EXPECT_EQ(client->Delete(ids[3]).code(), StatusCode::kNotFound);
+}
+
+// The FastDFS frames of doc/protocol.md, byte by byte, against a storage with trunks: an upload
+// (11) answers a 60-character trunk name, and download (14), info (22) and delete (12) work on it.
+TEST(TrunkTest, HandBuiltFrames) {
+  MiniCluster cluster(TrunkCluster(1, false, "2M"));
+  ASSERT_TRUE(cluster.Start().ok());
+  Daemon& st = cluster.storage(0, 0);
+  wire::Raw c(st.host(), st.port());
+  std::string data = PatternBytes(3000, 5);
+  wire::RawReply up = c.Call(wire::Frame(11, wire::UploadBody(0, "gif", data)));
+  ASSERT_TRUE(wire::IsOk(up, 16 + 60));
+  std::string remote = up.body.substr(16);
+  auto id = proto::ParseRemoteName("group1", remote);
+  ASSERT_TRUE(id.ok()) << remote;
+  EXPECT_TRUE(id->InTrunk());
+  EXPECT_EQ(remote.substr(remote.size() - 4), ".gif");
+  wire::RawReply dl = c.Call(wire::Frame(14, wire::DownloadBody(100, 50, "group1", remote)));
+  ASSERT_TRUE(wire::IsOk(dl, 50));
+  EXPECT_EQ(dl.body, data.substr(100, 50));
+  wire::RawReply info = c.Call(wire::Frame(22, wire::GroupAndName("group1", remote)));
+  ASSERT_TRUE(wire::IsOk(info, 40));
+  EXPECT_EQ(wire::GetU64(info.body, 0), 3000u);
+  EXPECT_EQ(static_cast<uint32_t>(wire::GetU64(info.body, 16)), Crc32(data));
+  EXPECT_TRUE(wire::IsOk(c.Call(wire::Frame(12, wire::GroupAndName("group1", remote))), 0));
+  EXPECT_TRUE(wire::IsError(c.Call(wire::Frame(14, wire::DownloadBody(0, 0, "group1", remote))), 2));
+  EXPECT_TRUE(wire::IsError(c.Call(wire::Frame(12, wire::GroupAndName("group1", remote))), 2));
+  // A trunk name whose slot cannot hold the size it records is malformed (22), not a read.
+  std::string bad = remote;
+  bad[10 + 27 + 14] = bad[10 + 27 + 14] == 'A' ? 'B' : 'A';  // the slot size's low bits
+  wire::RawReply r = c.Call(wire::Frame(14, wire::DownloadBody(0, 0, "group1", bad)));
+  EXPECT_TRUE(wire::IsError(r, 22) || wire::IsError(r, 2));
 }
 
 // Done-means 3: 100,000 files of 1-16 KiB in trunks, a third deleted, 30,000 more stored: the
