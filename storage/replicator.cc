@@ -323,6 +323,7 @@ class PeerPusher {
     head.name_len = static_cast<uint16_t>(rec.name.size());
     std::string data;
     int fd = -1;
+    std::shared_ptr<void> pin;  // a trunk slot stays its file's until the bytes are sent
     auto id = proto::ParseRemoteName(s_->config().group_name, rec.name);
     if (!id.ok()) {
       head.flags |= proto::kSyncFlagGone;  // cannot happen for records we wrote; keep the order
@@ -335,6 +336,7 @@ class PeerPusher {
         return opened.status();  // sent again in the next session
       } else {
         fd = opened->fd;
+        pin = opened->pin;
         head.data_len = opened->size;
         if (opened->offset != 0 && lseek(fd, static_cast<off_t>(opened->offset), SEEK_SET) < 0) {
           Status err = Status::FromErrno(errno, "lseek trunk");
@@ -349,20 +351,22 @@ class PeerPusher {
       DEPOT_ASSIGN_OR_RETURN(StorePath * path, s_->PathForFile(*id));
       std::string full = path->FullPath(id->RelativePath());
       struct stat st;
+      int open_errno = 0;
       {
         // The record is written before the bytes, under this lock: once we hold it, they are in.
-        std::lock_guard<std::mutex> l(s_->MetaLock("m/" + id->RemoteName()));
+        auto lock = s_->ContentLock(id->RemoteName());
         fd = open(full.c_str(), O_RDONLY | O_CLOEXEC);
+        open_errno = errno;
         if (fd >= 0 && fstat(fd, &st) != 0) {
           Status err = Status::FromErrno(errno, "fstat", full);
           close(fd);
           return err;
         }
       }
-      if (fd < 0 && errno == ENOENT) {
+      if (fd < 0 && open_errno == ENOENT) {
         head.flags |= proto::kSyncFlagGone;
       } else if (fd < 0) {
-        return Status::FromErrno(errno, "open", full);
+        return Status::FromErrno(open_errno, "open", full);
       } else {
         uint64_t size = static_cast<uint64_t>(st.st_size);
         head.data_len = size > rec.offset ? std::min(rec.length, size - rec.offset) : 0;
@@ -373,7 +377,23 @@ class PeerPusher {
         }
       }
     } else if (rec.op == kOpTruncate) {
-      head.version = rec.offset;
+      // The file's size now, not the record's: a crash between a truncate's record and the cut
+      // leaves the file uncut here, and the peers must keep what the source keeps.
+      DEPOT_ASSIGN_OR_RETURN(StorePath * path, s_->PathForFile(*id));
+      std::string full = path->FullPath(id->RelativePath());
+      struct stat st;
+      int rc;
+      {
+        auto lock = s_->ContentLock(id->RemoteName());
+        rc = stat(full.c_str(), &st);
+      }
+      if (rc == 0) {
+        head.version = static_cast<uint64_t>(st.st_size);
+      } else if (errno == ENOENT) {
+        head.flags |= proto::kSyncFlagGone;
+      } else {
+        return Status::FromErrno(errno, "stat", full);
+      }
     } else if (rec.op == kOpMeta) {
       std::string key = id->RemoteName();
       std::lock_guard<std::mutex> l(s_->MetaLock("m/" + key));

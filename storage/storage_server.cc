@@ -15,6 +15,25 @@
 
 namespace depot::storage {
 
+FileLocks::Guard::Guard(FileLocks* owner, std::string name)
+    : owner_(owner), name_(std::move(name)) {
+  {
+    std::lock_guard<std::mutex> l(owner_->mu_);
+    auto& e = owner_->map_[name_];
+    if (!e) e = std::make_unique<Entry>();
+    e->refs++;
+    mu_ = &e->mu;
+  }
+  mu_->lock();
+}
+
+FileLocks::Guard::~Guard() {
+  mu_->unlock();
+  std::lock_guard<std::mutex> l(owner_->mu_);
+  auto it = owner_->map_.find(name_);
+  if (it != owner_->map_.end() && --it->second->refs == 0) owner_->map_.erase(it);
+}
+
 StorageServer::StorageServer(StorageConfig config) : config_(std::move(config)) {}
 
 StorageServer::~StorageServer() { Stop(); }
@@ -178,6 +197,7 @@ Result<StorageServer::OpenedFile> StorageServer::OpenFile(StorePath* p, const pr
     f.offset = loc.offset;
     f.size = loc.size;
     f.mtime = id.fields.create_time;
+    f.pin = std::move(loc.pin);
     return f;
   }
   std::string full = p->FullPath(id.RelativePath());
@@ -209,7 +229,7 @@ bool StorageServer::HasFile(StorePath* p, const proto::FileId& id) {
 }
 
 Status StorageServer::RemoveContent(StorePath* p, const proto::FileId& id) {
-  if (id.InTrunk()) return p->trunk()->Free(id, source_ip());
+  if (id.InTrunk()) return p->trunk()->Free(id);
   std::string full = p->FullPath(id.RelativePath());
   if (unlink(full.c_str()) != 0) {
     return errno == ENOENT ? Status::NotFound("no such file:", id.RemoteName())

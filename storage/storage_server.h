@@ -7,6 +7,8 @@
 #include <atomic>
 #include <memory>
 #include <mutex>
+#include <string>
+#include <unordered_map>
 #include <vector>
 
 #include <prometheus/gauge.h>
@@ -24,6 +26,33 @@ namespace depot::storage {
 class TrackerReporter;
 class Replicator;
 class HttpServer;
+
+// One mutex per file name in use (created on demand, dropped with its last holder): for changes
+// that may take long (an append copies up to max_file_size), so that they serialise only with
+// changes of the same file, never with a hashed neighbour.
+class FileLocks {
+ public:
+  class Guard {
+   public:
+    Guard(FileLocks* owner, std::string name);
+    ~Guard();
+    Guard(const Guard&) = delete;
+    Guard& operator=(const Guard&) = delete;
+
+   private:
+    FileLocks* owner_;
+    std::string name_;
+    std::mutex* mu_;
+  };
+
+ private:
+  struct Entry {
+    std::mutex mu;
+    int refs = 0;
+  };
+  std::mutex mu_;
+  std::unordered_map<std::string, std::unique_ptr<Entry>> map_;  // GUARDED_BY(mu_)
+};
 
 class StorageServer {
  public:
@@ -65,6 +94,8 @@ class StorageServer {
     uint64_t offset = 0;  // where the content starts in fd
     uint64_t size = 0;
     int64_t mtime = 0;
+    // Keeps a trunk slot from being reused while its bytes are sent: hold it until then.
+    std::shared_ptr<void> pin;
   };
   // NotFound when this member does not have the file; IOError on other errors.
   static Result<OpenedFile> OpenFile(StorePath* p, const proto::FileId& id);
@@ -77,6 +108,12 @@ class StorageServer {
   // changes and deletes of the same file, across the writer threads.
   std::mutex& MetaLock(const std::string& remote_name) {
     return meta_locks_[std::hash<std::string>()(remote_name) % meta_locks_.size()];
+  }
+
+  // Serialises the content changes of one appender file (append, modify, truncate, regenerate)
+  // and the reads of its changed bytes for replication. Taken before MetaLock, never after.
+  FileLocks::Guard ContentLock(const std::string& remote_name) {
+    return FileLocks::Guard(&content_locks_, remote_name);
   }
 
   // FastDFS stat counters (reported in heartbeats, listed by cmd 92).
@@ -108,6 +145,7 @@ class StorageServer {
   std::array<std::atomic<int64_t>, proto::kStorageCounterCount> counters_{};
   std::atomic<int64_t> last_source_update_{0};
   std::array<std::mutex, 64> meta_locks_;
+  FileLocks content_locks_;
 };
 
 // Handler families (storage/handlers/*.cc).

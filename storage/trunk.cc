@@ -76,6 +76,22 @@ TrunkStore::TrunkStore(std::string root, Options options)
 
 TrunkStore::~TrunkStore() {
   Stop();
+  // A clean stop: the trunk files are synced and the marker says so, so that the next start
+  // trusts every slot (after an unclean stop each is checked when first read).
+  // Slots never read since an unclean start are still unchecked: no marker then either.
+  bool synced = true;
+  for (auto& [k, t] : trunks_) {
+    if (t->fd >= 0 && fdatasync(t->fd) != 0) synced = false;
+    for (const auto& [off, s] : t->live) synced = synced && s.verified;
+  }
+  if (synced && !trunks_.empty()) {
+    std::string marker = root_ + "/trunk/clean";
+    int fd = open(marker.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd >= 0) {
+      if (fsync(fd) == 0) (void)FsyncDir(root_ + "/trunk");
+      close(fd);
+    }
+  }
   for (auto& [k, t] : trunks_) {
     if (t->fd >= 0) close(t->fd);
   }
@@ -133,8 +149,11 @@ Result<TrunkStore::Header> TrunkStore::DecodeHeader(std::string_view b) {
   h.fields.crc32 = proto::GetU32(p + 24);
   h.alloc = proto::GetU32(p + 28);
   h.suffix.assign(p + 32, static_cast<uint8_t>(p[6]));
-  if (proto::SizeFromWord(h.fields.size_word) + kHeaderSize > h.alloc) {
-    return Status::Corruption("trunk header: size larger than the slot");
+  // A trunk file's size word: marker and trunk bits, a 32-bit size that fits the slot.
+  if ((h.fields.size_word & proto::kSizeMarker) == 0 ||
+      (h.fields.size_word & proto::kTrunkBit) == 0 || h.alloc < kHeaderSize ||
+      proto::SizeFromWord(h.fields.size_word) > h.alloc - kHeaderSize) {
+    return Status::Corruption("trunk header: size does not fit the slot");
   }
   return h;
 }
@@ -158,6 +177,13 @@ Status TrunkStore::Init() {
   if (mkdir(top.c_str(), 0755) != 0 && errno != EEXIST) {
     return Status::FromErrno(errno, "mkdir", top);
   }
+  // The clean marker is consumed: from now on a crash must be noticed again.
+  std::string marker = top + "/clean";
+  bool clean = access(marker.c_str(), F_OK) == 0;
+  if (clean) {
+    if (unlink(marker.c_str()) != 0) return Status::FromErrno(errno, "unlink", marker);
+    DEPOT_RETURN_IF_ERROR(FsyncDir(top));
+  }
   DIR* d = opendir(top.c_str());
   if (d == nullptr) return Status::FromErrno(errno, "opendir", top);
   std::vector<std::pair<uint32_t, std::string>> ip_dirs;
@@ -170,7 +196,6 @@ Status TrunkStore::Init() {
   }
   closedir(d);
   std::lock_guard<std::mutex> l(mu_);
-  uint32_t newest = 0;
   for (const auto& [ip, dir] : ip_dirs) {
     DIR* td = opendir(dir.c_str());
     if (td == nullptr) return Status::FromErrno(errno, "opendir", dir);
@@ -185,45 +210,26 @@ Status TrunkStore::Init() {
     closedir(td);
     for (auto [id, alloc] : found) {
       DEPOT_ASSIGN_OR_RETURN(Trunk * t, OpenTrunk(ip, id, alloc, false));
-      DEPOT_RETURN_IF_ERROR(ScanTrunk(t, &newest));
+      DEPOT_RETURN_IF_ERROR(ScanTrunk(t, clean));
     }
   }
-  // Slots written shortly before the stop are checked against their CRC32: a write cut by a
-  // crash (never acknowledged) frees its slot instead of serving torn bytes.
-  uint64_t checked = 0, torn = 0, deleted = 0;
+  // A file deleted just before a crash (its tombstone written, its header not yet marked).
+  uint64_t deleted = 0;
   for (auto& [k, t] : trunks_) {
     for (auto it = t->live.begin(); it != t->live.end();) {
-      const LiveSlot& s = it->second;
-      bool drop = false;
-      if (options_.deleted && options_.deleted(RemoteName(*t, it->first, s))) {
-        drop = true;
+      auto next = std::next(it);
+      if (options_.deleted && options_.deleted(RemoteName(*t, it->first, it->second))) {
+        DEPOT_RETURN_IF_ERROR(FreeLocked(t.get(), it));
         ++deleted;
-      } else if (s.fields.create_time + 120 >= newest) {
-        ++checked;
-        uint64_t size = proto::SizeFromWord(s.fields.size_word);
-        std::string data(size, '\0');
-        if (!PreadAll(t->fd, data.data(), size, uint64_t{it->first} + kHeaderSize) ||
-            Crc32(data) != s.fields.crc32) {
-          drop = true;
-          ++torn;
-        }
       }
-      if (drop) {
-        Header h{false, s.fields, t->alloc, s.suffix};
-        std::string hdr = EncodeHeader(h);
-        DEPOT_RETURN_IF_ERROR(PwriteAll(t->fd, hdr.data(), hdr.size(), it->first));
-        live_files_--;
-        live_bytes_ -= proto::SizeFromWord(s.fields.size_word);
-        it = t->live.erase(it);
-      } else {
-        ++it;
-      }
+      it = next;
     }
   }
+  freed_.clear();  // the free lists are built from the index on the first allocation
   if (!trunks_.empty()) {
-    DEPOT_LOG_INFO("trunk files of {}: {} files, {} live slots; {} recent slots checked, {} torn "
-                   "and {} deleted freed",
-                   root_, trunks_.size(), GetStatsLocked().live_files, checked, torn, deleted);
+    DEPOT_LOG_INFO("trunk files of {}: {} files, {} live slots, {} deleted ones freed; {}",
+                   root_, trunks_.size(), live_files_, deleted,
+                   clean ? "clean stop" : "unclean stop: each slot is checked when first read");
   }
   return Status::OK();
 }
@@ -269,10 +275,12 @@ Result<TrunkStore::Trunk*> TrunkStore::OpenTrunk(uint32_t ip, uint32_t id, uint3
   t->size = static_cast<uint64_t>(st.st_size);
   Trunk* raw = t.get();
   trunks_[Key(ip, id)] = std::move(t);
+  // One of our own trunk files come back (a dump after a wipe): new ids must not reuse its id.
+  if (ip == owner_ip_ && id >= next_id_) next_id_ = id + 1;
   return raw;
 }
 
-Status TrunkStore::ScanTrunk(Trunk* t, uint32_t* newest) {
+Status TrunkStore::ScanTrunk(Trunk* t, bool verified) {
   std::string buf(kHeaderSize, '\0');
   for (uint64_t off = 0; off + t->alloc <= t->size; off += t->alloc) {
     if (!PreadAll(t->fd, buf.data(), kHeaderSize, off)) {
@@ -280,8 +288,7 @@ Status TrunkStore::ScanTrunk(Trunk* t, uint32_t* newest) {
     }
     auto h = DecodeHeader(buf);
     if (!h.ok() || !h->live || h->alloc != t->alloc) continue;  // free, torn or never used
-    SetLive(t, static_cast<uint32_t>(off), LiveSlot{h->fields, h->suffix});
-    *newest = std::max(*newest, h->fields.create_time);
+    SetLive(t, static_cast<uint32_t>(off), LiveSlot{h->fields, h->suffix, verified});
   }
   return Status::OK();
 }
@@ -289,8 +296,8 @@ Status TrunkStore::ScanTrunk(Trunk* t, uint32_t* newest) {
 void TrunkStore::BuildFreeLists(uint32_t owner_ip) {
   owner_ip_ = owner_ip;
   free_.clear();
-  cooling_.clear();
   next_id_ = 1;
+  std::string buf(kHeaderSize, '\0');
   for (auto& [k, t] : trunks_) {
     if (t->ip != owner_ip) continue;
     next_id_ = std::max(next_id_, t->id + 1);
@@ -298,9 +305,22 @@ void TrunkStore::BuildFreeLists(uint32_t owner_ip) {
     uint64_t slots = t->size / t->alloc;
     for (uint64_t i = slots; i-- > 0;) {
       uint32_t off = static_cast<uint32_t>(i * t->alloc);
-      if (t->live.count(off) == 0) list.push_back({t->id, off});
+      if (t->live.count(off) != 0) continue;
+      // A freed slot keeps its previous file's name bytes: the next file must be newer.
+      uint32_t min_ctime = 0;
+      if (PreadAll(t->fd, buf.data(), kHeaderSize, off)) {
+        auto h = DecodeHeader(buf);
+        if (h.ok()) min_ctime = h->fields.create_time + 1;
+      }
+      list.push_back({t->id, off, min_ctime});
     }
   }
+}
+
+bool TrunkStore::Pinned(uint32_t id, uint32_t offset) {
+  std::lock_guard<std::mutex> l(pins_->mu);
+  auto it = pins_->count.find(SlotKey(id, offset));
+  return it != pins_->count.end() && it->second > 0;
 }
 
 Result<int> TrunkStore::CreateTrunkFile(uint32_t owner_ip, uint32_t id, uint32_t alloc,
@@ -331,30 +351,39 @@ Result<int> TrunkStore::CreateTrunkFile(uint32_t owner_ip, uint32_t id, uint32_t
   return fd;
 }
 
-Result<TrunkStore::Slot> TrunkStore::Allocate(uint32_t owner_ip, uint64_t size) {
+Result<proto::TrunkInfo> TrunkStore::Allocate(uint32_t owner_ip, uint64_t size, uint32_t ctime) {
   if (!Fits(size)) return Status::InvalidArgument("file too large for a trunk");
   uint32_t alloc = SlotSizeFor(size);
   std::unique_lock<std::mutex> l(mu_);
-  if (owner_ip_ != owner_ip) BuildFreeLists(owner_ip);
-  uint32_t now = static_cast<uint32_t>(UnixSeconds());
-  for (auto it = cooling_.begin(); it != cooling_.end();) {
-    if (it->first < now) {
-      auto t = trunks_.find(Key(owner_ip, it->second.trunk_id));
-      if (t != trunks_.end()) free_[t->second->alloc].push_back(it->second);
-      it = cooling_.erase(it);
+  if (owner_ip_ == 0) {
+    BuildFreeLists(owner_ip);
+  } else if (owner_ip_ != owner_ip) {
+    // The free lists (and the slots handed out) are the first address's: this run packs no more.
+    return Status::Unavailable("this member's address changed: no trunk slots until a restart");
+  }
+  // Freed slots whose last reader is gone are free again.
+  for (size_t i = 0; i < freed_.size();) {
+    if (!Pinned(freed_[i].trunk_id, freed_[i].offset)) {
+      auto t = trunks_.find(Key(owner_ip, freed_[i].trunk_id));
+      if (t != trunks_.end()) free_[t->second->alloc].push_back(freed_[i]);
+      freed_[i] = freed_.back();
+      freed_.pop_back();
     } else {
-      ++it;
+      ++i;
     }
   }
   for (;;) {
     auto& list = free_[alloc];
-    if (!list.empty()) {
-      FreeSlot f = list.back();
+    // The last slots of the list (a slot freed this second, or before a clock step back, waits
+    // for a later file).
+    for (size_t k = 0; k < list.size() && k < 64; ++k) {
+      size_t i = list.size() - 1 - k;
+      if (list[i].min_ctime > ctime) continue;
+      FreeSlot f = list[i];
+      list[i] = list.back();
       list.pop_back();
-      Slot s;
-      s.info = {f.trunk_id, f.offset, alloc};
-      s.fd = trunks_[Key(owner_ip, f.trunk_id)]->fd;
-      return s;
+      reserved_.insert(SlotKey(f.trunk_id, f.offset));
+      return proto::TrunkInfo{f.trunk_id, f.offset, alloc};
     }
     if (creating_.count(alloc)) {  // another upload is creating a trunk of this size: wait
       created_cv_.wait(l);
@@ -377,7 +406,7 @@ Result<TrunkStore::Slot> TrunkStore::Allocate(uint32_t owner_ip, uint64_t size) 
     t->fd = *fd;
     t->size = trunk_size;
     for (uint64_t i = trunk_size / alloc; i-- > 0;) {
-      free_[alloc].push_back({id, static_cast<uint32_t>(i * alloc)});
+      free_[alloc].push_back({id, static_cast<uint32_t>(i * alloc), 0});
     }
     trunks_[Key(owner_ip, id)] = std::move(t);
   }
@@ -385,10 +414,10 @@ Result<TrunkStore::Slot> TrunkStore::Allocate(uint32_t owner_ip, uint64_t size) 
 
 void TrunkStore::Release(uint32_t owner_ip, const proto::TrunkInfo& slot) {
   std::lock_guard<std::mutex> l(mu_);
-  if (owner_ip_ != owner_ip) return;  // the lists are rebuilt from the index anyway
+  if (reserved_.erase(SlotKey(slot.trunk_id, slot.offset)) == 0 || owner_ip_ != owner_ip) return;
   auto it = trunks_.find(Key(owner_ip, slot.trunk_id));
   if (it == trunks_.end() || it->second->live.count(slot.offset)) return;
-  free_[slot.alloc].push_back({slot.trunk_id, slot.offset});
+  free_[slot.alloc].push_back({slot.trunk_id, slot.offset, 0});
 }
 
 Status TrunkStore::WriteSlot(Trunk* t, const proto::FileId& id, std::string_view data) {
@@ -404,84 +433,139 @@ Status TrunkStore::Write(const proto::FileId& id, std::string_view data) {
   {
     std::lock_guard<std::mutex> l(mu_);
     auto it = trunks_.find(Key(id.fields.source_ip, id.trunk.trunk_id));
-    if (it == trunks_.end() || it->second->alloc != id.trunk.alloc) {
-      return Status::NotFound("no such trunk slot");
+    if (it == trunks_.end() || it->second->alloc != id.trunk.alloc ||
+        reserved_.count(SlotKey(id.trunk.trunk_id, id.trunk.offset)) == 0) {
+      return Status::NotFound("no such allocated trunk slot");
     }
     t = it->second.get();  // trunks are never removed: the pointer stays valid
   }
+  // The slot is reserved for this upload: nothing else writes it meanwhile.
   DEPOT_RETURN_IF_ERROR(WriteSlot(t, id, data));
   std::lock_guard<std::mutex> l(mu_);
-  SetLive(t, id.trunk.offset, LiveSlot{id.fields, std::string(SuffixOf(id))});
+  reserved_.erase(SlotKey(id.trunk.trunk_id, id.trunk.offset));
+  SetLive(t, id.trunk.offset, LiveSlot{id.fields, std::string(SuffixOf(id)), true});
   return Status::OK();
 }
 
 Status TrunkStore::WriteReplica(const proto::FileId& id, std::string_view data) {
-  Trunk* t;
-  {
-    std::lock_guard<std::mutex> l(mu_);
-    DEPOT_ASSIGN_OR_RETURN(t, OpenTrunk(id.fields.source_ip, id.trunk.trunk_id, id.trunk.alloc,
-                                        true));
-    auto live = t->live.find(id.trunk.offset);
-    if (live != t->live.end()) {
-      if (SameFile(live->second.fields, id.fields)) {
-        // Here already; written again only if it was damaged (the caller checked).
-      } else if (live->second.fields.create_time > id.fields.create_time) {
-        return Status::OK();  // a newer file took the slot: this one was deleted since
-      }
+  // Check, write and index under one lock: a free or another replica write of the slot cannot
+  // come in between (a slot is at most slot_max_size: the write is short).
+  std::lock_guard<std::mutex> l(mu_);
+  DEPOT_ASSIGN_OR_RETURN(Trunk * t, OpenTrunk(id.fields.source_ip, id.trunk.trunk_id,
+                                              id.trunk.alloc, true));
+  bool own = t->ip == owner_ip_;
+  if (own && reserved_.count(SlotKey(t->id, id.trunk.offset))) {
+    // An upload here holds the slot: it was free here, so this older file was deleted.
+    DEPOT_LOG_WARN("trunk: {} not written: its slot is taken by a newer upload",
+                   id.RemoteName());
+    return Status::OK();
+  }
+  auto live = t->live.find(id.trunk.offset);
+  if (live != t->live.end() && !SameFile(live->second.fields, id.fields) &&
+      live->second.fields.create_time > id.fields.create_time) {
+    return Status::OK();  // a newer file took the slot: this one was deleted since
+  }
+  uint64_t end = uint64_t{id.trunk.offset} + id.trunk.alloc;
+  if (t->size < end) {
+    uint64_t slots = std::max<uint64_t>(1, options_.trunk_file_size / id.trunk.alloc);
+    uint64_t want = std::max<uint64_t>(end, slots * id.trunk.alloc);
+    if (ftruncate(t->fd, static_cast<off_t>(want)) != 0) {
+      return Status::FromErrno(errno, "ftruncate trunk");
     }
-    uint64_t end = uint64_t{id.trunk.offset} + id.trunk.alloc;
-    if (t->size < end) {
-      uint64_t want = std::max<uint64_t>(end, std::max<uint64_t>(1, options_.trunk_file_size /
-                                                                        id.trunk.alloc) *
-                                                   id.trunk.alloc);
-      if (ftruncate(t->fd, static_cast<off_t>(want)) != 0) {
-        return Status::FromErrno(errno, "ftruncate trunk");
-      }
-      t->size = want;
-    }
+    t->size = want;
+  }
+  if (own) {
     // Our own trunk (a repair or a dump of our own files): take the slot off the free lists.
-    if (t->ip == owner_ip_) {
-      auto& list = free_[t->alloc];
-      list.erase(std::remove_if(list.begin(), list.end(),
-                                [&](const FreeSlot& f) {
-                                  return f.trunk_id == t->id && f.offset == id.trunk.offset;
-                                }),
-                 list.end());
-      cooling_.erase(std::remove_if(cooling_.begin(), cooling_.end(),
-                                    [&](const auto& c) {
-                                      return c.second.trunk_id == t->id &&
-                                             c.second.offset == id.trunk.offset;
-                                    }),
-                     cooling_.end());
-    }
+    auto drop = [&](std::vector<FreeSlot>& v) {
+      v.erase(std::remove_if(v.begin(), v.end(),
+                             [&](const FreeSlot& f) {
+                               return f.trunk_id == t->id && f.offset == id.trunk.offset;
+                             }),
+              v.end());
+    };
+    drop(free_[t->alloc]);
+    drop(freed_);
   }
   DEPOT_RETURN_IF_ERROR(WriteSlot(t, id, data));
-  std::lock_guard<std::mutex> l(mu_);
-  SetLive(t, id.trunk.offset, LiveSlot{id.fields, std::string(SuffixOf(id))});
+  SetLive(t, id.trunk.offset, LiveSlot{id.fields, std::string(SuffixOf(id)), true});
   return Status::OK();
 }
 
 Result<TrunkStore::Located> TrunkStore::Locate(const proto::FileId& id) {
-  std::lock_guard<std::mutex> l(mu_);
-  auto it = trunks_.find(Key(id.fields.source_ip, id.trunk.trunk_id));
-  if (it == trunks_.end() || it->second->alloc != id.trunk.alloc) {
-    return Status::NotFound("no such trunk file");
+  std::string path;
+  bool verified;
+  uint32_t slot_id = id.trunk.trunk_id, offset = id.trunk.offset;
+  Located out;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    auto it = trunks_.find(Key(id.fields.source_ip, slot_id));
+    if (it == trunks_.end() || it->second->alloc != id.trunk.alloc) {
+      return Status::NotFound("no such trunk file");
+    }
+    auto live = it->second->live.find(offset);
+    if (live == it->second->live.end() || !SameFile(live->second.fields, id.fields) ||
+        live->second.suffix != SuffixOf(id)) {
+      return Status::NotFound("the trunk slot does not hold this file");
+    }
+    verified = live->second.verified;
+    path = TrunkPath(it->second->ip, slot_id, it->second->alloc);
+    // Pinned before the lock goes: a free now cannot hand the slot to another file until the
+    // caller has sent these bytes.
+    std::shared_ptr<Pins> pins = pins_;
+    uint64_t key = SlotKey(slot_id, offset);
+    {
+      std::lock_guard<std::mutex> pl(pins->mu);
+      pins->count[key]++;
+    }
+    out.pin = std::shared_ptr<void>(nullptr, [pins, key](void*) {
+      std::lock_guard<std::mutex> pl(pins->mu);
+      if (--pins->count[key] <= 0) pins->count.erase(key);
+    });
   }
-  auto live = it->second->live.find(id.trunk.offset);
-  if (live == it->second->live.end() || !SameFile(live->second.fields, id.fields) ||
-      live->second.suffix != SuffixOf(id)) {
-    return Status::NotFound("the trunk slot does not hold this file");
-  }
+  out.offset = uint64_t{offset} + kHeaderSize;
+  out.size = proto::SizeFromWord(id.fields.size_word);
   // A descriptor of its own (not a dup): readers that move the file offset (sendfile without
   // an offset) must not share it.
-  std::string path = TrunkPath(it->second->ip, it->second->id, it->second->alloc);
-  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return Status::FromErrno(errno, "open", path);
-  return Located{fd, uint64_t{id.trunk.offset} + kHeaderSize,
-                 proto::SizeFromWord(id.fields.size_word)};
+  out.fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (out.fd < 0) return Status::FromErrno(errno, "open", path);
+  if (!verified) {
+    // The first read after an unclean stop: the content must match the CRC32 of its name.
+    std::string data(out.size, '\0');
+    bool good = PreadAll(out.fd, data.data(), data.size(), out.offset) &&
+                Crc32(data) == id.fields.crc32;
+    std::lock_guard<std::mutex> l(mu_);
+    Trunk* t = trunks_[Key(id.fields.source_ip, slot_id)].get();
+    auto live = t->live.find(offset);
+    if (live != t->live.end() && SameFile(live->second.fields, id.fields)) {
+      if (good) {
+        live->second.verified = true;
+      } else {
+        DEPOT_LOG_WARN("trunk: {} is torn (a write cut by a crash): slot freed", id.RemoteName());
+        (void)FreeLocked(t, live);
+      }
+    }
+    if (!good) {
+      close(out.fd);
+      return Status::NotFound("the trunk slot's content is torn");
+    }
+  }
+  return out;
 }
 
-Status TrunkStore::Free(const proto::FileId& id, uint32_t self_ip) {
+Status TrunkStore::FreeLocked(Trunk* t, std::map<uint32_t, LiveSlot>::iterator live) {
+  Header h{false, live->second.fields, t->alloc, live->second.suffix};
+  std::string hdr = EncodeHeader(h);
+  DEPOT_RETURN_IF_ERROR(PwriteAll(t->fd, hdr.data(), hdr.size(), live->first));
+  if (owner_ip_ != 0 && t->ip == owner_ip_) {
+    freed_.push_back({t->id, live->first, live->second.fields.create_time + 1});
+  }
+  live_files_--;
+  live_bytes_ -= proto::SizeFromWord(live->second.fields.size_word);
+  t->live.erase(live);
+  return Status::OK();
+}
+
+Status TrunkStore::Free(const proto::FileId& id) {
   std::lock_guard<std::mutex> l(mu_);
   auto it = trunks_.find(Key(id.fields.source_ip, id.trunk.trunk_id));
   if (it == trunks_.end()) return Status::NotFound("no such trunk file");
@@ -491,16 +575,7 @@ Status TrunkStore::Free(const proto::FileId& id, uint32_t self_ip) {
       live->second.suffix != SuffixOf(id)) {
     return Status::NotFound("the trunk slot does not hold this file");
   }
-  Header h{false, id.fields, t->alloc, live->second.suffix};
-  std::string hdr = EncodeHeader(h);
-  DEPOT_RETURN_IF_ERROR(PwriteAll(t->fd, hdr.data(), hdr.size(), id.trunk.offset));
-  live_files_--;
-  live_bytes_ -= proto::SizeFromWord(live->second.fields.size_word);
-  t->live.erase(live);
-  if (t->ip == self_ip && owner_ip_ == self_ip) {
-    cooling_.push_back({static_cast<uint32_t>(UnixSeconds()), FreeSlot{t->id, id.trunk.offset}});
-  }
-  return Status::OK();
+  return FreeLocked(t, live);
 }
 
 std::vector<std::pair<std::string, uint64_t>> TrunkStore::List(int dir1) {
@@ -544,7 +619,6 @@ TrunkStore::Stats TrunkStore::GetStatsLocked() {
   for (const auto& [k, t] : trunks_) {
     st.trunk_files++;
     st.trunk_bytes += t->size;
-
   }
   return st;
 }
@@ -577,8 +651,8 @@ void TrunkStore::Commit(const proto::FileId& id, std::function<Status()> named,
 // Group commit: the binlog records of every file written meanwhile are appended, then one
 // syncfs makes their slots and records durable together (sync_log too when the binlog is on
 // another filesystem), then they are acknowledged. A record may reach the disk before its slot's
-// bytes: after a crash the start-up scan frees such a slot (its CRC32 does not match) and the
-// record's push finds the file gone - it was never acknowledged.
+// bytes: after a crash the slot fails its check when first read (its CRC32 does not match) and
+// is freed, and the record's push finds the file gone - it was never acknowledged.
 void TrunkStore::CommitLoop() {
   for (;;) {
     std::vector<PendingCommit> batch;

@@ -1,27 +1,30 @@
 // TrunkStore: small files packed into large trunk files on one store path (doc/trunk.md).
 //
 // A trunk file holds slots of one size (a size class); slot k starts at k * slot size. Each slot
-// begins with a 48-byte header (magic, state, the file's 20 name bytes, its size and name suffix,
-// a CRC32 of the header) followed by the content. A file ID of a trunk file names the slot
-// (trunk id, offset, slot size) after its 20 name bytes, as FastDFS's trunk IDs do.
+// begins with a 48-byte header (magic, state, the file's 20 name bytes, its slot size and name
+// suffix, a CRC32 of the header) followed by the content. A file ID of a trunk file names the
+// slot (trunk id, offset, slot size) after its 20 name bytes, as FastDFS's trunk IDs do.
 //
 // Trunk files live in `<store path>/trunk/<source IPv4, 8 hex>/<trunk id, 8 hex>.<slot size>`:
 // every member allocates slots only in the trunk files under its own address, and holds copies
 // of its peers' trunk files (replication writes the same bytes at the same offsets). One
 // allocator per trunk file, so two members never hand out the same slot.
 //
+// Rules that keep a file ID from ever reading another file's bytes:
+//   - a slot answers only for the file its header (and the index) names;
+//   - a freed slot is handed out again only when no reader has it open (pins), and only to a
+//     file created later than the slot's previous file (so a replica can tell old from new);
+//   - a replica write, a free and the index change of a slot happen under one lock.
 // Crash safety: a slot is written with one pwrite of header and content, never touching another
 // slot; a file is acknowledged only after its slot is written (and synced, with durable writes).
-// At start-up the headers are scanned: a slot whose header is torn is free; a recent slot whose
-// content does not match the CRC32 in its header (a write cut by a crash, never acknowledged) is
-// freed; a slot of a file with a tombstone (deleted, the header not yet marked) is freed.
+// A clean stop leaves a marker; after an unclean one every slot is checked against its CRC32 the
+// first time it is read, so a write cut by the crash (never acknowledged) is freed, not served.
 //
 // Thread-safe.
 #pragma once
 
 #include <condition_variable>
 #include <cstdint>
-#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -51,49 +54,49 @@ class TrunkStore {
     std::function<bool(const std::string&)> deleted;
   };
   TrunkStore(std::string root, Options options);
-  ~TrunkStore();
+  ~TrunkStore();  // a clean stop: syncs the trunk files and leaves the clean marker
 
   // Scans the trunk files and builds the index of live slots.
   Status Init();
-  // Stops the commit thread (pending commits fail).
+  // Stops the commit thread (pending commits finish first).
   void Stop();
 
   // True when a file of `size` bytes goes into a trunk.
   bool Fits(uint64_t size) const { return size <= options_.slot_max_size; }
 
-  // An allocated slot of this member's own trunk files.
-  struct Slot {
-    proto::TrunkInfo info;
-    int fd = -1;  // the trunk file (owned by the store)
-  };
-  // Allocates a slot for `size` bytes in a trunk file of `owner_ip` (this member's address);
-  // creates a trunk file when every slot of the size class is taken.
-  Result<Slot> Allocate(uint32_t owner_ip, uint64_t size);
+  // Allocates a slot for `size` bytes in a trunk file of `owner_ip` (this member's address) for
+  // a file created at `ctime`; creates a trunk file when no slot of the size is free.
+  // Unavailable when this member's address changed since the first allocation (the upload is
+  // then stored as a file of its own).
+  Result<proto::TrunkInfo> Allocate(uint32_t owner_ip, uint64_t size, uint32_t ctime);
   // Gives back a slot that was not written (an upload that failed before its write).
   void Release(uint32_t owner_ip, const proto::TrunkInfo& slot);
-  // Writes the file into its slot (header and content in one write) and indexes it. `id` is
-  // the file's ID (InTrunk()); `data` its content.
+  // Writes an allocated slot: header and content in one write, then indexes it. `id` is the
+  // file's ID (InTrunk()), `data` its content.
   Status Write(const proto::FileId& id, std::string_view data);
   // Durable writes: runs `named` (the binlog record) and then `done` once the slot's trunk file
-  // is synced; concurrent commits share one fdatasync per trunk file.
+  // and the record are on disk; concurrent commits share one sync.
   void Commit(const proto::FileId& id, std::function<Status()> named,
               std::function<void(Status)> done);
-  // A replicated file: written unless its slot holds a newer file already (a later file reuses a
-  // slot only after the earlier one was deleted). Creates the peer's trunk file when needed.
+  // A replicated or repaired file: written unless its slot holds a newer file already (a later
+  // file reuses a slot only after the earlier one was deleted) or, in this member's own trunks,
+  // an upload holds the slot. Creates the peer's trunk file when needed.
   Status WriteReplica(const proto::FileId& id, std::string_view data);
 
   // Where a file's content is: a descriptor of its own, with its own file offset (the caller
-  // closes it), the offset and size of the content. NotFound when the slot does not hold this
-  // file.
+  // closes it), the offset and size of the content, and a pin that keeps the slot from being
+  // reused while it is held (keep it until the bytes are sent). NotFound when the slot does not
+  // hold this file (or its content failed its first check after an unclean stop).
   struct Located {
     int fd = -1;
     uint64_t offset = 0;
     uint64_t size = 0;
+    std::shared_ptr<void> pin;
   };
   Result<Located> Locate(const proto::FileId& id);
   // Marks the file's slot free (when it holds this file); the owner reuses it later. NotFound
   // when the slot does not hold the file.
-  Status Free(const proto::FileId& id, uint32_t self_ip);
+  Status Free(const proto::FileId& id);
 
   // Live trunk files whose directory XX is `dir1`: remote name and size.
   std::vector<std::pair<std::string, uint64_t>> List(int dir1);
@@ -120,7 +123,7 @@ class TrunkStore {
     bool live = false;
     proto::FileNameFields fields;
     uint32_t alloc = 0;
-    std::string suffix;  // the name's digits and extension (at most 15 characters)
+    std::string suffix;  // the name's digits and extension (at most 12 characters)
   };
   static std::string EncodeHeader(const Header& h);
   static Result<Header> DecodeHeader(std::string_view bytes);
@@ -129,6 +132,7 @@ class TrunkStore {
   struct LiveSlot {
     proto::FileNameFields fields;
     std::string suffix;
+    bool verified = true;  // false after an unclean stop, until its CRC32 is checked
   };
   struct Trunk {
     uint32_t ip = 0;
@@ -141,44 +145,53 @@ class TrunkStore {
   struct FreeSlot {
     uint32_t trunk_id;
     uint32_t offset;
+    uint32_t min_ctime;  // a file for it must be created at or after this (previous + 1)
   };
   struct PendingCommit {
     int fd;
     std::function<Status()> named;
     std::function<void(Status)> done;
   };
+  // Open readers per slot, shared with the pins (which may outlive a moment of the store).
+  struct Pins {
+    std::mutex mu;
+    std::map<uint64_t, int> count;  // GUARDED_BY(mu): SlotKey -> open readers
+  };
 
   std::string TrunkPath(uint32_t ip, uint32_t id, uint32_t alloc) const;
   static uint64_t Key(uint32_t ip, uint32_t id) { return (uint64_t{ip} << 32) | id; }
+  static uint64_t SlotKey(uint32_t id, uint32_t offset) { return (uint64_t{id} << 32) | offset; }
   // mu_ held.
   Result<Trunk*> OpenTrunk(uint32_t ip, uint32_t id, uint32_t alloc, bool create);
-  Status ScanTrunk(Trunk* t, uint32_t* newest);
+  Status ScanTrunk(Trunk* t, bool verified);
   void BuildFreeLists(uint32_t owner_ip);
-  // Creates and zero-fills a trunk file of the owner (no lock held); returns its descriptor.
-  Result<int> CreateTrunkFile(uint32_t owner_ip, uint32_t id, uint32_t alloc, uint64_t* size) const;
+  bool Pinned(uint32_t id, uint32_t offset);
+  void SetLive(Trunk* t, uint32_t offset, LiveSlot slot);
+  // mu_ held: writes a free header over the slot and drops it from the index; the owner's slot
+  // goes to freed_ (reused once unpinned).
+  Status FreeLocked(Trunk* t, std::map<uint32_t, LiveSlot>::iterator live);
   Status WriteSlot(Trunk* t, const proto::FileId& id, std::string_view data);
   std::string RemoteName(const Trunk& t, uint32_t offset, const LiveSlot& s) const;
+  Result<int> CreateTrunkFile(uint32_t owner_ip, uint32_t id, uint32_t alloc, uint64_t* size) const;
   void CommitLoop();
   Stats GetStatsLocked();
-  // mu_ held: indexes the file in a slot (replacing what was there).
-  void SetLive(Trunk* t, uint32_t offset, LiveSlot slot);
 
   std::string root_;
   Options options_;
   std::vector<uint32_t> classes_;  // slot sizes, ascending
+  std::shared_ptr<Pins> pins_ = std::make_shared<Pins>();
 
   std::mutex mu_;
   std::map<uint64_t, std::unique_ptr<Trunk>> trunks_;  // GUARDED_BY(mu_)
-  uint32_t owner_ip_ = 0;                              // GUARDED_BY(mu_): free lists built for it
-  std::map<uint32_t, std::vector<FreeSlot>> free_;     // GUARDED_BY(mu_): slot size -> slots
-  // Slots freed this second: reused from the next second on, so that a reused slot's file is
-  // always newer than the one before it (WriteReplica relies on it).
-  std::vector<std::pair<uint32_t, FreeSlot>> cooling_;  // GUARDED_BY(mu_): (free time, slot)
-  uint32_t next_id_ = 1;  // GUARDED_BY(mu_): the next trunk id of the owner
-  std::set<uint32_t> creating_;  // GUARDED_BY(mu_): slot sizes whose new trunk is being created
-  uint64_t live_files_ = 0;      // GUARDED_BY(mu_)
-  uint64_t live_bytes_ = 0;      // GUARDED_BY(mu_)
+  uint32_t owner_ip_ = 0;  // GUARDED_BY(mu_): the free lists are this address's (0: not built)
+  std::map<uint32_t, std::vector<FreeSlot>> free_;  // GUARDED_BY(mu_): slot size -> slots
+  std::vector<FreeSlot> freed_;     // GUARDED_BY(mu_): freed, waiting for their readers
+  std::set<uint64_t> reserved_;     // GUARDED_BY(mu_): SlotKeys allocated, not yet written
+  uint32_t next_id_ = 1;            // GUARDED_BY(mu_): the next trunk id of the owner
+  std::set<uint32_t> creating_;     // GUARDED_BY(mu_): slot sizes whose new trunk is being made
   std::condition_variable created_cv_;
+  uint64_t live_files_ = 0;  // GUARDED_BY(mu_)
+  uint64_t live_bytes_ = 0;  // GUARDED_BY(mu_)
 
   std::mutex commit_mu_;
   std::condition_variable commit_cv_;

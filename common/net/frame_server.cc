@@ -568,7 +568,8 @@ void Connection::PostReplyAndClose(uint8_t status) {
   loop_->Post([self, status] { self->ErrorAndClose(status); });
 }
 
-void Connection::ReplyFile(std::string head, int fd, uint64_t offset, uint64_t len) {
+void Connection::ReplyFile(std::string head, int fd, uint64_t offset, uint64_t len,
+                           std::shared_ptr<void> keep) {
   if (closed_ || !attached_) {
     close(fd);
     return;
@@ -579,10 +580,24 @@ void Connection::ReplyFile(std::string head, int fd, uint64_t offset, uint64_t l
   if (!head.empty()) evbuffer_add(out_, head.data(), head.size());
   uint64_t file_len = len - head.size();
   if (file_len > 0) {
-    if (evbuffer_add_file(out_, fd, static_cast<ev_off_t>(offset),
-                          static_cast<ev_off_t>(file_len)) != 0) {
+    // A file segment closes fd when its last byte is sent (or the buffer is dropped); `keep` is
+    // released by the segment's cleanup callback at the same moment.
+    evbuffer_file_segment* seg = evbuffer_file_segment_new(
+        fd, static_cast<ev_off_t>(offset), static_cast<ev_off_t>(file_len), EVBUF_FS_CLOSE_ON_FREE);
+    if (seg == nullptr) close(fd);
+    if (seg != nullptr && keep) {
+      evbuffer_file_segment_add_cleanup_cb(
+          seg,
+          [](evbuffer_file_segment const*, int, void* arg) {
+            delete static_cast<std::shared_ptr<void>*>(arg);
+          },
+          new std::shared_ptr<void>(std::move(keep)));
+    }
+    bool queued = seg != nullptr &&
+                  evbuffer_add_file_segment(out_, seg, 0, static_cast<ev_off_t>(file_len)) == 0;
+    if (seg != nullptr) evbuffer_file_segment_free(seg);
+    if (!queued) {
       // The header announcing `len` bytes is queued: the stream cannot be kept in step.
-      close(fd);
       DEPOT_LOG_ERROR("{}: cannot queue a file reply; closing", peer_);
       return Abort();
     }

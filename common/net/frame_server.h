@@ -150,8 +150,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void ReplyAndClose(uint8_t status) { ErrorAndClose(status); }
   void PostReplyAndClose(uint8_t status);
   // Sends a success header announcing `len` bytes, then `head` (already in memory) followed by
-  // `len - head.size()` bytes of `fd` from `offset` via sendfile. Takes ownership of fd.
-  void ReplyFile(std::string head, int fd, uint64_t offset, uint64_t len);
+  // `len - head.size()` bytes of `fd` from `offset` via sendfile. Takes ownership of fd; `keep`
+  // (optional) is released with it, once the bytes are sent or the connection is gone.
+  void ReplyFile(std::string head, int fd, uint64_t offset, uint64_t len,
+                 std::shared_ptr<void> keep = nullptr);
   void ContinueBody();  // any thread
   // Runs once on the loop thread when the connection closes (for any reason).
   void set_close_hook(std::function<void()> hook) { close_hook_ = std::move(hook); }

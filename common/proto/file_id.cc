@@ -240,6 +240,12 @@ Result<FileId> ParseRemoteName(std::string_view group, std::string_view remote) 
         SizeFromWord(id.fields.size_word) >= id.trunk.alloc) {
       return Status::InvalidArgument("trunk position does not hold the file");
     }
+    // The directories of a trunk file ID are its trunk id's two low bytes: one name per file
+    // (no alias could dodge its tombstone, metadata or lock).
+    if (id.dir1 != static_cast<int>(id.trunk.trunk_id & 0xFF) ||
+        id.dir2 != static_cast<int>((id.trunk.trunk_id >> 8) & 0xFF)) {
+      return Status::InvalidArgument("trunk file ID with directories other than its trunk's");
+    }
   }
   return id;
 }

@@ -366,3 +366,41 @@ TEST(EncodeNameFieldsTest, IsTheStartOfMakeFileName) {
 
 }  // namespace
 }  // namespace depot::proto
+
+namespace depot::proto {
+namespace {
+
+// Trunk file IDs: the 16 characters after the 27 name the slot; the directories must be the
+// trunk id's low bytes (one name per file), and the slot must hold the recorded size.
+TEST(TrunkFileIdTest, SlotIsDecodedAndAliasesAreRefused) {
+  FileNameFields f{0x7f000001, 1795757457, MakeTrunkSizeWord(4000, 9), 0x12345678};
+  TrunkInfo t{0x0201, 3 * 4160, 4160};
+  std::string name = EncodeNameFields(f) + EncodeTrunkInfo(t) + "123.jpg";
+  ASSERT_EQ(name.size(), 27u + 16 + 7);
+  auto id = ParseRemoteName("group1", "M00/01/02/" + name);
+  ASSERT_TRUE(id.ok()) << id.status().ToString();
+  EXPECT_TRUE(id->IsTrunk());
+  EXPECT_TRUE(id->InTrunk());
+  EXPECT_FALSE(id->IsSlave());
+  EXPECT_EQ(id->trunk.trunk_id, 0x0201u);
+  EXPECT_EQ(id->trunk.offset, 3u * 4160);
+  EXPECT_EQ(id->trunk.alloc, 4160u);
+  // The same slot under other directories is not a name of this file.
+  EXPECT_FALSE(ParseRemoteName("group1", "M00/02/01/" + name).ok());
+  EXPECT_FALSE(ParseRemoteName("group1", "M00/01/03/" + name).ok());
+  // A slot too small for the size, an offset between slots, a missing position.
+  for (TrunkInfo bad : {TrunkInfo{0x0201, 0, 4000}, TrunkInfo{0x0201, 100, 4160},
+                        TrunkInfo{0x0201, 0, 0}}) {
+    std::string n = EncodeNameFields(f) + EncodeTrunkInfo(bad) + "123.jpg";
+    EXPECT_FALSE(ParseRemoteName("group1", "M00/01/02/" + n).ok()) << bad.offset << " " << bad.alloc;
+  }
+  EXPECT_FALSE(ParseRemoteName("group1", "M00/01/02/" + EncodeNameFields(f) + "123.jpg").ok());
+  // A slave of a trunk file: the master's name plus a prefix; not in a trunk itself.
+  auto slave = ParseRemoteName("group1", "M00/01/02/" + *MakeSlaveName(*id, "_t", ""));
+  ASSERT_TRUE(slave.ok());
+  EXPECT_TRUE(slave->IsSlave());
+  EXPECT_FALSE(slave->InTrunk());
+}
+
+}  // namespace
+}  // namespace depot::proto

@@ -102,7 +102,7 @@ Result<SyncRecordHead> DecodeSyncRecordHead(std::string_view b) {
   if ((h.op == 'D' || h.op == 'T') && h.data_len != 0) {
     return Status::InvalidArgument("sync record: delete or truncate with data");
   }
-  if ((h.op == 'A' || h.op == 'W') && h.version > (1ULL << 62)) {
+  if ((h.op == 'A' || h.op == 'W' || h.op == 'T') && h.version > (1ULL << 62)) {
     return Status::InvalidArgument("sync record: offset out of range");
   }
   if ((h.flags & kSyncFlagGone) && h.data_len != 0) {

@@ -160,6 +160,8 @@ TEST(SyncRecordHeadTest, AppenderOps) {
   ASSERT_TRUE(rt(t).ok());
   EXPECT_EQ(rt(t)->version, 7u);
   EXPECT_INVALID(rt(Head('T', 1)));
+  t.version = ~0ULL;  // a size that would be a negative off_t
+  EXPECT_INVALID(rt(t));
 }
 
 // ---- 220 SYNC_HELLO -------------------------------------------------------------------------

@@ -2,10 +2,11 @@
 // appender filename (38). Uploading an appender file (23) is in upload.cc.
 //
 // Append and modify stream their bytes into a pending file first, so that a cut-off request
-// changes nothing. The change itself happens on a writer thread under the file's lock
-// (StorageServer::MetaLock, shared with delete and metadata): the checks (an appender file that
-// exists, offset within the file), the binlog record, then the bytes copied in at the offset.
-// Concurrent changes of one file are therefore serialised, each applied whole.
+// changes nothing. The change itself happens on a writer thread under the file's own lock
+// (StorageServer::ContentLock, one mutex per file name, which the pusher also takes to read the
+// changed bytes): the checks (an appender file that exists, offset within the file), the binlog
+// record, then the bytes copied in at the offset. Concurrent changes of one file are therefore
+// serialised, each applied whole, and a long one holds up no other file.
 //
 // The record goes first (synced first when durable_writes is on): a crash after the record but
 // before the bytes leaves a record whose push sends whatever bytes the file then has, and the
@@ -58,7 +59,7 @@ class ChangeJob : public std::enable_shared_from_this<ChangeJob> {
     if (written_ != size_) return Status::InvalidArgument("body shorter than size");
     std::string name = id_.RemoteName();
     std::string full = p_->FullPath(id_.RelativePath());
-    std::lock_guard<std::mutex> l(s_->MetaLock("m/" + name));
+    auto lock = s_->ContentLock(name);
     int fd = open(full.c_str(), O_WRONLY | O_CLOEXEC);
     if (fd < 0) {
       return errno == ENOENT ? Status::NotFound("no such file:", name)
@@ -225,7 +226,7 @@ void Truncate(StorageServer* s, const ConnectionPtr& conn, std::string body) {
     std::string full = p->FullPath(id.RelativePath());
     uint64_t seq = 0;
     Status st = [&]() -> Status {
-      std::lock_guard<std::mutex> l(s->MetaLock("m/" + name));
+      auto lock = s->ContentLock(name);
       int fd = open(full.c_str(), O_WRONLY | O_CLOEXEC);
       if (fd < 0) {
         return errno == ENOENT ? Status::NotFound("no such file:", name)
@@ -280,7 +281,9 @@ void Regenerate(StorageServer* s, const ConnectionPtr& conn, std::string body) {
     proto::FileId id = old;
     uint64_t seq = 0;
     Status st = [&]() -> Status {
-      std::lock_guard<std::mutex> l(s->MetaLock("m/" + old_name));
+      // The content lock keeps appends out while the CRC32 is computed and the name changes; the
+      // metadata lock is taken only around the metadata and tombstone changes.
+      auto lock = s->ContentLock(old_name);
       uint64_t size = 0;
       uint32_t crc = 0;
       DEPOT_RETURN_IF_ERROR(FileSizeAndCrc(old_full, &size, &crc));
@@ -309,6 +312,7 @@ void Regenerate(StorageServer* s, const ConnectionPtr& conn, std::string body) {
       timespec times[2] = {{0, UTIME_OMIT}, {static_cast<time_t>(ctime), 0}};
       utimensat(AT_FDCWD, full.c_str(), times, 0);
       Status done = [&]() -> Status {
+        std::lock_guard<std::mutex> meta_lock(s->MetaLock("m/" + old_name));
         auto c = binlog.AppendOwn(kOpCreate, name, ctime);
         registered = false;
         if (!c.ok()) return c.status();

@@ -70,7 +70,9 @@ void Download(StorageServer* s, const ConnectionPtr& conn, std::string body) {
     posix_fadvise(fd, static_cast<off_t>(base + offset),
                   static_cast<off_t>(std::min<uint64_t>(len, 64 << 20)), POSIX_FADV_WILLNEED);
     posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-    conn->loop()->Post([conn, fd, at = base + offset, len] { conn->ReplyFile({}, fd, at, len); });
+    conn->loop()->Post([conn, fd, at = base + offset, len, pin = opened->pin] {
+      conn->ReplyFile({}, fd, at, len, pin);
+    });
   });
 }
 

@@ -72,6 +72,13 @@ class CreateJob {
       keep_ = false;
       return Status::OK();
     }
+    if (id_.IsAppender() && id_.fields.source_ip == s_->source_ip() &&
+        StorageServer::HasFile(p_, id_)) {
+      // An appender file of ours announced again by a peer (an fsck repair there): our copy is
+      // the one clients change, and may be ahead of the peer's.
+      keep_ = false;
+      return Status::OK();
+    }
     if (id_.InTrunk()) {
       // A trunk file's bytes are gathered in memory and written into its slot in one write.
       if (h_.data_len + TrunkStore::kHeaderSize > id_.trunk.alloc) {
@@ -201,7 +208,7 @@ class RangeJob {
   Status Finish() {
     if (written_ != h_.data_len) return Status::InvalidArgument("record body too short");
     {
-      std::lock_guard<std::mutex> l(s_->MetaLock("m/" + name_));
+      auto lock = s_->ContentLock(name_);
       if (!(h_.flags & proto::kSyncFlagGone) && !HasTombstone(s_, name_)) {
         int fd = open(full_.c_str(), O_WRONLY | O_CLOEXEC);
         if (fd < 0 && errno != ENOENT) return Status::FromErrno(errno, "open", full_);

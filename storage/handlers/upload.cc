@@ -253,25 +253,39 @@ class UploadJob : public std::enable_shared_from_this<UploadJob> {
     TrunkStore* trunk = path_->trunk();
     Binlog& binlog = server_->replicator().binlog();
     uint32_t ip = server_->source_ip();
-    auto slot = trunk->Allocate(ip, size_);
-    if (!slot.ok()) return FailUnlocked(conn, slot.status());
+    uint32_t ctime = binlog.BeginCreate();
+    auto slot = trunk->Allocate(ip, size_, ctime);
+    if (!slot.ok()) {
+      binlog.AbortCreate(ctime);
+      if (slot.status().code() != StatusCode::kUnavailable) return FailUnlocked(conn, slot.status());
+      // No trunk slot now (this member's address changed): a file of its own instead.
+      Status s;
+      {
+        std::lock_guard<std::mutex> l(mu_);
+        trunk_ = false;
+        s = OpenLocked();
+        if (s.ok()) s = WriteAll(file_.fd, buf_.data(), buf_.size(), "upload");
+        std::string().swap(buf_);
+      }
+      if (!s.ok()) return FailUnlocked(conn, s);
+      return Publish(conn, 0);
+    }
     proto::FileId id;
     id.group = server_->config().group_name;
     id.store_path = path_->index();
-    id.trunk = slot->info;
-    id.dir1 = static_cast<int>(slot->info.trunk_id & 0xFF);
-    id.dir2 = static_cast<int>((slot->info.trunk_id >> 8) & 0xFF);
+    id.trunk = *slot;
+    id.dir1 = static_cast<int>(slot->trunk_id & 0xFF);
+    id.dir2 = static_cast<int>((slot->trunk_id >> 8) & 0xFF);
     id.fields.source_ip = ip;
-    uint32_t ctime = binlog.BeginCreate();
     id.fields.create_time = ctime;
     id.fields.size_word = proto::MakeTrunkSizeWord(size_, RandomU64());
     id.fields.crc32 = crc_;
-    id.name = proto::EncodeNameFields(id.fields) + proto::EncodeTrunkInfo(slot->info) +
+    id.name = proto::EncodeNameFields(id.fields) + proto::EncodeTrunkInfo(*slot) +
               proto::MakeFileName(id.fields, ext_, RandomU64()).substr(proto::kFileNameB64Len);
     Status w = trunk->Write(id, buf_);
     if (!w.ok()) {
       binlog.AbortCreate(ctime);
-      trunk->Release(ip, slot->info);
+      trunk->Release(ip, *slot);
       return FailUnlocked(conn, w);
     }
     std::string().swap(buf_);
@@ -284,10 +298,10 @@ class UploadJob : public std::enable_shared_from_this<UploadJob> {
       return Status::OK();
     };
     registration_used_ = false;
-    auto done = [self, conn, id, ctime, ip](Status s) {
+    auto done = [self, conn, id, ctime](Status s) {
       if (!s.ok()) {
         if (!self->registration_used_) self->server_->replicator().binlog().AbortCreate(ctime);
-        (void)self->path_->trunk()->Free(id, ip);
+        (void)self->path_->trunk()->Free(id);
         return self->FailUnlocked(conn, s);
       }
       self->server_->replicator().AwaitQuorum(self->seq_, [self, conn, id](Status q) {

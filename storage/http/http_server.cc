@@ -255,6 +255,25 @@ void HttpServer::ServeFile(evhttp_request* req, const http::Target& t, bool head
   uint64_t size = opened->size;
   // Where the content starts in fd: 0, or past the slot header in a trunk file.
   uint64_t base = opened->offset;
+  // A file segment of the content that closes fd and releases the trunk slot's pin once the
+  // reply is sent (or dropped). nullptr when libevent cannot make one (fd is closed then).
+  auto segment = [&]() -> evbuffer_file_segment* {
+    evbuffer_file_segment* seg = evbuffer_file_segment_new(
+        fd, static_cast<ev_off_t>(base), static_cast<ev_off_t>(size), EVBUF_FS_CLOSE_ON_FREE);
+    if (seg == nullptr) {
+      close(fd);
+      return nullptr;
+    }
+    if (opened->pin) {
+      evbuffer_file_segment_add_cleanup_cb(
+          seg,
+          [](evbuffer_file_segment const*, int, void* arg) {
+            delete static_cast<std::shared_ptr<void>*>(arg);
+          },
+          new std::shared_ptr<void>(opened->pin));
+    }
+    return seg;
+  };
   evkeyvalq* in = evhttp_request_get_input_headers(req);
   evkeyvalq* out = evhttp_request_get_output_headers(req);
   // A stored file's mtime is the creation time in its file ID (StorePath::Publish), the same on
@@ -328,7 +347,14 @@ void HttpServer::ServeFile(evhttp_request* req, const http::Target& t, bool head
         return Finish(req, 500, "Internal Server Error", "read error\n");
       }
     } else {
-      evbuffer_add_file(body, fd, static_cast<ev_off_t>(base), static_cast<ev_off_t>(size));
+      evbuffer_file_segment* seg = segment();
+      if (seg == nullptr) {
+        evbuffer_free(body);
+        evhttp_clear_headers(out);
+        return Finish(req, 500, "Internal Server Error");
+      }
+      evbuffer_add_file_segment(body, seg, 0, static_cast<ev_off_t>(size));
+      evbuffer_file_segment_free(seg);
     }
     if (head) evhttp_add_header(out, "Content-Length", std::to_string(size).c_str());
   } else if (ranges.size() == 1) {
@@ -343,8 +369,15 @@ void HttpServer::ServeFile(evhttp_request* req, const http::Target& t, bool head
       close(fd);
       evhttp_add_header(out, "Content-Length", std::to_string(r.size()).c_str());
     } else {
-      evbuffer_add_file(body, fd, static_cast<ev_off_t>(base + r.first),
-                        static_cast<ev_off_t>(r.size()));
+      evbuffer_file_segment* seg = segment();
+      if (seg == nullptr) {
+        evbuffer_free(body);
+        evhttp_clear_headers(out);
+        return Finish(req, 500, "Internal Server Error");
+      }
+      evbuffer_add_file_segment(body, seg, static_cast<ev_off_t>(r.first),
+                                static_cast<ev_off_t>(r.size()));
+      evbuffer_file_segment_free(seg);
     }
   } else {
     code = 206;
@@ -352,11 +385,8 @@ void HttpServer::ServeFile(evhttp_request* req, const http::Target& t, bool head
     std::string boundary = HexEncode(SecureRandomBytes(12));
     std::string ctype = "multipart/byteranges; boundary=" + boundary;
     evhttp_add_header(out, "Content-Type", ctype.c_str());
-    evbuffer_file_segment* seg =
-        evbuffer_file_segment_new(fd, static_cast<ev_off_t>(base), static_cast<ev_off_t>(size),
-                                  EVBUF_FS_CLOSE_ON_FREE);
+    evbuffer_file_segment* seg = segment();
     if (seg == nullptr) {
-      close(fd);
       evbuffer_free(body);
       evhttp_clear_headers(out);
       return Finish(req, 500, "Internal Server Error");
