@@ -149,6 +149,9 @@ Result<TrunkStore::Header> TrunkStore::DecodeHeader(std::string_view b) {
   h.fields.crc32 = proto::GetU32(p + 24);
   h.alloc = proto::GetU32(p + 28);
   h.suffix.assign(p + 32, static_cast<uint8_t>(p[6]));
+  for (size_t i = h.suffix.size(); i < kMaxSuffix; ++i) {
+    if (p[32 + i] != 0) return Status::Corruption("trunk header: bytes after the suffix");
+  }
   // A trunk file's size word: marker and trunk bits, a 32-bit size that fits the slot.
   if ((h.fields.size_word & proto::kSizeMarker) == 0 ||
       (h.fields.size_word & proto::kTrunkBit) == 0 || h.alloc < kHeaderSize ||

@@ -111,6 +111,12 @@ TEST_F(TrunkStoreTest, HeaderRoundTripsAndDamageIsRefused) {
     EXPECT_FALSE(TrunkStore::DecodeHeader(bad).ok()) << "byte " << i;
   }
   EXPECT_EQ(TrunkStore::DecodeHeader(std::string(48, '\0')).status().code(), StatusCode::kNotFound);
+  // Bytes after the suffix must be zero (one encoding per header), CRC32 fixed up.
+  std::string padded = b;
+  padded[32 + 11] = 'x';
+  uint32_t crc = Crc32(std::string_view(padded.data(), 44));
+  for (int i = 0; i < 4; ++i) padded[44 + i] = static_cast<char>(crc >> (24 - 8 * i));
+  EXPECT_FALSE(TrunkStore::DecodeHeader(padded).ok());
   // A size that does not fit the slot.
   h.fields.size_word = proto::MakeTrunkSizeWord(300, 5);
   EXPECT_FALSE(TrunkStore::DecodeHeader(TrunkStore::EncodeHeader(h)).ok());

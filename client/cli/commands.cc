@@ -228,7 +228,7 @@ int PrintFileId(const GlobalOptions& g, const Result<std::string>& id) {
 
 }  // namespace
 
-int Commands::Upload() {
+int Commands::UploadWith(UploadCall call) {
   auto client = MakeClient(*g_);
   if (!client.ok()) return Fail(*g_, client.status());
   UploadOptions o;
@@ -238,20 +238,19 @@ int Commands::Upload() {
   if (!meta.ok()) return Fail(*g_, meta.status());
   o.meta = *meta;
   ProgressBar bar("upload", !g_->quiet && !g_->json);
-  return PrintFileId(*g_, (*client)->UploadFile(file_, o, bar.Callback()));
+  return PrintFileId(*g_, call(**client, o, bar.Callback()));
+}
+
+int Commands::Upload() {
+  return UploadWith([this](Client& c, const UploadOptions& o, const ProgressFn& p) {
+    return c.UploadFile(file_, o, p);
+  });
 }
 
 int Commands::UploadAppender() {
-  auto client = MakeClient(*g_);
-  if (!client.ok()) return Fail(*g_, client.status());
-  UploadOptions o;
-  o.group = group_;
-  o.ext = ExtFor();
-  auto meta = ParsePairs(meta_);
-  if (!meta.ok()) return Fail(*g_, meta.status());
-  o.meta = *meta;
-  ProgressBar bar("upload", !g_->quiet && !g_->json);
-  return PrintFileId(*g_, (*client)->UploadAppenderFile(file_, o, bar.Callback()));
+  return UploadWith([this](Client& c, const UploadOptions& o, const ProgressFn& p) {
+    return c.UploadAppenderFile(file_, o, p);
+  });
 }
 
 int Commands::Append() {
@@ -290,15 +289,10 @@ int Commands::Regenerate() {
 }
 
 int Commands::UploadSlave() {
-  auto client = MakeClient(*g_);
-  if (!client.ok()) return Fail(*g_, client.status());
-  UploadOptions o;
-  o.ext = ExtFor();
-  auto meta = ParsePairs(meta_);
-  if (!meta.ok()) return Fail(*g_, meta.status());
-  o.meta = *meta;
-  ProgressBar bar("upload", !g_->quiet && !g_->json);
-  return PrintFileId(*g_, (*client)->UploadSlaveFile(file_id_, prefix_, file_, o, bar.Callback()));
+  group_.clear();  // a slave goes to its master's group
+  return UploadWith([this](Client& c, const UploadOptions& o, const ProgressFn& p) {
+    return c.UploadSlaveFile(file_id_, prefix_, file_, o, p);
+  });
 }
 
 int Commands::Download() {

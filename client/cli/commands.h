@@ -1,6 +1,7 @@
 // Registers the subcommands of `depot` on a CLI11 app and runs the chosen one.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -36,6 +37,10 @@ class Commands {
   int Truncate();
   int Regenerate();
   int UploadSlave();
+  // The options of an upload (group, extension, metadata), its progress bar and its output.
+  using UploadCall =
+      std::function<Result<std::string>(Client&, const UploadOptions&, const ProgressFn&)>;
+  int UploadWith(UploadCall call);
   // --ext, else the extension of file_ (up to 6 characters).
   std::string ExtFor() const;
 

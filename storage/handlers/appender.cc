@@ -38,6 +38,23 @@ Result<std::pair<proto::FileId, StorePath*>> ResolveAppender(StorageServer* s,
   return std::make_pair(std::move(id), p);
 }
 
+// Opens an appender file to change it (its content lock held) and reads its size.
+Result<int> OpenForChange(const std::string& full, const std::string& name, uint64_t* size) {
+  int fd = open(full.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0) {
+    return errno == ENOENT ? Status::NotFound("no such file:", name)
+                           : Status::FromErrno(errno, "open", full);
+  }
+  struct stat st;
+  if (fstat(fd, &st) != 0) {
+    Status s = Status::FromErrno(errno, "fstat", full);
+    close(fd);
+    return s;
+  }
+  *size = static_cast<uint64_t>(st.st_size);
+  return fd;
+}
+
 // One append or modify: the body goes to a pending file, then into the target under its lock.
 class ChangeJob : public std::enable_shared_from_this<ChangeJob> {
  public:
@@ -60,15 +77,9 @@ class ChangeJob : public std::enable_shared_from_this<ChangeJob> {
     std::string name = id_.RemoteName();
     std::string full = p_->FullPath(id_.RelativePath());
     auto lock = s_->ContentLock(name);
-    int fd = open(full.c_str(), O_WRONLY | O_CLOEXEC);
-    if (fd < 0) {
-      return errno == ENOENT ? Status::NotFound("no such file:", name)
-                             : Status::FromErrno(errno, "open", full);
-    }
+    uint64_t cur = 0;
+    DEPOT_ASSIGN_OR_RETURN(int fd, OpenForChange(full, name, &cur));
     FdCloser closer(fd);
-    struct stat st;
-    if (fstat(fd, &st) != 0) return Status::FromErrno(errno, "fstat", full);
-    uint64_t cur = static_cast<uint64_t>(st.st_size);
     uint64_t at = append_ ? cur : offset_;
     if (at > cur) {
       return Status::InvalidArgument("modify offset " + std::to_string(at) + " is past the end (" +
@@ -227,18 +238,13 @@ void Truncate(StorageServer* s, const ConnectionPtr& conn, std::string body) {
     uint64_t seq = 0;
     Status st = [&]() -> Status {
       auto lock = s->ContentLock(name);
-      int fd = open(full.c_str(), O_WRONLY | O_CLOEXEC);
-      if (fd < 0) {
-        return errno == ENOENT ? Status::NotFound("no such file:", name)
-                               : Status::FromErrno(errno, "open", full);
-      }
+      uint64_t cur = 0;
+      DEPOT_ASSIGN_OR_RETURN(int fd, OpenForChange(full, name, &cur));
       FdCloser closer(fd);
-      struct stat st;
-      if (fstat(fd, &st) != 0) return Status::FromErrno(errno, "fstat", full);
-      if (new_size > static_cast<uint64_t>(st.st_size)) {
+      if (new_size > cur) {
         return Status::InvalidArgument("truncate to " + std::to_string(new_size) +
-                                       " bytes: larger than the file (" +
-                                       std::to_string(st.st_size) + ")");
+                                       " bytes: larger than the file (" + std::to_string(cur) +
+                                       ")");
       }
       Binlog& binlog = s->replicator().binlog();
       auto rec = binlog.AppendOwnRange(kOpTruncate, name, new_size, 0);

@@ -181,17 +181,7 @@ class UploadJob : public std::enable_shared_from_this<UploadJob> {
         return self->Publish(conn, attempt + 1);  // astronomically rare name clash: new name
       }
       if (!s.ok()) return self->FailUnlocked(conn, s);
-      // replication = sync: acknowledged only once enough peers hold it.
-      self->server_->replicator().AwaitQuorum(self->seq_, [self, conn, id](Status q) {
-        if (!q.ok()) return self->Withdraw(conn, id, q);
-        self->server_->Count(proto::kCntUpload, true);
-        self->server_->Count(proto::kCntUploadBytes, true, static_cast<int64_t>(self->size_));
-        self->server_->TouchSourceUpdate();
-        std::string out;
-        proto::AppendFixed(&out, id.group, proto::kGroupNameLen);
-        out += id.RemoteName();
-        conn->PostReply(0, std::move(out));
-      });
+      self->Acknowledge(conn, id);
     };
     if (kind_ != Kind::kNormal) {
       // Synced before it is named (when durable): nothing at start-up could tell a torn
@@ -304,22 +294,29 @@ class UploadJob : public std::enable_shared_from_this<UploadJob> {
         (void)self->path_->trunk()->Free(id);
         return self->FailUnlocked(conn, s);
       }
-      self->server_->replicator().AwaitQuorum(self->seq_, [self, conn, id](Status q) {
-        if (!q.ok()) return self->Withdraw(conn, id, q);
-        self->server_->Count(proto::kCntUpload, true);
-        self->server_->Count(proto::kCntUploadBytes, true, static_cast<int64_t>(self->size_));
-        self->server_->TouchSourceUpdate();
-        std::string out;
-        proto::AppendFixed(&out, id.group, proto::kGroupNameLen);
-        out += id.RemoteName();
-        conn->PostReply(0, std::move(out));
-      });
+      self->Acknowledge(conn, id);
     };
     if (path_->durable()) {
       trunk->Commit(id, named, done);
     } else {
       done(named());
     }
+  }
+
+  // The file is stored and recorded: acknowledged once the write quorum holds it (replication =
+  // sync), withdrawn when it cannot.
+  void Acknowledge(const ConnectionPtr& conn, const proto::FileId& id) {
+    auto self = shared_from_this();
+    server_->replicator().AwaitQuorum(seq_, [self, conn, id](Status q) {
+      if (!q.ok()) return self->Withdraw(conn, id, q);
+      self->server_->Count(proto::kCntUpload, true);
+      self->server_->Count(proto::kCntUploadBytes, true, static_cast<int64_t>(self->size_));
+      self->server_->TouchSourceUpdate();
+      std::string out;
+      proto::AppendFixed(&out, id.group, proto::kGroupNameLen);
+      out += id.RemoteName();
+      conn->PostReply(0, std::move(out));
+    });
   }
 
   // The write quorum was not reached: the upload fails and its file is deleted again (a delete

@@ -52,7 +52,7 @@ put("sync_record_append", struct.pack(">QQQQccH", 0x0123456789abcdef, 6, 5, 12, 
                                       len(name)) + name + b"hello")
 # A trunk slot header: magic, version, state, suffix length, 0, the 20 name bytes, slot size,
 # suffix (12, NUL-padded), CRC32 of the first 44 bytes.
-head = b"DPTK" + bytes([1, 1, 7, 0]) + struct.pack(">IIQI", 0x7f000001, 1700000000,
+head = b"DPTK" + bytes([1, 1, 11, 0]) + struct.pack(">IIQI", 0x7f000001, 1700000000,
                                                     0x8800000100000100, 0xdeadbeef) + \
     struct.pack(">I", 512) + b"1234567.jpg".ljust(12, b"\0")[:12]
 put("trunk_header", head + struct.pack(">I", zlib.crc32(head)))
