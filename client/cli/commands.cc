@@ -181,12 +181,12 @@ Commands::Commands(CLI::App* app, GlobalOptions* g) : g_(g) {
   regen->callback([this] { exit_code_ = Regenerate(); });
 
   auto* slave = app->add_subcommand(
-      "upload-slave", "upload a slave file of MASTER_ID (named after it with --prefix); prints "
-                      "its file ID");
+      "upload-slave", "upload a slave file of MASTER_ID, named after it with PREFIX; prints its "
+                      "file ID");
   slave->add_option("MASTER_ID", file_id_, "the master's file ID")->required();
-  slave->add_option("FILE", file_, "file to upload")->required()->check(CLI::ExistingFile);
-  slave->add_option("--prefix", prefix_, "slave prefix, 1-16 of [A-Za-z0-9_-], e.g. _150x150")
+  slave->add_option("PREFIX", prefix_, "slave prefix, 1-16 of [A-Za-z0-9_-], e.g. _150x150")
       ->required();
+  slave->add_option("FILE", file_, "file to upload")->required()->check(CLI::ExistingFile);
   slave->add_option("--ext", ext_, "extension (default: from FILE)");
   slave->add_option("--meta", meta_, "metadata key=value (repeatable)");
   slave->callback([this] { exit_code_ = UploadSlave(); });

@@ -99,16 +99,16 @@ TEST_F(CliTest, AppenderAndSlaveCommands) {
   EXPECT_EQ(Depot({"download", id}).exit_code, 3);
   EXPECT_EQ(Depot({"append", normal, b}).exit_code, 2);  // not an appender file any more
 
-  auto slave = Depot({"upload-slave", normal, b, "--prefix", "_s", "--json"});
+  auto slave = Depot({"upload-slave", normal, "_s", b, "--json"});
   ASSERT_EQ(slave.exit_code, 0) << slave.err;
   std::string sid = nlohmann::json::parse(slave.out)["file_id"];
   EXPECT_EQ(sid, normal.substr(0, normal.rfind('.')) + "_s.log");
   EXPECT_EQ(Depot({"download", sid}).out, "depot\n");
-  EXPECT_EQ(Depot({"upload-slave", normal, b, "--prefix", "_s"}).exit_code, 1);  // EEXIST
+  EXPECT_EQ(Depot({"upload-slave", normal, "_s", b}).exit_code, 1);  // EEXIST
   auto url = Depot({"url", normal, "--slave-prefix", "_s", "--base", "http://h:1", "--json"});
   ASSERT_EQ(url.exit_code, 0) << url.err;
   EXPECT_EQ(nlohmann::json::parse(url.out)["url"], "http://h:1/" + sid);
-  EXPECT_EQ(Depot({"upload-slave", normal, b, "--prefix", "../x"}).exit_code, 2);
+  EXPECT_EQ(Depot({"upload-slave", normal, "../x", b}).exit_code, 2);
   for (const char* cmd : {"upload-appender", "append", "modify", "truncate", "regenerate",
                           "upload-slave"}) {
     auto help = Depot({cmd, "--help"});

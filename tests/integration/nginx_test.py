@@ -531,7 +531,7 @@ class TrunkFilesThroughNginx(unittest.TestCase):
         cls.thumb = rnd.randbytes(700)
         with open(thumb, "wb") as f:
             f.write(cls.thumb)
-        cls.slave_id = cls.c.depot("upload-slave", cls.small_id, thumb, "--prefix", "_t")
+        cls.slave_id = cls.c.depot("upload-slave", cls.small_id, "_t", thumb)
         for fid in (cls.small_id, cls.big_id, cls.slave_id):
             for addr in cls.c.storaged:
                 wait_for(lambda: request(addr, f"/{fid}?depot_hop=1", "HEAD")[0] == 200,
