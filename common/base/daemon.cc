@@ -76,4 +76,12 @@ int WaitForTermination() {
   }
 }
 
+void CrashPoint(const char* point) {
+  static const char* const wanted = std::getenv("DEPOT_CRASH_POINT");
+  if (wanted != nullptr && std::strcmp(wanted, point) == 0) {
+    std::fprintf(stderr, "crash point %s: exiting\n", point);
+    _exit(86);
+  }
+}
+
 }  // namespace depot

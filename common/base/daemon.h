@@ -30,4 +30,9 @@ Status WriteReadyFile(const std::string& path, const std::vector<std::pair<std::
 // Blocks until SIGTERM or SIGINT; returns the signal number.
 int WaitForTermination();
 
+// Test-only crash points: when the environment variable DEPOT_CRASH_POINT equals `point`, the
+// process ends at once with _exit(86), leaving everything as a kill -9 at that step would (no
+// destructor, no flush). Tests name the step; production never sets the variable.
+void CrashPoint(const char* point);
+
 }  // namespace depot

@@ -17,6 +17,7 @@
 
 #include <mutex>
 
+#include "common/base/daemon.h"
 #include "common/base/fs.h"
 #include "common/base/hash.h"
 #include "common/base/logging.h"
@@ -90,6 +91,7 @@ class ChangeJob : public std::enable_shared_from_this<ChangeJob> {
     if (!rec.ok()) return rec.status();
     seq_ = rec->seq;
     if (p_->durable()) DEPOT_RETURN_IF_ERROR(binlog.Sync());
+    CrashPoint(append_ ? "append-recorded" : "modify-recorded");
     if (size_ > 0) DEPOT_RETURN_IF_ERROR(CopyRange(spool_.fd, 0, fd, at, size_));
     if (p_->durable() && fdatasync(fd) != 0) return Status::FromErrno(errno, "fdatasync", full);
     StorePath::Discard(&spool_);
@@ -251,6 +253,7 @@ void Truncate(StorageServer* s, const ConnectionPtr& conn, std::string body) {
       if (!rec.ok()) return rec.status();
       seq = rec->seq;
       if (p->durable()) DEPOT_RETURN_IF_ERROR(binlog.Sync());
+      CrashPoint("truncate-recorded");
       if (ftruncate(fd, static_cast<off_t>(new_size)) != 0) {
         return Status::FromErrno(errno, "ftruncate", full);
       }

@@ -357,6 +357,60 @@ TEST_F(AppenderTest, ReplicatedAndCheckedByFsck) {
   EXPECT_EQ(Converged(exp), "");
 }
 
+// Regression (review of issue 5): a crash after a truncate's or an append's binlog record but
+// before the file changed must leave every member with what the source keeps. The pushes send
+// the file's current size (truncate) and current bytes (append), not what the record says.
+TEST(AppenderCrashTest, ChangesCutByACrashLeaveEveryMemberTheSame) {
+  MiniCluster cluster(Opts(2, true));
+  ASSERT_TRUE(cluster.Start().ok());
+  auto client = cluster.NewClient();
+  auto id = client->UploadAppenderBuffer("0123456789", {});
+  ASSERT_TRUE(id.ok());
+  auto members = GroupMembers(cluster, 0, 2);
+  Expected exp;
+  exp.live[*id] = "0123456789";
+  ASSERT_EQ(WaitConverged(members, exp, 30000), "");
+  auto parsed = proto::ParseFileId(*id);
+  int src = cluster.StorageIp(0, 0) == proto::IpToString(parsed->fields.source_ip) ? 0 : 1;
+  Daemon& source = cluster.storage(0, src);
+  auto crash_at = [&](const char* point) {
+    source.Stop();
+    source.set_wrapper({"/usr/bin/env", std::string("DEPOT_CRASH_POINT=") + point});
+    ASSERT_TRUE(source.Start().ok());
+    ASSERT_TRUE(cluster.WaitAllActive().ok());
+  };
+  auto restart = [&] {
+    ASSERT_TRUE(WaitFor([&] { return !source.Running(); }, 10000)) << "no crash";
+    source.set_wrapper({});
+    ASSERT_TRUE(source.Start().ok());
+    ASSERT_TRUE(cluster.WaitAllActive().ok());
+  };
+
+  crash_at("truncate-recorded");
+  EXPECT_FALSE(client->Truncate(*id, 4).ok());
+  restart();
+  EXPECT_EQ(WaitConverged(members, exp, 30000), "") << "a peer cut what the source kept";
+  // A later truncate to another size: its record is pushed after the crashed one, so the end
+  // state shows whether the crashed record cut a peer (to 4, then "grown" to 8 with zeros).
+  ASSERT_TRUE(client->Truncate(*id, 8).ok());
+  exp.live[*id] = "01234567";
+  EXPECT_EQ(WaitConverged(members, exp, 30000), "") << "a peer cut what the source kept";
+  ASSERT_TRUE(client->Truncate(*id, 4).ok());
+  exp.live[*id] = "0123";
+  EXPECT_EQ(WaitConverged(members, exp, 30000), "");
+
+  crash_at("append-recorded");
+  EXPECT_FALSE(client->AppendBuffer(*id, "XYZ").ok());
+  restart();
+  EXPECT_EQ(WaitConverged(members, exp, 30000), "");
+  auto info = client->Info(*id);
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ(info->size, 4u);  // the client resumes from here
+  ASSERT_TRUE(client->AppendBuffer(*id, "XYZ").ok());
+  exp.live[*id] = "0123XYZ";
+  EXPECT_EQ(WaitConverged(members, exp, 30000), "");
+}
+
 // Done-means 2: 1 GiB through 64 appends of 16 MiB with durable writes; the storage is killed
 // with -9 in the middle of chunk 31; the client resumes from the size `info` reports.
 TEST(AppenderResumeTest, OneGiBChunkedUploadSurvivesKillNine) {
