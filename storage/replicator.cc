@@ -382,17 +382,18 @@ class PeerPusher {
       DEPOT_ASSIGN_OR_RETURN(StorePath * path, s_->PathForFile(*id));
       std::string full = path->FullPath(id->RelativePath());
       struct stat st;
-      int rc;
+      int rc, stat_errno;
       {
         auto lock = s_->ContentLock(id->RemoteName());
         rc = stat(full.c_str(), &st);
+        stat_errno = errno;
       }
       if (rc == 0) {
         head.version = static_cast<uint64_t>(st.st_size);
-      } else if (errno == ENOENT) {
+      } else if (stat_errno == ENOENT) {
         head.flags |= proto::kSyncFlagGone;
       } else {
-        return Status::FromErrno(errno, "stat", full);
+        return Status::FromErrno(stat_errno, "stat", full);
       }
     } else if (rec.op == kOpMeta) {
       std::string key = id->RemoteName();

@@ -61,6 +61,20 @@ bool PreadAll(int fd, char* p, size_t n, uint64_t off) {
 
 }  // namespace
 
+// What Locate hands out: while it lives, its slot counts one more reader.
+struct TrunkStore::PinToken {
+  PinToken(std::shared_ptr<Pins> p, PinKey k) : pins(std::move(p)), key(k) {
+    std::lock_guard<std::mutex> l(pins->mu);
+    pins->count[key]++;
+  }
+  ~PinToken() {
+    std::lock_guard<std::mutex> l(pins->mu);
+    if (--pins->count[key] <= 0) pins->count.erase(key);
+  }
+  std::shared_ptr<Pins> pins;
+  PinKey key;
+};
+
 TrunkStore::TrunkStore(std::string root, Options options)
     : root_(std::move(root)), options_(std::move(options)) {
   uint32_t c = RoundUp(std::max<uint64_t>(options_.slot_min_size, kHeaderSize + 16));
@@ -79,10 +93,10 @@ TrunkStore::~TrunkStore() {
   // A clean stop: the trunk files are synced and the marker says so, so that the next start
   // trusts every slot (after an unclean stop each is checked when first read).
   // Slots never read since an unclean start are still unchecked: no marker then either.
-  bool synced = true;
+  bool synced = initialized_;  // a failed Init may have left trunks unscanned
   for (auto& [k, t] : trunks_) {
     if (t->fd >= 0 && fdatasync(t->fd) != 0) synced = false;
-    for (const auto& [off, s] : t->live) synced = synced && s.verified;
+    for (const auto& [off, s] : t->live) synced = synced && s.verified && !s.bad;
   }
   if (synced && !trunks_.empty()) {
     std::string marker = root_ + "/trunk/clean";
@@ -229,6 +243,7 @@ Status TrunkStore::Init() {
     }
   }
   freed_.clear();  // the free lists are built from the index on the first allocation
+  initialized_ = true;
   if (!trunks_.empty()) {
     DEPOT_LOG_INFO("trunk files of {}: {} files, {} live slots, {} deleted ones freed; {}",
                    root_, trunks_.size(), live_files_, deleted,
@@ -290,8 +305,13 @@ Status TrunkStore::ScanTrunk(Trunk* t, bool verified) {
       return Status::IOError("trunk: short read at", std::to_string(off));
     }
     auto h = DecodeHeader(buf);
-    if (!h.ok() || !h->live || h->alloc != t->alloc) continue;  // free, torn or never used
-    SetLive(t, static_cast<uint32_t>(off), LiveSlot{h->fields, h->suffix, verified});
+    if (!h.ok() || h->alloc != t->alloc) continue;  // torn or never used: free
+    if (!h->live) {
+      // Freed: its next file must be newer than the one it held.
+      t->next_ctime[static_cast<uint32_t>(off)] = h->fields.create_time + 1;
+      continue;
+    }
+    SetLive(t, static_cast<uint32_t>(off), LiveSlot{h->fields, h->suffix, verified, false});
   }
   return Status::OK();
 }
@@ -299,8 +319,8 @@ Status TrunkStore::ScanTrunk(Trunk* t, bool verified) {
 void TrunkStore::BuildFreeLists(uint32_t owner_ip) {
   owner_ip_ = owner_ip;
   free_.clear();
+  freed_.clear();
   next_id_ = 1;
-  std::string buf(kHeaderSize, '\0');
   for (auto& [k, t] : trunks_) {
     if (t->ip != owner_ip) continue;
     next_id_ = std::max(next_id_, t->id + 1);
@@ -308,21 +328,22 @@ void TrunkStore::BuildFreeLists(uint32_t owner_ip) {
     uint64_t slots = t->size / t->alloc;
     for (uint64_t i = slots; i-- > 0;) {
       uint32_t off = static_cast<uint32_t>(i * t->alloc);
-      if (t->live.count(off) != 0) continue;
-      // A freed slot keeps its previous file's name bytes: the next file must be newer.
-      uint32_t min_ctime = 0;
-      if (PreadAll(t->fd, buf.data(), kHeaderSize, off)) {
-        auto h = DecodeHeader(buf);
-        if (h.ok()) min_ctime = h->fields.create_time + 1;
+      if (t->live.count(off) != 0 || reserved_.count(SlotKey(t->id, off)) != 0) continue;
+      auto next = t->next_ctime.find(off);
+      FreeSlot f{t->id, off, next == t->next_ctime.end() ? 0 : next->second};
+      // A slot still being read (freed before the lists existed) waits in freed_.
+      if (Pinned(t->ip, t->id, off)) {
+        freed_.push_back(f);
+      } else {
+        list.push_back(f);
       }
-      list.push_back({t->id, off, min_ctime});
     }
   }
 }
 
-bool TrunkStore::Pinned(uint32_t id, uint32_t offset) {
+bool TrunkStore::Pinned(uint32_t ip, uint32_t id, uint32_t offset) {
   std::lock_guard<std::mutex> l(pins_->mu);
-  auto it = pins_->count.find(SlotKey(id, offset));
+  auto it = pins_->count.find(PinKey{ip, id, offset});
   return it != pins_->count.end() && it->second > 0;
 }
 
@@ -364,9 +385,9 @@ Result<proto::TrunkInfo> TrunkStore::Allocate(uint32_t owner_ip, uint64_t size, 
     // The free lists (and the slots handed out) are the first address's: this run packs no more.
     return Status::Unavailable("this member's address changed: no trunk slots until a restart");
   }
-  // Freed slots whose last reader is gone are free again.
+  // Freed slots whose last reader is gone, and which a file created now may take, are free again.
   for (size_t i = 0; i < freed_.size();) {
-    if (!Pinned(freed_[i].trunk_id, freed_[i].offset)) {
+    if (freed_[i].min_ctime <= ctime && !Pinned(owner_ip, freed_[i].trunk_id, freed_[i].offset)) {
       auto t = trunks_.find(Key(owner_ip, freed_[i].trunk_id));
       if (t != trunks_.end()) free_[t->second->alloc].push_back(freed_[i]);
       freed_[i] = freed_.back();
@@ -385,7 +406,7 @@ Result<proto::TrunkInfo> TrunkStore::Allocate(uint32_t owner_ip, uint64_t size, 
       FreeSlot f = list[i];
       list[i] = list.back();
       list.pop_back();
-      reserved_.insert(SlotKey(f.trunk_id, f.offset));
+      reserved_[SlotKey(f.trunk_id, f.offset)] = f.min_ctime;
       return proto::TrunkInfo{f.trunk_id, f.offset, alloc};
     }
     if (creating_.count(alloc)) {  // another upload is creating a trunk of this size: wait
@@ -395,11 +416,13 @@ Result<proto::TrunkInfo> TrunkStore::Allocate(uint32_t owner_ip, uint64_t size, 
     // A new trunk file, created and zero-filled without the lock: reads and other sizes go on.
     creating_.insert(alloc);
     uint32_t id = next_id_++;
+    creating_ids_.insert(id);
     l.unlock();
     uint64_t trunk_size = 0;
     Result<int> fd = CreateTrunkFile(owner_ip, id, alloc, &trunk_size);
     l.lock();
     creating_.erase(alloc);
+    creating_ids_.erase(id);
     created_cv_.notify_all();
     if (!fd.ok()) return fd.status();
     auto t = std::make_unique<Trunk>();
@@ -417,10 +440,13 @@ Result<proto::TrunkInfo> TrunkStore::Allocate(uint32_t owner_ip, uint64_t size, 
 
 void TrunkStore::Release(uint32_t owner_ip, const proto::TrunkInfo& slot) {
   std::lock_guard<std::mutex> l(mu_);
-  if (reserved_.erase(SlotKey(slot.trunk_id, slot.offset)) == 0 || owner_ip_ != owner_ip) return;
+  auto r = reserved_.find(SlotKey(slot.trunk_id, slot.offset));
+  if (r == reserved_.end() || owner_ip_ != owner_ip) return;
+  uint32_t min_ctime = r->second;  // the slot's rule stays: a later file than its last one
+  reserved_.erase(r);
   auto it = trunks_.find(Key(owner_ip, slot.trunk_id));
   if (it == trunks_.end() || it->second->live.count(slot.offset)) return;
-  free_[slot.alloc].push_back({slot.trunk_id, slot.offset, 0});
+  free_[slot.alloc].push_back({slot.trunk_id, slot.offset, min_ctime});
 }
 
 Status TrunkStore::WriteSlot(Trunk* t, const proto::FileId& id, std::string_view data) {
@@ -446,7 +472,8 @@ Status TrunkStore::Write(const proto::FileId& id, std::string_view data) {
   DEPOT_RETURN_IF_ERROR(WriteSlot(t, id, data));
   std::lock_guard<std::mutex> l(mu_);
   reserved_.erase(SlotKey(id.trunk.trunk_id, id.trunk.offset));
-  SetLive(t, id.trunk.offset, LiveSlot{id.fields, std::string(SuffixOf(id)), true});
+  t->next_ctime.erase(id.trunk.offset);
+  SetLive(t, id.trunk.offset, LiveSlot{id.fields, std::string(SuffixOf(id)), true, false});
   return Status::OK();
 }
 
@@ -454,6 +481,9 @@ Status TrunkStore::WriteReplica(const proto::FileId& id, std::string_view data) 
   // Check, write and index under one lock: a free or another replica write of the slot cannot
   // come in between (a slot is at most slot_max_size: the write is short).
   std::lock_guard<std::mutex> l(mu_);
+  if (id.fields.source_ip == owner_ip_ && creating_ids_.count(id.trunk.trunk_id)) {
+    return Status::Busy("trunk file being created; try again");
+  }
   DEPOT_ASSIGN_OR_RETURN(Trunk * t, OpenTrunk(id.fields.source_ip, id.trunk.trunk_id,
                                               id.trunk.alloc, true));
   bool own = t->ip == owner_ip_;
@@ -464,9 +494,14 @@ Status TrunkStore::WriteReplica(const proto::FileId& id, std::string_view data) 
     return Status::OK();
   }
   auto live = t->live.find(id.trunk.offset);
-  if (live != t->live.end() && !SameFile(live->second.fields, id.fields) &&
+  bool same = live != t->live.end() && SameFile(live->second.fields, id.fields);
+  if (live != t->live.end() && !same &&
       live->second.fields.create_time > id.fields.create_time) {
     return Status::OK();  // a newer file took the slot: this one was deleted since
+  }
+  if (!same && Pinned(t->ip, t->id, id.trunk.offset)) {
+    // A reader is still sending the slot's previous file: the sender tries again later.
+    return Status::Busy("trunk slot still being read; try again");
   }
   uint64_t end = uint64_t{id.trunk.offset} + id.trunk.alloc;
   if (t->size < end) {
@@ -490,7 +525,8 @@ Status TrunkStore::WriteReplica(const proto::FileId& id, std::string_view data) 
     drop(freed_);
   }
   DEPOT_RETURN_IF_ERROR(WriteSlot(t, id, data));
-  SetLive(t, id.trunk.offset, LiveSlot{id.fields, std::string(SuffixOf(id)), true});
+  t->next_ctime.erase(id.trunk.offset);
+  SetLive(t, id.trunk.offset, LiveSlot{id.fields, std::string(SuffixOf(id)), true, false});
   return Status::OK();
 }
 
@@ -510,20 +546,12 @@ Result<TrunkStore::Located> TrunkStore::Locate(const proto::FileId& id) {
         live->second.suffix != SuffixOf(id)) {
       return Status::NotFound("the trunk slot does not hold this file");
     }
+    if (live->second.bad) return Status::NotFound("the trunk slot's content is damaged");
     verified = live->second.verified;
     path = TrunkPath(it->second->ip, slot_id, it->second->alloc);
     // Pinned before the lock goes: a free now cannot hand the slot to another file until the
     // caller has sent these bytes.
-    std::shared_ptr<Pins> pins = pins_;
-    uint64_t key = SlotKey(slot_id, offset);
-    {
-      std::lock_guard<std::mutex> pl(pins->mu);
-      pins->count[key]++;
-    }
-    out.pin = std::shared_ptr<void>(nullptr, [pins, key](void*) {
-      std::lock_guard<std::mutex> pl(pins->mu);
-      if (--pins->count[key] <= 0) pins->count.erase(key);
-    });
+    out.pin = std::make_shared<PinToken>(pins_, PinKey{it->second->ip, slot_id, offset});
   }
   out.offset = uint64_t{offset} + kHeaderSize;
   out.size = proto::SizeFromWord(id.fields.size_word);
@@ -539,12 +567,21 @@ Result<TrunkStore::Located> TrunkStore::Locate(const proto::FileId& id) {
     std::lock_guard<std::mutex> l(mu_);
     Trunk* t = trunks_[Key(id.fields.source_ip, slot_id)].get();
     auto live = t->live.find(offset);
-    if (live != t->live.end() && SameFile(live->second.fields, id.fields)) {
+    // Only if nothing rewrote the slot meanwhile (a repair marks it verified).
+    if (live != t->live.end() && SameFile(live->second.fields, id.fields) &&
+        !live->second.verified) {
       if (good) {
         live->second.verified = true;
-      } else {
+      } else if (options_.durable) {
+        // With durable writes an acknowledged file's slot was synced: this one never was.
         DEPOT_LOG_WARN("trunk: {} is torn (a write cut by a crash): slot freed", id.RemoteName());
         (void)FreeLocked(t, live);
+      } else {
+        // Without them it may be an acknowledged file that a peer holds intact: kept for
+        // `depot fsck --repair` (it reads as missing here), never handed to another file.
+        DEPOT_LOG_ERROR("trunk: {} is damaged (lost in a crash): run depot fsck --repair",
+                        id.RemoteName());
+        live->second.bad = true;
       }
     }
     if (!good) {
@@ -559,6 +596,7 @@ Status TrunkStore::FreeLocked(Trunk* t, std::map<uint32_t, LiveSlot>::iterator l
   Header h{false, live->second.fields, t->alloc, live->second.suffix};
   std::string hdr = EncodeHeader(h);
   DEPOT_RETURN_IF_ERROR(PwriteAll(t->fd, hdr.data(), hdr.size(), live->first));
+  t->next_ctime[live->first] = live->second.fields.create_time + 1;
   if (owner_ip_ != 0 && t->ip == owner_ip_) {
     freed_.push_back({t->id, live->first, live->second.fields.create_time + 1});
   }

@@ -33,6 +33,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "common/base/status.h"
@@ -133,6 +134,9 @@ class TrunkStore {
     proto::FileNameFields fields;
     std::string suffix;
     bool verified = true;  // false after an unclean stop, until its CRC32 is checked
+    // Failed that check with durable writes off: it may be an acknowledged file whose copy a
+    // peer still holds, so the slot is kept for a repair, not reused. Reads answer not found.
+    bool bad = false;
   };
   struct Trunk {
     uint32_t ip = 0;
@@ -141,6 +145,8 @@ class TrunkStore {
     int fd = -1;
     uint64_t size = 0;                  // file size on disk
     std::map<uint32_t, LiveSlot> live;  // slot offset -> the file in it
+    // Free slots that held a file: offset -> the earliest creation time of their next file.
+    std::map<uint32_t, uint32_t> next_ctime;
   };
   struct FreeSlot {
     uint32_t trunk_id;
@@ -153,9 +159,10 @@ class TrunkStore {
     std::function<void(Status)> done;
   };
   // Open readers per slot, shared with the pins (which may outlive a moment of the store).
+  using PinKey = std::tuple<uint32_t, uint32_t, uint32_t>;  // ip, trunk id, offset
   struct Pins {
     std::mutex mu;
-    std::map<uint64_t, int> count;  // GUARDED_BY(mu): SlotKey -> open readers
+    std::map<PinKey, int> count;  // GUARDED_BY(mu): open readers
   };
 
   std::string TrunkPath(uint32_t ip, uint32_t id, uint32_t alloc) const;
@@ -165,7 +172,8 @@ class TrunkStore {
   Result<Trunk*> OpenTrunk(uint32_t ip, uint32_t id, uint32_t alloc, bool create);
   Status ScanTrunk(Trunk* t, bool verified);
   void BuildFreeLists(uint32_t owner_ip);
-  bool Pinned(uint32_t id, uint32_t offset);
+  bool Pinned(uint32_t ip, uint32_t id, uint32_t offset);
+  struct PinToken;
   void SetLive(Trunk* t, uint32_t offset, LiveSlot slot);
   // mu_ held: writes a free header over the slot and drops it from the index; the owner's slot
   // goes to freed_ (reused once unpinned).
@@ -186,7 +194,10 @@ class TrunkStore {
   uint32_t owner_ip_ = 0;  // GUARDED_BY(mu_): the free lists are this address's (0: not built)
   std::map<uint32_t, std::vector<FreeSlot>> free_;  // GUARDED_BY(mu_): slot size -> slots
   std::vector<FreeSlot> freed_;     // GUARDED_BY(mu_): freed, waiting for their readers
-  std::set<uint64_t> reserved_;     // GUARDED_BY(mu_): SlotKeys allocated, not yet written
+  // GUARDED_BY(mu_): slots allocated, not yet written (SlotKey -> the slot's min_ctime).
+  std::map<uint64_t, uint32_t> reserved_;
+  std::set<uint32_t> creating_ids_;  // GUARDED_BY(mu_): trunk ids being created and zero-filled
+  bool initialized_ = false;          // Init succeeded: the clean marker may be written
   uint32_t next_id_ = 1;            // GUARDED_BY(mu_): the next trunk id of the owner
   std::set<uint32_t> creating_;     // GUARDED_BY(mu_): slot sizes whose new trunk is being made
   std::condition_variable created_cv_;

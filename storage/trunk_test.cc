@@ -30,8 +30,9 @@ class TrunkStoreTest : public ::testing::Test {
     std::error_code ec;
     std::filesystem::remove_all(root_, ec);
   }
-  std::unique_ptr<TrunkStore> Open(std::set<std::string>* deleted = nullptr) {
+  std::unique_ptr<TrunkStore> Open(std::set<std::string>* deleted = nullptr, bool durable = false) {
     TrunkStore::Options o;
+    o.durable = durable;
     o.trunk_file_size = 1 << 20;
     o.slot_min_size = 256;
     o.slot_max_size = 64 << 10;
@@ -170,6 +171,9 @@ TEST_F(TrunkStoreTest, APinnedSlotIsNotReusedUntilItsReaderIsDone) {
   proto::FileId a = Store(t.get(), std::string(3000, 'a'), 1000);
   auto loc = t->Locate(a);
   ASSERT_TRUE(loc.ok());
+  // The senders keep the pin only when it tests true (ReplyFile's `keep`, the HTTP segments):
+  // a null pointer with a deleter (as it once was) was dropped before the bytes went out.
+  ASSERT_TRUE(static_cast<bool>(loc->pin));
   ASSERT_TRUE(t->Free(a).ok());
   for (int i = 0; i < 40; ++i) {
     proto::FileId b = Store(t.get(), std::string(3000, 'b'), 2000 + i);
@@ -209,7 +213,7 @@ TEST_F(TrunkStoreTest, RestartRebuildsTheIndexAndFreesTornAndDeletedSlots) {
   ASSERT_EQ(pwrite(fd, "XXXX", 4, torn.trunk.offset + TrunkStore::kHeaderSize + 100), 4);
   close(fd);
   std::set<std::string> deleted{files[20].first.RemoteName()};
-  auto t = Open(&deleted);
+  auto t = Open(&deleted, /*durable=*/true);
   EXPECT_EQ(t->Locate(torn).status().code(), StatusCode::kNotFound);
   EXPECT_EQ(t->Locate(files[20].first).status().code(), StatusCode::kNotFound);
   for (size_t i = 0; i < files.size(); ++i) {
@@ -228,6 +232,34 @@ TEST_F(TrunkStoreTest, RestartRebuildsTheIndexAndFreesTornAndDeletedSlots) {
   size_t listed = 0;
   for (int d = 0; d < 256; ++d) listed += t->List(d).size();
   EXPECT_EQ(listed, 68u);
+}
+
+// Without durable writes a slot that fails its check after a crash may hold an acknowledged
+// file a peer still has: it is kept (reads as missing, never reused) until a repair rewrites it.
+TEST_F(TrunkStoreTest, WithoutDurableWritesATornSlotIsKeptForRepair) {
+  proto::FileId a;
+  std::string data(3000, 'q');
+  {
+    auto t = Open();
+    a = Store(t.get(), data);
+  }
+  ASSERT_EQ(unlink((root_ + "/trunk/clean").c_str()), 0);
+  char name[32];
+  std::snprintf(name, sizeof name, "/trunk/7f000001/%08x.%u", a.trunk.trunk_id, a.trunk.alloc);
+  int fd = open((root_ + name).c_str(), O_WRONLY);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(pwrite(fd, "XX", 2, a.trunk.offset + TrunkStore::kHeaderSize + 7), 2);
+  close(fd);
+  auto t = Open();
+  EXPECT_EQ(t->Locate(a).status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(t->Locate(a).status().code(), StatusCode::kNotFound);
+  uint32_t later = static_cast<uint32_t>(UnixSeconds()) + 10;
+  for (int i = 0; i < 40; ++i) {
+    proto::FileId b = Store(t.get(), std::string(3000, 'b'), later);
+    EXPECT_FALSE(b.trunk.trunk_id == a.trunk.trunk_id && b.trunk.offset == a.trunk.offset);
+  }
+  ASSERT_TRUE(t->WriteReplica(a, data).ok());  // fsck --repair from a peer's good copy
+  EXPECT_EQ(Read(t.get(), a), data);
 }
 
 TEST_F(TrunkStoreTest, ReplicaWritesKeepTheNewerFileOfASlot) {
@@ -264,6 +296,19 @@ TEST_F(TrunkStoreTest, ReplicaWritesKeepTheNewerFileOfASlot) {
   // A delete of the old one does not free the new one's slot.
   EXPECT_EQ(replica2.Free(old_id).code(), StatusCode::kNotFound);
   EXPECT_EQ(Read(&replica2, new_id), "new bytes");
+  // A newer file for a slot a reader is still sending from waits (Busy: the sender retries).
+  auto loc = replica2.Locate(new_id);
+  ASSERT_TRUE(loc.ok());
+  ASSERT_TRUE(replica2.Free(new_id).ok());
+  proto::FileId newer = new_id;
+  newer.fields.create_time = 3000;
+  newer.name = proto::EncodeNameFields(newer.fields) + proto::EncodeTrunkInfo(newer.trunk) +
+               "789.jpg";
+  EXPECT_EQ(replica2.WriteReplica(newer, "new bytes").code(), StatusCode::kBusy);
+  close(loc->fd);
+  loc->pin.reset();
+  EXPECT_TRUE(replica2.WriteReplica(newer, "new bytes").ok());
+  EXPECT_EQ(Read(&replica2, newer), "new bytes");
 }
 
 }  // namespace

@@ -322,6 +322,11 @@ void Regenerate(StorageServer* s, const ConnectionPtr& conn, std::string body) {
       utimensat(AT_FDCWD, full.c_str(), times, 0);
       Status done = [&]() -> Status {
         std::lock_guard<std::mutex> meta_lock(s->MetaLock("m/" + old_name));
+        // A delete (which takes only the metadata lock) may have come in since the link.
+        struct stat still;
+        if (stat(old_full.c_str(), &still) != 0) {
+          return Status::NotFound("deleted while it was regenerated:", old_name);
+        }
         auto c = binlog.AppendOwn(kOpCreate, name, ctime);
         registered = false;
         if (!c.ok()) return c.status();

@@ -128,6 +128,7 @@ Status Repair(StorageServer* s, StorePath* p, const proto::FileId& id, const std
     return Status::Corruption("the peer's copy does not match its file ID either:", name);
   }
   if (id.InTrunk()) {
+    auto content = s->ContentLock(name);
     std::lock_guard<std::mutex> l(s->MetaLock("m/" + name));
     auto again = s->meta().Get("t/" + name);
     if (again.ok() && *again) return Status::InvalidArgument("the file was deleted meanwhile:", name);
@@ -139,6 +140,7 @@ Status Repair(StorageServer* s, StorePath* p, const proto::FileId& id, const std
   }
   if (p->durable() && fdatasync(file.fd) != 0) return Status::FromErrno(errno, "fdatasync", name);
   {
+    auto content = s->ContentLock(name);
     std::lock_guard<std::mutex> l(s->MetaLock("m/" + name));
     auto again = s->meta().Get("t/" + name);  // deleted while it downloaded?
     if (again.ok() && *again) return Status::InvalidArgument("the file was deleted meanwhile:", name);

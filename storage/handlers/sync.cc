@@ -118,6 +118,9 @@ class CreateJob {
       }
     }
     if (keep_) {
+      // The content lock first (as appender changes take it), then the metadata lock: a
+      // replicated change of the same appender file cannot run while it is replaced.
+      auto content = s_->ContentLock(name_);
       std::lock_guard<std::mutex> l(s_->MetaLock("m/" + name_));
       if (!HasTombstone(s_, name_) && id_.InTrunk()) {
         DEPOT_RETURN_IF_ERROR(p_->trunk()->WriteReplica(id_, buf_));
