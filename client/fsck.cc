@@ -120,7 +120,7 @@ Result<FsckReport> Client::Fsck(const FsckOptions& fo) {
           report.files++;
           auto id = proto::ParseRemoteName(g.name, name);
           uint64_t want = 0;
-          bool by_name = id.ok() && !id->IsAppender() && !id->IsSlave();
+          bool by_name = id.ok() && id->NamePinsContent();
           // Files whose name does not pin their content (appender, slave): the source's copy
           // is the reference when it has one, else the largest.
           std::optional<uint32_t> want_crc;

@@ -218,12 +218,7 @@ Result<StorageServer::OpenedFile> StorageServer::OpenFile(StorePath* p, const pr
 }
 
 bool StorageServer::HasFile(StorePath* p, const proto::FileId& id) {
-  if (id.InTrunk()) {
-    auto loc = p->trunk()->Locate(id);
-    if (!loc.ok()) return false;
-    close(loc->fd);
-    return true;
-  }
+  if (id.InTrunk()) return p->trunk()->Holds(id);
   struct stat st;
   return stat(p->FullPath(id.RelativePath()).c_str(), &st) == 0;
 }

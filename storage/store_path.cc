@@ -263,7 +263,7 @@ Status StorePath::RecoverRecentDirs() {
     if (std::sscanf(rel.c_str(), "%2x/%2x", &d1, &d2) != 2) continue;
     for (const auto& name : ListDir(static_cast<int>(d1), static_cast<int>(d2))) {
       auto id = proto::ParseRemoteName("recover", "M00/" + rel + "/" + name);
-      if (!id.ok() || id->IsAppender() || id->IsTrunk() || id->IsSlave()) continue;
+      if (!id.ok() || !id->NamePinsContent() || id->InTrunk()) continue;
       std::string path = dir + "/" + name;
       ++checked;
       if (!FileMatches(path, proto::SizeFromWord(id->fields.size_word), id->fields.crc32)) {

@@ -537,21 +537,15 @@ Result<TrunkStore::Located> TrunkStore::Locate(const proto::FileId& id) {
   Located out;
   {
     std::lock_guard<std::mutex> l(mu_);
-    auto it = trunks_.find(Key(id.fields.source_ip, slot_id));
-    if (it == trunks_.end() || it->second->alloc != id.trunk.alloc) {
-      return Status::NotFound("no such trunk file");
-    }
-    auto live = it->second->live.find(offset);
-    if (live == it->second->live.end() || !SameFile(live->second.fields, id.fields) ||
-        live->second.suffix != SuffixOf(id)) {
-      return Status::NotFound("the trunk slot does not hold this file");
-    }
+    LiveIter live;
+    Trunk* t = FindLive(id, &live);
+    if (t == nullptr) return Status::NotFound("the trunk slot does not hold this file");
     if (live->second.bad) return Status::NotFound("the trunk slot's content is damaged");
     verified = live->second.verified;
-    path = TrunkPath(it->second->ip, slot_id, it->second->alloc);
+    path = TrunkPath(t->ip, slot_id, t->alloc);
     // Pinned before the lock goes: a free now cannot hand the slot to another file until the
     // caller has sent these bytes.
-    out.pin = std::make_shared<PinToken>(pins_, PinKey{it->second->ip, slot_id, offset});
+    out.pin = std::make_shared<PinToken>(pins_, PinKey{t->ip, slot_id, offset});
   }
   out.offset = uint64_t{offset} + kHeaderSize;
   out.size = proto::SizeFromWord(id.fields.size_word);
@@ -592,7 +586,13 @@ Result<TrunkStore::Located> TrunkStore::Locate(const proto::FileId& id) {
   return out;
 }
 
-Status TrunkStore::FreeLocked(Trunk* t, std::map<uint32_t, LiveSlot>::iterator live) {
+bool TrunkStore::Holds(const proto::FileId& id) {
+  std::lock_guard<std::mutex> l(mu_);
+  LiveIter live;
+  return FindLive(id, &live) != nullptr && !live->second.bad;
+}
+
+Status TrunkStore::FreeLocked(Trunk* t, LiveIter live) {
   Header h{false, live->second.fields, t->alloc, live->second.suffix};
   std::string hdr = EncodeHeader(h);
   DEPOT_RETURN_IF_ERROR(PwriteAll(t->fd, hdr.data(), hdr.size(), live->first));
@@ -608,15 +608,22 @@ Status TrunkStore::FreeLocked(Trunk* t, std::map<uint32_t, LiveSlot>::iterator l
 
 Status TrunkStore::Free(const proto::FileId& id) {
   std::lock_guard<std::mutex> l(mu_);
-  auto it = trunks_.find(Key(id.fields.source_ip, id.trunk.trunk_id));
-  if (it == trunks_.end()) return Status::NotFound("no such trunk file");
-  Trunk* t = it->second.get();
-  auto live = t->live.find(id.trunk.offset);
-  if (live == t->live.end() || !SameFile(live->second.fields, id.fields) ||
-      live->second.suffix != SuffixOf(id)) {
-    return Status::NotFound("the trunk slot does not hold this file");
-  }
+  LiveIter live;
+  Trunk* t = FindLive(id, &live);
+  if (t == nullptr) return Status::NotFound("the trunk slot does not hold this file");
   return FreeLocked(t, live);
+}
+
+TrunkStore::Trunk* TrunkStore::FindLive(const proto::FileId& id, LiveIter* live) {
+  auto it = trunks_.find(Key(id.fields.source_ip, id.trunk.trunk_id));
+  if (it == trunks_.end() || it->second->alloc != id.trunk.alloc) return nullptr;
+  Trunk* t = it->second.get();
+  *live = t->live.find(id.trunk.offset);
+  if (*live == t->live.end() || !SameFile((*live)->second.fields, id.fields) ||
+      (*live)->second.suffix != SuffixOf(id)) {
+    return nullptr;
+  }
+  return t;
 }
 
 std::vector<std::pair<std::string, uint64_t>> TrunkStore::List(int dir1) {
@@ -625,6 +632,7 @@ std::vector<std::pair<std::string, uint64_t>> TrunkStore::List(int dir1) {
   for (const auto& [k, t] : trunks_) {
     if (static_cast<int>(t->id & 0xFF) != dir1) continue;
     for (const auto& [off, s] : t->live) {
+      if (s.bad) continue;  // damaged: listed as missing, so that fsck --repair restores it
       out.emplace_back(RemoteName(*t, off, s), proto::SizeFromWord(s.fields.size_word));
     }
   }

@@ -95,6 +95,8 @@ class TrunkStore {
     std::shared_ptr<void> pin;
   };
   Result<Located> Locate(const proto::FileId& id);
+  // True when the file's slot holds it (the index only: no descriptor, no content check).
+  bool Holds(const proto::FileId& id);
   // Marks the file's slot free (when it holds this file); the owner reuses it later. NotFound
   // when the slot does not hold the file.
   Status Free(const proto::FileId& id);
@@ -177,7 +179,10 @@ class TrunkStore {
   void SetLive(Trunk* t, uint32_t offset, LiveSlot slot);
   // mu_ held: writes a free header over the slot and drops it from the index; the owner's slot
   // goes to freed_ (reused once unpinned).
-  Status FreeLocked(Trunk* t, std::map<uint32_t, LiveSlot>::iterator live);
+  using LiveIter = std::map<uint32_t, LiveSlot>::iterator;
+  Status FreeLocked(Trunk* t, LiveIter live);
+  // mu_ held: the trunk holding exactly this file in its slot (and the slot's entry), or nullptr.
+  Trunk* FindLive(const proto::FileId& id, LiveIter* live);
   Status WriteSlot(Trunk* t, const proto::FileId& id, std::string_view data);
   std::string RemoteName(const Trunk& t, uint32_t offset, const LiveSlot& s) const;
   Result<int> CreateTrunkFile(uint32_t owner_ip, uint32_t id, uint32_t alloc, uint64_t* size) const;

@@ -61,6 +61,17 @@ class TrunkStoreTest : public ::testing::Test {
     EXPECT_TRUE(t->Write(id, data).ok());
     return *back;
   }
+  // Overwrites `bytes` at `at` in the file's content on disk (a write cut by a crash).
+  void Tear(const proto::FileId& id, uint64_t at, const std::string& bytes) {
+    char name[48];
+    std::snprintf(name, sizeof name, "/trunk/%08x/%08x.%u", id.fields.source_ip,
+                  id.trunk.trunk_id, id.trunk.alloc);
+    int fd = open((root_ + name).c_str(), O_WRONLY);
+    ASSERT_GE(fd, 0) << name;
+    EXPECT_EQ(pwrite(fd, bytes.data(), bytes.size(), id.trunk.offset + TrunkStore::kHeaderSize + at),
+              static_cast<ssize_t>(bytes.size()));
+    close(fd);
+  }
   std::string Read(TrunkStore* t, const proto::FileId& id) {
     auto loc = t->Locate(id);
     if (!loc.ok()) return "<" + loc.status().ToString() + ">";
@@ -205,13 +216,7 @@ TEST_F(TrunkStoreTest, RestartRebuildsTheIndexAndFreesTornAndDeletedSlots) {
   ASSERT_EQ(unlink((root_ + "/trunk/clean").c_str()), 0);
   // Slot 10's content torn (a write cut by a crash), slot 20 deleted with its header still live.
   const proto::FileId& torn = files[10].first;
-  std::string path = root_ + "/trunk/7f000001/";
-  char name[32];
-  std::snprintf(name, sizeof name, "%08x.%u", torn.trunk.trunk_id, torn.trunk.alloc);
-  int fd = open((path + name).c_str(), O_WRONLY);
-  ASSERT_GE(fd, 0);
-  ASSERT_EQ(pwrite(fd, "XXXX", 4, torn.trunk.offset + TrunkStore::kHeaderSize + 100), 4);
-  close(fd);
+  Tear(torn, 100, "XXXX");
   std::set<std::string> deleted{files[20].first.RemoteName()};
   auto t = Open(&deleted, /*durable=*/true);
   EXPECT_EQ(t->Locate(torn).status().code(), StatusCode::kNotFound);
@@ -244,12 +249,7 @@ TEST_F(TrunkStoreTest, WithoutDurableWritesATornSlotIsKeptForRepair) {
     a = Store(t.get(), data);
   }
   ASSERT_EQ(unlink((root_ + "/trunk/clean").c_str()), 0);
-  char name[32];
-  std::snprintf(name, sizeof name, "/trunk/7f000001/%08x.%u", a.trunk.trunk_id, a.trunk.alloc);
-  int fd = open((root_ + name).c_str(), O_WRONLY);
-  ASSERT_GE(fd, 0);
-  ASSERT_EQ(pwrite(fd, "XX", 2, a.trunk.offset + TrunkStore::kHeaderSize + 7), 2);
-  close(fd);
+  Tear(a, 7, "XX");
   auto t = Open();
   EXPECT_EQ(t->Locate(a).status().code(), StatusCode::kNotFound);
   EXPECT_EQ(t->Locate(a).status().code(), StatusCode::kNotFound);

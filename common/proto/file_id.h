@@ -84,6 +84,9 @@ struct FileId {
   bool IsAppender() const { return (fields.size_word & kAppenderBit) != 0 && IsMarked(); }
   bool IsTrunk() const { return (fields.size_word & kTrunkBit) != 0 && IsMarked(); }
   bool IsMarked() const { return (fields.size_word & kSizeMarker) != 0; }
+  // True when the name's size and CRC32 are the content's: not an appender file (its content
+  // changes) nor a slave (its name carries the master's). Such files are checked by their name.
+  bool NamePinsContent() const { return !IsAppender() && !IsSlave(); }
   // For a trunk file ID (IsTrunk() and not a slave): its slot. Set by the parsers.
   TrunkInfo trunk;
   // The content lives in a trunk slot (a slave of a trunk file is a file of its own).

@@ -6,7 +6,10 @@
 #       the median of --runs runs;
 #   (b) files on disk per 100,000 uploads (durable writes off), with and without trunk storage:
 #       every regular file under the store path (data/ and trunk/) after --count uploads, scaled
-#       to 100,000.
+#       to 100,000;
+#   (c) what a sync costs on the store's filesystem: 4 KiB written into a preallocated file, then
+#       fdatasync, and the same with syncfs (what trunk storage's group commit does), median of
+#       2,000 each.
 # Uploads and downloads go through `depot bench` (a tracker query, then the request, on pooled
 # connections; download first uploads --files files to read).
 #
@@ -130,6 +133,32 @@ for trunk in off on; do
   done
 done
 
+# (c) the cost of a sync where the stores live.
+/usr/bin/python3 - "$mnt/sync-probe" >>"$results" <<'PY'
+import ctypes, json, os, statistics, sys, time
+path = sys.argv[1]
+libc = ctypes.CDLL(None, use_errno=True)
+fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+size = 64 << 20
+os.pwrite(fd, b"\0" * size, 0)
+os.fsync(fd)
+out = {"kind": "sync"}
+for mode in ("fdatasync", "syncfs"):
+    times = []
+    for i in range(2000):
+        os.pwrite(fd, b"x" * 4096, (i * 4096) % size)
+        t = time.perf_counter()
+        if mode == "fdatasync":
+            os.fdatasync(fd)
+        elif libc.syncfs(fd) != 0:
+            sys.exit("syncfs failed")
+        times.append(time.perf_counter() - t)
+    out[mode + "_us"] = statistics.median(times) * 1e6
+os.close(fd)
+os.unlink(path)
+print(json.dumps(out))
+PY
+
 # (b) files on disk.
 for trunk in off on; do
   flags=()
@@ -154,11 +183,13 @@ rm -rf "$dir"
 /usr/bin/python3 - "$results" "$fs_desc" "$runs" "$duration" <<'PY'
 import json, statistics, sys
 path, fs, runs, duration = sys.argv[1:5]
-rates, files = {}, {}
+rates, files, sync = {}, {}, None
 for line in open(path):
     j = json.loads(line)
     if j["kind"] == "rate":
         rates.setdefault((j["trunk"], j["durable"], j["op"]), []).append(j["bench"])
+    elif j["kind"] == "sync":
+        sync = j
     else:
         files[j["trunk"]] = j
 def med(bs, k):
@@ -188,6 +219,9 @@ for durable in ("off", "on"):
     b = med(rates.get(("on", durable, "upload"), []), "ops_per_s")
     if a and b:
         print(f"uploads with trunk / without, durable writes {durable}: {b / a:.2f}")
+if sync:
+    print(f"one sync after a 4 KiB write into a preallocated file here (median of 2,000): "
+          f"fdatasync {sync['fdatasync_us']:.0f} us, syncfs {sync['syncfs_us']:.0f} us")
 print()
 for trunk in ("off", "on"):
     j = files.get(trunk)

@@ -22,6 +22,7 @@
 #include "common/base/hash.h"
 #include "common/base/logging.h"
 #include "storage/appender_io.h"
+#include "storage/handlers/request_head.h"
 #include "storage/replicator.h"
 #include "storage/storage_server.h"
 
@@ -119,39 +120,26 @@ class ChangeJob : public std::enable_shared_from_this<ChangeJob> {
 class ChangeStream : public net::BodyStream {
  public:
   ChangeStream(StorageServer* s, uint64_t body_len, bool append)
-      : s_(s), body_len_(body_len), append_(append), fixed_(append ? 16 : 24) {}
+      : s_(s), append_(append), head_(append ? 16 : 24, /*named=*/true, body_len) {}
 
   void OnChunk(const ConnectionPtr& conn, std::string chunk, bool last) override {
     if (!job_ && !draining_) {
-      size_t want = fixed_;
-      if (prefix_.size() >= fixed_) want += proto::GetU64(prefix_.data());
-      size_t take = std::min(want - prefix_.size(), chunk.size());
-      prefix_.append(chunk, 0, take);
-      chunk.erase(0, take);
-      if (prefix_.size() == fixed_) {
-        uint64_t name_len = proto::GetU64(prefix_.data());
-        if (name_len == 0 || name_len > proto::kMaxRemoteNameLen ||
-            body_len_ < fixed_ + name_len) {
+      switch (head_.Take(&chunk)) {
+        case RequestHead::State::kMalformed:
           return conn->Reply(EINVAL);
-        }
-        want += name_len;
-        take = std::min(want - prefix_.size(), chunk.size());
-        prefix_.append(chunk, 0, take);
-        chunk.erase(0, take);
-      }
-      if (prefix_.size() < want) {
-        if (last) return conn->Reply(EINVAL);
-        return conn->ContinueBody();
+        case RequestHead::State::kNeedMore:
+          return last ? conn->Reply(EINVAL) : conn->ContinueBody();
+        case RequestHead::State::kComplete:
+          break;
       }
       Status st = Start();
       if (!st.ok()) {
         DEPOT_LOG_WARN("{} from {} refused: {}", append_ ? "append" : "modify", conn->peer(),
                        st.ToString());
         Count(false);
-        // Answered once a small body is read (see upload.cc); a big one at once, closing.
-        if (body_len_ - prefix_.size() > (16u << 20)) return conn->ReplyStatus(st);
+        if (head_.rest() > kDrainMax) return conn->ReplyStatus(st);
         failed_ = st;
-        draining_ = true;
+        draining_ = true;  // answered once the (small) body is read
       }
     }
     if (draining_) return last ? conn->ReplyStatus(failed_) : conn->ContinueBody();
@@ -186,10 +174,11 @@ class ChangeStream : public net::BodyStream {
 
  private:
   Status Start() {
-    uint64_t offset = append_ ? 0 : proto::GetU64(prefix_.data() + 8);
-    uint64_t size = proto::GetU64(prefix_.data() + (append_ ? 8 : 16));
-    std::string name = prefix_.substr(fixed_);
-    if (size != body_len_ - prefix_.size()) {
+    const std::string& head = head_.bytes();
+    uint64_t offset = append_ ? 0 : proto::GetU64(head.data() + 8);
+    uint64_t size = proto::GetU64(head.data() + (append_ ? 8 : 16));
+    std::string name = head_.name();
+    if (size != head_.rest()) {
       return Status::InvalidArgument("size does not match the body length");
     }
     if (static_cast<int64_t>(offset) < 0) return Status::InvalidArgument("negative offset");
@@ -207,10 +196,8 @@ class ChangeStream : public net::BodyStream {
   void Count(bool ok) { s_->Count(append_ ? proto::kCntAppend : proto::kCntModify, ok); }
 
   StorageServer* s_;
-  uint64_t body_len_;
   bool append_;
-  size_t fixed_;
-  std::string prefix_;
+  RequestHead head_;
   std::shared_ptr<ChangeJob> job_;
   StorePath* path_ = nullptr;
   bool draining_ = false;

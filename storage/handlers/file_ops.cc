@@ -80,7 +80,7 @@ void QueryInfo(StorageServer* s, const ConnectionPtr& conn, const FrameHeader& h
     // its master's, so its CRC32 is computed too.
     uint64_t ctime = fid.IsAppender() ? static_cast<uint64_t>(st.st_mtime) : fid.fields.create_time;
     uint32_t crc32 = fid.fields.crc32;
-    if ((fid.IsAppender() || fid.IsSlave()) && !(flags & 1)) {
+    if (!fid.NamePinsContent() && !(flags & 1)) {
       uint64_t size = 0;
       Status c = FileSizeAndCrc(full, &size, &crc32);
       if (!c.ok()) return conn->PostReply(c.code() == StatusCode::kNotFound ? ENOENT : EIO);

@@ -45,7 +45,7 @@ Result<proto::ListFilesReply> ListFiles(StorageServer* s, StorePath* p,
         auto id = proto::ParseRemoteName(s->config().group_name, f.name);
         if (!id.ok()) {
           f.intact = false;
-        } else if (id->IsAppender() || id->IsSlave()) {
+        } else if (!id->NamePinsContent()) {
           uint64_t size = 0;
           f.has_crc = FileSizeAndCrc(full, &size, &f.crc).ok();
           if (f.has_crc) f.size = size;
@@ -123,7 +123,7 @@ Status Repair(StorageServer* s, StorePath* p, const proto::FileId& id, const std
     crc = Crc32Update(crc, buf.data(), n);
     left -= n;
   }
-  if (!id.IsAppender() && !id.IsSlave() &&
+  if (id.NamePinsContent() &&
       (crc != id.fields.crc32 || h.body_len != proto::SizeFromWord(id.fields.size_word))) {
     return Status::Corruption("the peer's copy does not match its file ID either:", name);
   }

@@ -51,10 +51,15 @@ bool HasTombstone(StorageServer* s, const std::string& name) {
 // changed at the same size.
 bool GoodCopy(StorePath* p, const proto::FileId& id, const std::string& full, uint64_t size) {
   if (id.IsAppender()) return false;
-  if (id.InTrunk()) return StorageServer::HasFile(p, id);  // its slot holds exactly this file
+  if (id.InTrunk()) {
+    // Its slot holds exactly this file (checked against its CRC32 if not yet since a crash).
+    auto opened = StorageServer::OpenFile(p, id);
+    if (opened.ok()) close(opened->fd);
+    return opened.ok();
+  }
   struct stat st;
   if (stat(full.c_str(), &st) != 0 || static_cast<uint64_t>(st.st_size) != size) return false;
-  if (id.IsTrunk() || id.IsSlave()) return true;
+  if (!id.NamePinsContent()) return true;  // a slave: its name has the master's CRC32
   return StorePath::FileMatches(full, size, id.fields.crc32);
 }
 
@@ -107,7 +112,7 @@ class CreateJob {
   Status Finish() {
     if (keep_) {
       if (written_ != h_.data_len) return Status::InvalidArgument("record body too short");
-      if (!id_.IsAppender() && !id_.IsSlave() &&
+      if (id_.NamePinsContent() &&
           (crc_ != id_.fields.crc32 || written_ != proto::SizeFromWord(id_.fields.size_word))) {
         // The sender's copy is damaged: sending it again would not help. The record counts as
         // applied without the file; `depot fsck --repair` copies a good one when some member
@@ -197,6 +202,8 @@ class RangeJob {
       : s_(s), p_(p), id_(std::move(id)), h_(h), name_(id_.RemoteName()),
         full_(p->FullPath(id_.RelativePath())) {}
   ~RangeJob() { StorePath::Discard(&spool_); }
+
+  Status Prepare() { return Status::OK(); }  // the spool is made by the first Write
 
   Status Write(const std::string& data) {
     if (spool_.fd < 0) {
@@ -325,37 +332,10 @@ class RecordStream : public net::BodyStream {
           conn->PostReply(0);
         });
         return;
-      case Mode::kRange: {
-        auto job = range_;
-        path_->writer().Submit([job, conn, chunk = std::move(chunk), last] {
-          Status st = chunk.empty() ? Status::OK() : job->Write(chunk);
-          if (st.ok() && last) st = job->Finish();
-          if (!st.ok()) {
-            DEPOT_LOG_WARN("sync change from {}: {}", conn->peer(), st.ToString());
-            return conn->PostReplyAndClose(proto::StatusToWire(st));
-          }
-          if (last) return conn->PostReply(0);
-          conn->ContinueBody();
-        });
-        return;
-      }
-      case Mode::kCreate: {
-        bool first = !prepared_;
-        prepared_ = true;
-        auto job = job_;
-        path_->writer().Submit([job, conn, first, chunk = std::move(chunk), last] {
-          Status st = first ? job->Prepare() : Status::OK();
-          if (st.ok() && !chunk.empty()) st = job->Write(chunk);
-          if (st.ok() && last) st = job->Finish();
-          if (!st.ok()) {
-            DEPOT_LOG_WARN("sync create from {}: {}", conn->peer(), st.ToString());
-            return conn->PostReplyAndClose(proto::StatusToWire(st));
-          }
-          if (last) return conn->PostReply(0);
-          conn->ContinueBody();
-        });
-        return;
-      }
+      case Mode::kRange:
+        return SubmitChunk(range_, conn, std::move(chunk), last, "change");
+      case Mode::kCreate:
+        return SubmitChunk(job_, conn, std::move(chunk), last, "create");
     }
   }
 
@@ -371,6 +351,27 @@ class RecordStream : public net::BodyStream {
 
  private:
   enum class Mode { kSkip, kCreate, kMeta, kDelete, kRange };
+  // Hands one chunk of a record's bytes to its job on a writer thread (Prepare before the
+  // first, Finish after the last), then asks for the next chunk, answers the record, or refuses
+  // it and closes the connection.
+  template <typename Job>
+  void SubmitChunk(const std::shared_ptr<Job>& job, const ConnectionPtr& conn, std::string chunk,
+                   bool last, const char* what) {
+    bool first = !prepared_;
+    prepared_ = true;
+    path_->writer().Submit([job, conn, first, chunk = std::move(chunk), last, what] {
+      Status st = first ? job->Prepare() : Status::OK();
+      if (st.ok() && !chunk.empty()) st = job->Write(chunk);
+      if (st.ok() && last) st = job->Finish();
+      if (!st.ok()) {
+        DEPOT_LOG_WARN("sync {} from {}: {}", what, conn->peer(), st.ToString());
+        return conn->PostReplyAndClose(proto::StatusToWire(st));
+      }
+      if (last) return conn->PostReply(0);
+      conn->ContinueBody();
+    });
+  }
+
   void Refuse(const ConnectionPtr& conn, const Status& s) {
     DEPOT_LOG_WARN("sync record from {} refused: {}", conn->peer(), s.ToString());
     conn->ReplyAndClose(proto::StatusToWire(s));

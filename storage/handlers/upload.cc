@@ -17,6 +17,7 @@
 #include "common/base/fs.h"
 #include "common/base/hash.h"
 #include "common/base/logging.h"
+#include "storage/handlers/request_head.h"
 #include "storage/replicator.h"
 #include "storage/storage_server.h"
 #include "storage/trunk.h"
@@ -32,8 +33,6 @@ constexpr size_t kSlavePrefix = 8 + 8 + proto::kPrefixLen + proto::kExtLen;
 
 enum class Kind { kNormal, kAppender, kSlave };
 
-// A refused request's body up to this size is read (and dropped) before the answer.
-constexpr uint64_t kDrainMax = 16 << 20;
 
 // One upload in progress. Shared between the loop (stream) and the disk threads; mu_ orders the
 // disk work of one upload when a path has several writer threads.
@@ -359,44 +358,28 @@ class UploadJob : public std::enable_shared_from_this<UploadJob> {
 class UploadStream : public net::BodyStream {
  public:
   UploadStream(StorageServer* s, uint64_t body_len, Kind kind)
-      : server_(s), body_len_(body_len), kind_(kind) {}
+      : server_(s), kind_(kind),
+        head_(kind == Kind::kSlave ? kSlavePrefix : kUploadPrefix, kind == Kind::kSlave, body_len,
+              10 + proto::kFileNameB64Len + proto::kFileSuffixLen) {}
 
   void OnChunk(const ConnectionPtr& conn, std::string chunk, bool last) override {
     if (!job_ && !draining_) {
-      size_t want = kind_ == Kind::kSlave ? kSlavePrefix : kUploadPrefix;
-      if (kind_ == Kind::kSlave && prefix_.size() >= kSlavePrefix) {
-        want += proto::GetU64(prefix_.data());  // the master's name
-      }
-      size_t take = std::min(want - prefix_.size(), chunk.size());
-      prefix_.append(chunk, 0, take);
-      chunk.erase(0, take);
-      if (kind_ == Kind::kSlave && prefix_.size() == kSlavePrefix) {
-        uint64_t master_len = proto::GetU64(prefix_.data());
-        if (master_len < 10 + proto::kFileNameB64Len + proto::kFileSuffixLen ||
-            master_len > proto::kMaxRemoteNameLen ||
-            body_len_ < kSlavePrefix + master_len) {
+      switch (head_.Take(&chunk)) {
+        case RequestHead::State::kMalformed:
           server_->Count(proto::kCntUpload, false);
           return conn->Reply(EINVAL);
-        }
-        want += master_len;
-        take = std::min(want - prefix_.size(), chunk.size());
-        prefix_.append(chunk, 0, take);
-        chunk.erase(0, take);
+        case RequestHead::State::kNeedMore:
+          return last ? conn->Reply(EINVAL) : conn->ContinueBody();
+        case RequestHead::State::kComplete:
+          break;
       }
-      if (prefix_.size() < want) {
-        if (last) return conn->Reply(EINVAL);
-        return conn->ContinueBody();
-      }
-      Status st = Start(conn);
+      Status st = Start();
       if (!st.ok()) {
         server_->Count(proto::kCntUpload, false);
         DEPOT_LOG_WARN("upload from {} refused: {}", conn->peer(), st.ToString());
-        // Answered once the body is read when it is small: a client that is still sending
-        // would otherwise get a reset instead of the status. A big body is not read for
-        // nothing: the answer goes at once and the connection closes.
-        if (body_len_ - prefix_.size() > kDrainMax) return conn->ReplyStatus(st);
+        if (head_.rest() > kDrainMax) return conn->ReplyStatus(st);
         failed_ = st;
-        draining_ = true;
+        draining_ = true;  // answered once the (small) body is read
       }
     }
     if (draining_) return last ? conn->ReplyStatus(failed_) : conn->ContinueBody();
@@ -421,11 +404,12 @@ class UploadStream : public net::BodyStream {
 
  private:
   // The prefix is complete: checks it and creates the job.
-  Status Start(const ConnectionPtr& conn) {
-    uint64_t size = proto::GetU64(prefix_.data() + (kind_ == Kind::kSlave ? 8 : 1));
+  Status Start() {
+    const std::string& head = head_.bytes();
+    uint64_t size = proto::GetU64(head.data() + (kind_ == Kind::kSlave ? 8 : 1));
     size_t ext_at = kind_ == Kind::kSlave ? 16 + proto::kPrefixLen : 9;
-    std::string ext(proto::TrimFixed(std::string_view(prefix_).substr(ext_at, proto::kExtLen)));
-    if (size != body_len_ - prefix_.size()) {
+    std::string ext(proto::TrimFixed(std::string_view(head).substr(ext_at, proto::kExtLen)));
+    if (size != head_.rest()) {
       return Status::InvalidArgument("upload: size does not match the body length");
     }
     DEPOT_RETURN_IF_ERROR(proto::ValidateExt(ext));
@@ -433,8 +417,8 @@ class UploadStream : public net::BodyStream {
     StorePath* path = nullptr;
     proto::FileId slave, master_id;
     if (kind_ == Kind::kSlave) {
-      std::string prefix(proto::TrimFixed(std::string_view(prefix_).substr(16, proto::kPrefixLen)));
-      std::string master_name = prefix_.substr(kSlavePrefix);
+      std::string prefix(proto::TrimFixed(std::string_view(head).substr(16, proto::kPrefixLen)));
+      std::string master_name = head_.name();
       DEPOT_ASSIGN_OR_RETURN(proto::FileId master,
                              proto::ParseRemoteName(server_->config().group_name, master_name));
       if (master.IsAppender()) return Status::InvalidArgument("the master is an appender file");
@@ -448,10 +432,9 @@ class UploadStream : public net::BodyStream {
         return Status::ResourceExhausted("no space left for the slave file");
       }
     } else {
-      uint8_t path_index = static_cast<uint8_t>(prefix_[0]);
+      uint8_t path_index = static_cast<uint8_t>(head[0]);
       DEPOT_ASSIGN_OR_RETURN(path, server_->PathForUpload(path_index, size));
     }
-    (void)conn;
     path->Consume(static_cast<int64_t>(size));
     job_ = std::make_shared<UploadJob>(server_, path, size, ext, kind_);
     if (kind_ == Kind::kNormal && server_->config().use_trunk_file && path->trunk()->Fits(size)) {
@@ -463,9 +446,9 @@ class UploadStream : public net::BodyStream {
   }
 
   StorageServer* server_;
-  uint64_t body_len_;
   Kind kind_;
-  std::string prefix_;
+  // Slaves: the master's name (a remote name, at least 10 + 27 + 7 characters) follows.
+  RequestHead head_;
   std::shared_ptr<UploadJob> job_;
   StorePath* path_ = nullptr;
   bool draining_ = false;

@@ -1,5 +1,6 @@
 #include "tests/harness/harness.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -420,6 +421,26 @@ std::string PatternBytes(size_t size, uint64_t seed) {
     x ^= x << 17;
     std::memcpy(out.data() + i, &x, std::min<size_t>(8, size - i));
   }
+  return out;
+}
+
+std::vector<FoundFile> FilesUnder(const std::string& dir) {
+  std::vector<FoundFile> out;
+  DIR* d = opendir(dir.c_str());
+  if (d == nullptr) return out;
+  while (dirent* e = readdir(d)) {
+    std::string n = e->d_name;
+    if (n == "." || n == "..") continue;
+    std::string p = dir + "/" + n;
+    struct stat st;
+    if (lstat(p.c_str(), &st) != 0) continue;
+    if (S_ISDIR(st.st_mode)) {
+      for (auto& f : FilesUnder(p)) out.push_back(std::move(f));
+    } else if (S_ISREG(st.st_mode)) {
+      out.push_back({p, static_cast<uint64_t>(st.st_size)});
+    }
+  }
+  closedir(d);
   return out;
 }
 

@@ -139,6 +139,13 @@ struct RunResult {
 RunResult RunProgram(const std::vector<std::string>& argv,
                      const std::vector<std::string>& extra_env = {});
 
+// Every regular file below `dir` (recursively), with its size; none when `dir` is missing.
+struct FoundFile {
+  std::string path;
+  uint64_t size = 0;
+};
+std::vector<FoundFile> FilesUnder(const std::string& dir);
+
 // Writes `size` deterministic pseudo-random bytes to `path` (streamed, not held in memory).
 Status WritePatternFile(const std::string& path, uint64_t size, uint64_t seed);
 std::string PatternBytes(size_t size, uint64_t seed);

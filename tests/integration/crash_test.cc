@@ -1,7 +1,6 @@
 // kill -9 of a storage server in the middle of 50 concurrent uploads with durable writes: after a
 // restart every acknowledged upload downloads intact and no partial file is visible (every file
 // under data/ matches the size and CRC32 its name records; tmp/ is empty).
-#include <dirent.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
@@ -18,25 +17,6 @@
 
 namespace depot::testing {
 namespace {
-
-// Every regular file below `dir` (recursively).
-void ListFiles(const std::string& dir, std::vector<std::string>* out) {
-  DIR* d = opendir(dir.c_str());
-  if (d == nullptr) return;
-  while (dirent* e = readdir(d)) {
-    std::string n = e->d_name;
-    if (n == "." || n == "..") continue;
-    std::string p = dir + "/" + n;
-    struct stat st;
-    if (lstat(p.c_str(), &st) != 0) continue;
-    if (S_ISDIR(st.st_mode)) {
-      ListFiles(p, out);
-    } else {
-      out->push_back(p);
-    }
-  }
-  closedir(d);
-}
 
 TEST(CrashTest, KillNineDuringConcurrentDurableUploadsLosesNothingAcknowledged) {
   MiniCluster cluster(ClusterOptions{.durable_writes = true});
@@ -81,7 +61,7 @@ TEST(CrashTest, KillNineDuringConcurrentDurableUploadsLosesNothingAcknowledged) 
   // No partial file is visible: every file under data/ is whole.
   std::string store = cluster.StorePath(0, 0, 0);
   std::vector<std::string> files;
-  ListFiles(store + "/data", &files);
+  for (auto& f : FilesUnder(store + "/data")) files.push_back(std::move(f.path));
   EXPECT_GE(files.size(), acked_at_kill);
   for (const auto& f : files) {
     std::string name = f.substr(f.rfind('/') + 1);
@@ -93,8 +73,7 @@ TEST(CrashTest, KillNineDuringConcurrentDurableUploadsLosesNothingAcknowledged) 
     EXPECT_EQ(content->size(), proto::SizeFromWord(id->fields.size_word)) << "partial file " << f;
     EXPECT_EQ(Crc32(*content), id->fields.crc32) << "torn file " << f;
   }
-  std::vector<std::string> tmp;
-  ListFiles(store + "/tmp", &tmp);
+  auto tmp = FilesUnder(store + "/tmp");
   EXPECT_TRUE(tmp.empty()) << "leftover temp files after restart: " << tmp.size();
   std::printf("acknowledged before kill -9: %zu, files on disk after restart: %zu\n",
               acked_at_kill, files.size());
@@ -148,7 +127,7 @@ TEST(CrashTest, ClientsHangingUpDuringTheGroupCommitCorruptNothing) {
   }
   std::string store = cluster.StorePath(0, 0, 0);
   std::vector<std::string> files;
-  ListFiles(store + "/data", &files);
+  for (auto& f : FilesUnder(store + "/data")) files.push_back(std::move(f.path));
   for (const auto& f : files) {
     auto id = proto::ParseFileId("group1/M00/" + f.substr(store.size() + 6));
     ASSERT_TRUE(id.ok()) << f;

@@ -2,7 +2,6 @@
 // back through the binary protocol and HTTP from both members of a group, deleted, their slots
 // reused; 100,000 files with a third deleted and 30,000 more stored (the trunk files do not grow);
 // kill -9 during durable trunk uploads loses no acknowledged file and damages no neighbour.
-#include <dirent.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
@@ -37,31 +36,13 @@ struct DiskUse {
   uint64_t data_files = 0;  // files of their own under data/
 };
 
-void Walk(const std::string& dir, const std::function<void(const std::string&, const struct stat&)>& fn) {
-  DIR* d = opendir(dir.c_str());
-  if (d == nullptr) return;
-  while (dirent* e = readdir(d)) {
-    std::string n = e->d_name;
-    if (n == "." || n == "..") continue;
-    std::string p = dir + "/" + n;
-    struct stat st;
-    if (lstat(p.c_str(), &st) != 0) continue;
-    if (S_ISDIR(st.st_mode)) {
-      Walk(p, fn);
-    } else {
-      fn(p, st);
-    }
-  }
-  closedir(d);
-}
-
 DiskUse Measure(const std::string& store) {
   DiskUse u;
-  Walk(store + "/trunk", [&](const std::string&, const struct stat& st) {
+  for (const auto& f : FilesUnder(store + "/trunk")) {
     u.trunk_files++;
-    u.trunk_bytes += static_cast<uint64_t>(st.st_size);
-  });
-  Walk(store + "/data", [&](const std::string&, const struct stat&) { u.data_files++; });
+    u.trunk_bytes += f.size;
+  }
+  u.data_files = FilesUnder(store + "/data").size();
   return u;
 }
 
@@ -339,6 +320,9 @@ TEST(TrunkCrashTest, KillNineDuringTrunkWritesLosesNothingAcknowledged) {
   {
     std::lock_guard<std::mutex> l(mu);
     snapshot = acked;
+  }
+  for (const auto& [id, data] : snapshot) {
+    ASSERT_TRUE(proto::ParseFileId(id)->InTrunk()) << "not a trunk file: " << id;
   }
   EXPECT_EQ(CountBad(cluster.storage(0, 0), snapshot, 4), 0)
       << "acknowledged trunk files lost or damaged by the crash";
