@@ -403,6 +403,28 @@ Result<std::string> Client::UploadBuffer(std::string_view data, const UploadOpti
   return impl_->Upload(opts, data.size(), BufferSender(data));
 }
 
+Result<std::string> Client::UploadStream(uint64_t size, const ReadFn& read,
+                                         const UploadOptions& opts) {
+  return impl_->Upload(opts, size, [&](BlockingConn& c) -> Status {
+    std::string buf(kChunk, '\0');
+    uint64_t sent = 0;
+    while (sent < size) {
+      size_t want = static_cast<size_t>(std::min<uint64_t>(kChunk, size - sent));
+      Result<size_t> n = read(buf.data(), want);
+      if (!n.ok() || *n == 0 || *n > want) {
+        // The storage server would wait for the rest of the body: this connection is done.
+        c.MarkBroken();
+        if (!n.ok()) return n.status();
+        return Status::InvalidArgument("upload source ended early:",
+                                       std::to_string(sent) + " of " + std::to_string(size));
+      }
+      DEPOT_RETURN_IF_ERROR(c.SendAll(buf.data(), *n));
+      sent += *n;
+    }
+    return Status::OK();
+  });
+}
+
 Result<std::string> Client::UploadAppenderFile(const std::string& path, const UploadOptions& opts,
                                                const ProgressFn& progress) {
   LocalFile f;
@@ -480,8 +502,14 @@ Result<std::string> SlaveFileId(const std::string& master_id, const std::string&
   return m.ToString();
 }
 
-Status Client::DownloadToFd(const std::string& file_id, int fd, uint64_t offset, uint64_t length,
-                            const ProgressFn& progress) {
+Status Client::DownloadToSink(const std::string& file_id, uint64_t offset, uint64_t length,
+                              const SinkFn& sink) {
+  return DownloadSized(file_id, offset, length,
+                       [&](const char* data, size_t n, uint64_t) { return sink(data, n); });
+}
+
+Status Client::DownloadSized(const std::string& file_id, uint64_t offset, uint64_t length,
+                             const SizedSink& sink) {
   DEPOT_ASSIGN_OR_RETURN(ParsedId p, Parse(file_id));
   DEPOT_ASSIGN_OR_RETURN(StorageNode node, impl_->QueryFile(p, proto::kTrackerQueryFetchOne));
   std::string body;
@@ -506,17 +534,29 @@ Status Client::DownloadToFd(const std::string& file_id, int fd, uint64_t offset,
     while (got < h.body_len) {
       size_t n = static_cast<size_t>(std::min<uint64_t>(kChunk, h.body_len - got));
       DEPOT_RETURN_IF_ERROR(c.RecvExact(buf.data(), n));
-      Status w = WriteAll(fd, buf.data(), n, "download destination");
+      got += n;
+      Status w = sink(buf.data(), n, h.body_len);
       if (!w.ok()) {
         c.MarkBroken();
         return w;
       }
-      got += n;
-      if (progress) progress(got, h.body_len);
     }
-    if (progress && h.body_len == 0) progress(0, 0);
     return Status::OK();
   });
+}
+
+Status Client::DownloadToFd(const std::string& file_id, int fd, uint64_t offset, uint64_t length,
+                            const ProgressFn& progress) {
+  uint64_t done = 0;
+  Status s = DownloadSized(file_id, offset, length,
+                           [&](const char* data, size_t n, uint64_t total) -> Status {
+                             DEPOT_RETURN_IF_ERROR(WriteAll(fd, data, n, "download destination"));
+                             done += n;
+                             if (progress) progress(done, total);
+                             return Status::OK();
+                           });
+  if (s.ok() && progress && done == 0) progress(0, 0);
+  return s;
 }
 
 Status Client::DownloadToFile(const std::string& file_id, const std::string& path,

@@ -14,7 +14,11 @@
 # storage's storage.conf (doc/nginx.md), and nginx itself writes DIR/nginx-<n>/nginx.pid (the
 # master's pid), which `down` uses as it uses the daemons' pid files.
 #
-# Not built yet, so skipped: depot-dhtd (--dht) and depot-opsd (--opsd).
+# With --opsd, depot-opsd (the ops API) runs in DIR/opsd-1/ on $HOST, port base+500, once every
+# storage is ACTIVE: its files go to the cluster through the trackers. Its superuser `admin` gets a
+# password generated here, kept in opsd.conf (mode 600) and in cluster.env for scripts and tests.
+#
+# Not built yet, so skipped: depot-dhtd (--dht).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -31,24 +35,25 @@ usage: scripts/cluster.sh up|down|status|restart|add-storage [options]
 A local Depot cluster on loopback addresses: trackers on $HOST, storage n (counting every group,
 from 0) on 127.0.0.(1+n) as bind_addr and advertise_address, since replication tells a file's
 source member by the IPv4 address in its file ID. Each daemon has its own folder
-DIR/<role>-<n>/ (tracker-1, storage-group1-2) with its config, data, log and a pid file. In
-front of storage n runs an nginx (DIR/nginx-<n>/, on the storage's address): it serves the
-storage's files straight from disk over HTTP and falls back to the storage's own HTTP port for
-a file not there yet (doc/nginx.md). Each storage's http_advertise_port is its nginx's port, so
-redirects between members and \`depot url\` lead to nginx.
+DIR/<role>-<n>/ (tracker-1, storage-group1-2, opsd-1) with its config, data, log and a pid
+file. In front of storage n runs an nginx (DIR/nginx-<n>/, on the storage's address): it serves
+the storage's files straight from disk over HTTP and falls back to the storage's own HTTP port
+for a file not there yet (doc/nginx.md). Each storage's http_advertise_port is its nginx's port,
+so redirects between members and \`depot url\` lead to nginx. With --opsd, depot-opsd (the ops
+API, DIR/opsd-1/) runs on $HOST and keeps its files in the cluster.
 
 commands:
   up       generate configs and start a fresh cluster; returns when every daemon is ready, every
            storage is ACTIVE on every tracker and the members of each group have their push
            sessions to each other connected; writes DIR/cluster.env. Refuses when DIR has running
            daemons; the folders of a stopped cluster in DIR are removed first (use restart to keep
-           them).
+           them). With --opsd, opsd starts last, once every storage is ACTIVE.
   down     stop the daemons and nginx of DIR (SIGTERM, SIGKILL after $((STOP_TIMEOUT_MS / 1000)) s) and remove
            their pid files; data and logs stay.
   status   show which daemons and nginx run, then \`depot status\`. Exit 0 when all run, 1
            otherwise.
   restart  start every daemon and nginx of DIR that is not running, with its existing config and
-           data.
+           data (opsd last, once every storage is ACTIVE).
   add-storage
            add one fresh member to group --group G of the running cluster in DIR (the next
            storage number, address and ports; the trackers and secret of DIR). It starts empty,
@@ -66,7 +71,8 @@ options:
   --base-port P     first port (default 21000)                    [up]
                       trackers P+0.., storages P+100.., metrics P+200..,
                       nginx P+300.. (storage n: P+300+n on the storage's address),
-                      storages' own HTTP ports P+400.. (storage n: P+400+n)
+                      storages' own HTTP ports P+400.. (storage n: P+400+n),
+                      opsd P+500 (its API, /healthz and /metrics)
                     add-storage takes P, the trackers and the secret from DIR's configs, and
                     durable_writes, replication, write_quorum and the trunk settings from an
                     existing member of the group unless given; the HTTP token settings always
@@ -89,7 +95,8 @@ options:
   --no-nginx        no nginx in front of the storages; with restart and add-storage: do not
                     start any                                     [up, restart, add-storage]
   --dht N           dht nodes (not built yet: skipped with a note)
-  --opsd            start opsd (not built yet: skipped with a note)
+  --opsd            start depot-opsd, the ops API, in DIR/opsd-1/ on $HOST:P+500, with
+                    superuser admin and a generated password (in cluster.env)  [up]
   -h, --help        this help
 
 environment:
@@ -107,17 +114,22 @@ files in DIR:
                     by depot fsck), DEPOT_HTTP=127.0.0.N:port,... (every nginx, in storage
                     order; empty with --no-nginx), DEPOT_STORAGE_HTTP=127.0.0.N:port,... (every
                     storage's own HTTP address) and DEPOT_HTTP_SECRET= (the http_secret with
-                    --http-token, else empty);
+                    --http-token, else empty); with opsd also DEPOT_OPSD=http://$HOST:port,
+                    DEPOT_OPSD_USER=admin and DEPOT_OPSD_PASSWORD= (its first password, from
+                    opsd-1/opsd.conf); mode 600;
                     load it with: set -a; . DIR/cluster.env; set +a
   <role>-<n>/       <role>.conf, <role>.log (daemon log), stdout.log, ready.json, pid, data
   nginx-<n>/        nginx.conf (mode 600), types.conf, depot.js, error.log, stdout.log,
                     nginx.pid, tmp/ (n: the storage's number, from 0)
+  opsd-1/           opsd.conf (mode 600: it holds the admin password), opsd.log, stdout.log,
+                    ready.json, pid, db/ (LevelDB), secret.key
 
 examples:
   scripts/cluster.sh up --trackers 2 --groups 2 --per-group 1
   build/bin/depot --trackers \$(sed -n 's/^DEPOT_TRACKERS=//p' run/cluster/cluster.env) status
   scripts/cluster.sh up --groups 1 --per-group 2 --replication sync --write-quorum 2
   scripts/cluster.sh add-storage --group 1
+  scripts/cluster.sh up --opsd; (set -a; . run/cluster/cluster.env; curl -s \$DEPOT_OPSD/healthz)
   (set -a; . run/cluster/cluster.env; build/bin/depot fsck)
   curl -sI http://\$(sed -n 's/^DEPOT_HTTP=\([^,]*\).*/\1/p' run/cluster/cluster.env)/<file ID>
   scripts/cluster.sh down
@@ -214,7 +226,7 @@ need_int --trackers "$TRACKERS" 1 100
 need_int --groups "$GROUPS_N" 1 100
 need_int --per-group "$PER_GROUP" 1 100
 need_int --dht "$DHT" 0 100
-need_int --base-port "$BASE_PORT" 1024 65036  # the highest port used is base + 499
+need_int --base-port "$BASE_PORT" 1024 65035  # the highest port used is base + 500 (opsd)
 need_int --write-quorum "$WRITE_QUORUM" 1 64
 [[ -z $TRUNK_FILE_SIZE || $TRUNK_FILE_SIZE =~ ^[0-9]+[KMG]?$ ]] ||
   die "--trunk-file-size must be a size like 64M, got '$TRUNK_FILE_SIZE'"
@@ -232,15 +244,19 @@ DIR=$(realpath -m "${DIR_ARG:-$ROOT/run/cluster}")
 # ---- daemon folders ---------------------------------------------------------------------------
 
 # Sets DIRS to the daemon folders of DIR (those holding their config), trackers first, then
-# storages, then nginx, in numeric order.
+# storages, then nginx, then opsd, in numeric order. `if`, not `[[ ]] && echo`: a loop whose last
+# test fails (no nginx-* with --no-nginx) would end the subshell under set -e and pipefail, and
+# the roles after it would be lost.
 load_dirs() {
-  local d
+  local d role
   DIRS=()
   [[ -d $DIR ]] || return 0
   mapfile -t DIRS < <(
-    for d in "$DIR"/tracker-*; do [[ -f $d/tracker.conf ]] && echo "$d"; done | sort -V
-    for d in "$DIR"/storage-*; do [[ -f $d/storage.conf ]] && echo "$d"; done | sort -V
-    for d in "$DIR"/nginx-*; do [[ -f $d/nginx.conf ]] && echo "$d"; done | sort -V
+    for role in tracker storage nginx opsd; do
+      for d in "$DIR/$role"-*; do
+        if [[ -f $d/$role.conf ]]; then echo "$d"; fi
+      done | sort -V
+    done
   )
 }
 
@@ -249,11 +265,19 @@ role_of() {
     tracker-*) echo tracker ;;
     storage-*) echo storage ;;
     nginx-*) echo nginx ;;
+    opsd-*) echo opsd ;;
     *) echo unknown ;;
   esac
 }
 
 conf_of() { echo "$1/$(role_of "$1").conf"; }
+
+# The binary of a daemon folder: depot-trackerd, depot-storaged, but depot-opsd (no "d" added).
+bin_of() {
+  local role
+  role=$(role_of "$1")
+  if [[ $role == opsd ]]; then echo "$BIN_DIR/depot-opsd"; else echo "$BIN_DIR/depot-${role}d"; fi
+}
 
 # The first value of `key` in a conf file.
 conf_value() {
@@ -375,10 +399,9 @@ show_log_tail() {
 declare -A START_SEC=()  # daemon folder -> unix time this run started it
 
 start_daemon() {
-  local d=$1 role conf bin
-  role=$(role_of "$d")
+  local d=$1 conf bin
   conf=$(conf_of "$d")
-  bin=$BIN_DIR/depot-${role}d
+  bin=$(bin_of "$d")
   rm -f "$d/ready.json"
   START_SEC[$d]=${EPOCHSECONDS}
   # setsid: the daemon gets its own session, so a Ctrl-C in this terminal does not reach it.
@@ -685,11 +708,39 @@ EOF
   } >"$d/storage.conf"
 }
 
+# write_opsd_conf DIR PORT TRACKERS PASSWORD: opsd's config, mode 600 from the start (umask in a
+# subshell) since it holds the superuser's first password. admin_password only counts at the
+# first start (an empty store); write_env reads it back for cluster.env.
+write_opsd_conf() {
+  local d=$1 port=$2 trackers=$3 password=$4 t
+  (
+    umask 077
+    {
+      cat <<EOF
+# Generated by scripts/cluster.sh up on $(date -u +%Y-%m-%dT%H:%M:%SZ); restart reuses it.
+# Every key is documented in conf/opsd.conf. admin_password is the superuser's first password,
+# used only when the store has no user yet (cluster.env carries it as DEPOT_OPSD_PASSWORD).
+bind_addr = $HOST
+port = $port
+base_path = $d
+log_file = $d/opsd.log
+log_level = info
+durable_writes = true
+admin_user = admin
+admin_password = $password
+EOF
+      for t in ${trackers//,/ }; do echo "tracker_server = $t"; done
+    } >"$d/opsd.conf"
+  )
+}
+
 # ---- commands ---------------------------------------------------------------------------------
 
+# check_binaries [EXTRA...]: the binaries every command needs, plus EXTRA (depot-opsd when the
+# cluster has or gets an opsd: a cluster without one must not need it built).
 check_binaries() {
   local b
-  for b in depot-trackerd depot-storaged depot; do
+  for b in depot-trackerd depot-storaged depot "$@"; do
     [[ -x $BIN_DIR/$b ]] || die "$BIN_DIR/$b is missing: build first (scripts/build.sh)"
   done
 }
@@ -725,6 +776,11 @@ print_summary() {
       addr=$(conf_value "$conf" bind_addr):$port
       metrics=$(conf_value "$conf" metrics_port)
     fi
+    if [[ $(role_of "$d") == opsd ]]; then
+      # opsd has no metrics_port: it serves /metrics on its API port.
+      metrics=$port
+      extra="api"
+    fi
     if [[ $(role_of "$d") == storage ]]; then
       extra="$(conf_value "$conf" group_name) $(conf_value "$conf" replication)"
       extra+="  store $(conf_value "$conf" store_path0)  http $(conf_value "$conf" http_port)"
@@ -740,7 +796,7 @@ print_summary() {
 }
 
 write_env() {
-  local trackers=$1 d secret="" base http="" storage_http="" http_secret="" nd
+  local trackers=$1 d secret="" base http="" storage_http="" http_secret="" nd od=$DIR/opsd-1
   load_dirs
   for d in "${DIRS[@]+"${DIRS[@]}"}"; do
     secret=$(conf_value "$(conf_of "$d")" cluster_secret)
@@ -757,6 +813,9 @@ write_env() {
       http_secret=$(conf_value "$d/storage.conf" http_secret)
     fi
   done
+  # Mode 600 before anything secret is in it (cat > keeps the mode of an existing file).
+  rm -f "$DIR/cluster.env.tmp"
+  (umask 077 && : >"$DIR/cluster.env.tmp")
   cat >"$DIR/cluster.env.tmp" <<EOF
 DEPOT_TRACKERS=$trackers
 DEPOT_STORAGES=$(storage_list)
@@ -765,6 +824,15 @@ DEPOT_HTTP=$http
 DEPOT_STORAGE_HTTP=$storage_http
 DEPOT_HTTP_SECRET=$http_secret
 EOF
+  # opsd's address and superuser, read back from its config so that restart and add-storage
+  # keep writing them. The password is the first one: a change through the API is not seen here.
+  if [[ -f $od/opsd.conf ]]; then
+    cat >>"$DIR/cluster.env.tmp" <<EOF
+DEPOT_OPSD=http://$(conf_value "$od/opsd.conf" bind_addr):$(conf_value "$od/opsd.conf" port)
+DEPOT_OPSD_USER=$(conf_value "$od/opsd.conf" admin_user)
+DEPOT_OPSD_PASSWORD=$(conf_value "$od/opsd.conf" admin_password)
+EOF
+  fi
   chmod 600 "$DIR/cluster.env.tmp"
   mv "$DIR/cluster.env.tmp" "$DIR/cluster.env"
 }
@@ -780,8 +848,9 @@ on_exit() {
 
 cmd_up() {
   local running i g m k d port metrics trackers="" secret
-  local -a tracker_dirs=() storage_dirs=() nginx_dirs=() ports=()
-  check_binaries
+  local -a tracker_dirs=() storage_dirs=() nginx_dirs=() ports=() extra_bins=()
+  ((OPSD == 1)) && extra_bins+=(depot-opsd)
+  check_binaries "${extra_bins[@]+"${extra_bins[@]}"}"
   ((NGINX == 1)) && check_nginx
   lock_dir
   running=$(running_daemons)
@@ -790,7 +859,6 @@ cmd_up() {
       "run 'scripts/cluster.sh down --dir $(printf '%q' "$DIR")' first"
   fi
   ((DHT > 0)) && note "--dht $DHT: depot-dhtd is not built yet; skipped"
-  ((OPSD == 1)) && note "--opsd: depot-opsd is not built yet; skipped"
 
   for port in $(seq "$BASE_PORT" $((BASE_PORT + TRACKERS - 1))) \
     $(seq $((BASE_PORT + 200)) $((BASE_PORT + 199 + TRACKERS))); do
@@ -807,6 +875,9 @@ cmd_up() {
       fi
     done
   done
+  if ((OPSD == 1)) && port_in_use "$HOST" $((BASE_PORT + 500)); then
+    die "port $((BASE_PORT + 500)) on $HOST is already in use (another cluster? pick another --base-port)"
+  fi
   if [[ $REPLICATION == sync ]] && ((WRITE_QUORUM > PER_GROUP)); then
     note "--replication sync with --write-quorum $WRITE_QUORUM and $PER_GROUP members per group:" \
       "uploads fail (status 11) until a group has $WRITE_QUORUM ACTIVE members"
@@ -859,6 +930,15 @@ cmd_up() {
     for d in "${nginx_dirs[@]}"; do start_nginx "$d"; done
   fi
   wait_active
+  # opsd last: it stores its files in the cluster, which now takes uploads.
+  if ((OPSD == 1)); then
+    d=$DIR/opsd-1
+    mkdir -p "$d"
+    write_opsd_conf "$d" $((BASE_PORT + 500)) "$trackers" \
+      "$(od -An -tx1 -N12 /dev/urandom | tr -d ' \n')"
+    start_daemon "$d"
+    wait_ready "$d"
+  fi
   write_env "$trackers"
   UP_STARTED=0
 
@@ -867,6 +947,11 @@ cmd_up() {
   echo "Environment: $DIR/cluster.env"
   echo "  DEPOT_TRACKERS=$trackers"
   ((NGINX == 1)) && echo "  DEPOT_HTTP=$(sed -n 's/^DEPOT_HTTP=//p' "$DIR/cluster.env")"
+  if ((OPSD == 1)); then
+    echo "  DEPOT_OPSD=$(sed -n 's/^DEPOT_OPSD=//p' "$DIR/cluster.env")"
+    echo "  DEPOT_OPSD_USER=$(sed -n 's/^DEPOT_OPSD_USER=//p' "$DIR/cluster.env")" \
+      "(its password: DEPOT_OPSD_PASSWORD in cluster.env)"
+  fi
   echo "Try:  $BIN_DIR/depot --trackers $trackers status"
   echo "Stop: scripts/cluster.sh down --dir $(printf '%q' "$DIR")"
 }
@@ -903,35 +988,43 @@ cmd_status() {
 }
 
 cmd_restart() {
-  local d role trackers
-  local -a started=()
-  check_binaries
+  local trackers
+  local -a extra_bins=()
+  # depot-opsd is needed only when the cluster has an opsd.
+  compgen -G "$DIR/opsd-*/opsd.conf" >/dev/null && extra_bins+=(depot-opsd)
+  check_binaries "${extra_bins[@]+"${extra_bins[@]}"}"
   load_dirs
   ((${#DIRS[@]} > 0)) || die "no cluster in $DIR (start one with: scripts/cluster.sh up --dir $DIR)"
   lock_dir
-  # Trackers first, so that restarted storages join at once; nginx last (its fallback).
-  for role in tracker storage nginx; do
-    if [[ $role == nginx ]]; then
-      restart_nginx
-      continue
-    fi
-    started=()
-    load_dirs
-    for d in "${DIRS[@]+"${DIRS[@]}"}"; do
-      [[ $(role_of "$d") == "$role" ]] || continue
-      daemon_pid "$d" >/dev/null && continue
-      rm -f "$d/pid"
-      start_daemon "$d"
-      started+=("$d")
-      note "${d##*/}: starting"
-    done
-    ((${#started[@]} > 0)) && wait_ready "${started[@]}"
-  done
+  # Trackers first, so that restarted storages join at once; nginx after them (its fallback);
+  # opsd last, as in up, once the storages it stores its files on are ACTIVE.
+  restart_daemons tracker
+  restart_daemons storage
+  restart_nginx
   wait_active
+  restart_daemons opsd
   trackers=$(tracker_list)
   write_env "$trackers"
   print_summary
   echo "Every storage is ACTIVE on every tracker. Environment: $DIR/cluster.env"
+}
+
+# restart_daemons ROLE: starts the daemons of DIR of that role that do not run, with their
+# existing configs, and waits until they are ready.
+restart_daemons() {
+  local role=$1 d
+  local -a started=()
+  load_dirs
+  for d in "${DIRS[@]+"${DIRS[@]}"}"; do
+    [[ $(role_of "$d") == "$role" ]] || continue
+    daemon_pid "$d" >/dev/null && continue
+    rm -f "$d/pid"
+    start_daemon "$d"
+    started+=("$d")
+    note "${d##*/}: starting"
+  done
+  ((${#started[@]} > 0)) && wait_ready "${started[@]}"
+  return 0
 }
 
 # restart: the nginx of DIR that do not run, with their existing configs (none with --no-nginx).

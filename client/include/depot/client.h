@@ -129,6 +129,11 @@ class Client {
   Result<std::string> UploadFile(const std::string& path, const UploadOptions& opts,
                                  const ProgressFn& progress = nullptr);
   Result<std::string> UploadBuffer(std::string_view data, const UploadOptions& opts);
+  // Uploads `size` bytes supplied by `read` (it fills up to n bytes of buf and returns how many),
+  // for bodies that arrive from elsewhere, such as an HTTP request, in bounded memory. A read
+  // error or an early end (0 before `size`) aborts the upload: nothing is stored.
+  using ReadFn = std::function<Result<size_t>(char* buf, size_t n)>;
+  Result<std::string> UploadStream(uint64_t size, const ReadFn& read, const UploadOptions& opts);
 
   // Appender files (FastDFS's): created like an upload, then changed in place. Changes go to
   // the file's source storage; each is applied whole or not at all, one at a time per file.
@@ -164,6 +169,11 @@ class Client {
   // Downloads into `path` through a temp file renamed into place when complete.
   Status DownloadToFile(const std::string& file_id, const std::string& path,
                         const ProgressFn& progress = nullptr);
+  // Hands [offset, offset+length) of the file (length 0: to the end) to `sink` piece by piece.
+  // A sink error stops the download and is returned.
+  using SinkFn = std::function<Status(const char* data, size_t n)>;
+  Status DownloadToSink(const std::string& file_id, uint64_t offset, uint64_t length,
+                        const SinkFn& sink);
   Result<std::string> DownloadToBuffer(const std::string& file_id, uint64_t offset = 0,
                                        uint64_t length = 0);
 
@@ -187,6 +197,10 @@ class Client {
  private:
   class Impl;
   explicit Client(std::unique_ptr<Impl> impl);
+  // DownloadToSink with the reply's body length passed along (for progress).
+  using SizedSink = std::function<Status(const char* data, size_t n, uint64_t total)>;
+  Status DownloadSized(const std::string& file_id, uint64_t offset, uint64_t length,
+                       const SizedSink& sink);
   std::unique_ptr<Impl> impl_;
 };
 

@@ -1,0 +1,185 @@
+#include "common/net/http_server.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+namespace depot::net {
+namespace {
+
+// A server whose handlers echo what they got, on every route mode.
+class HttpServerTest : public testing::Test {
+ protected:
+  void SetUp() override {
+    HttpServerOptions o;
+    o.port = 0;
+    o.max_body = 1000;
+    o.worker_threads = 2;
+    server_ = std::make_unique<HttpServer>(
+        o,
+        [](const http::RequestHead& h) {
+          if (h.path.rfind("/stream", 0) == 0) return RouteMode::kStream;
+          if (h.path.rfind("/worker", 0) == 0) return RouteMode::kWorker;
+          return RouteMode::kInline;
+        },
+        [](const HttpRequest& q, HttpResponse* r) {
+          r->Set(200, "text/plain", q.head.method + " " + q.head.path + " " + q.body);
+        },
+        [](HttpStream& s) {
+          // Counts the body and answers its size and a checksum.
+          uint64_t n = 0, sum = 0;
+          char buf[4096];
+          for (;;) {
+            auto got = s.ReadBody(buf, sizeof buf);
+            if (!got.ok() || *got == 0) break;
+            for (size_t i = 0; i < *got; ++i) sum += static_cast<unsigned char>(buf[i]);
+            n += *got;
+          }
+          HttpResponse r;
+          r.Set(200, "text/plain", std::to_string(n) + ":" + std::to_string(sum));
+          static_cast<void>(s.Send(r));
+        },
+        [](int status, const std::string& msg) {
+          return std::make_pair(std::string("application/json"),
+                                "{\"error\":{\"code\":\"" + std::to_string(status) +
+                                    "\",\"message\":\"" + msg + "\"}}");
+        });
+    ASSERT_TRUE(server_->Start().ok());
+  }
+  void TearDown() override { server_->Stop(); }
+
+  int Connect() {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(static_cast<uint16_t>(server_->port()));
+    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+    EXPECT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    timeval tv{10, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    return fd;
+  }
+  static void Send(int fd, const std::string& s) {
+    ASSERT_EQ(send(fd, s.data(), s.size(), MSG_NOSIGNAL), static_cast<ssize_t>(s.size()));
+  }
+  // Reads responses until `count` complete ones (Content-Length framed) arrived or EOF.
+  static std::vector<std::string> ReadResponses(int fd, int count) {
+    std::string in;
+    std::vector<std::string> out;
+    char buf[65536];
+    while (static_cast<int>(out.size()) < count) {
+      size_t end = in.find("\r\n\r\n");
+      if (end != std::string::npos) {
+        size_t cl = in.find("Content-Length: ");
+        size_t len = cl != std::string::npos && cl < end ? std::stoul(in.substr(cl + 16)) : 0;
+        if (in.size() >= end + 4 + len) {
+          out.push_back(in.substr(0, end + 4 + len));
+          in.erase(0, end + 4 + len);
+          continue;
+        }
+      }
+      ssize_t r = recv(fd, buf, sizeof buf, 0);
+      if (r <= 0) break;
+      in.append(buf, static_cast<size_t>(r));
+    }
+    return out;
+  }
+  static std::string BodyOf(const std::string& resp) {
+    return resp.substr(resp.find("\r\n\r\n") + 4);
+  }
+
+  std::unique_ptr<HttpServer> server_;
+};
+
+TEST_F(HttpServerTest, PipelinedRequestsOnEveryModeAnswerInOrder) {
+  int fd = Connect();
+  std::string big(100000, 'x');
+  Send(fd,
+       "POST /inline HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc"
+       "POST /worker HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nde\r\n0\r\n\r\n"
+       "POST /stream HTTP/1.1\r\nHost: h\r\nContent-Length: 100000\r\n\r\n" + big +
+       "GET /inline/after HTTP/1.1\r\nHost: h\r\n\r\n");
+  auto r = ReadResponses(fd, 4);
+  ASSERT_EQ(r.size(), 4u);
+  EXPECT_EQ(BodyOf(r[0]), "POST /inline abc");
+  EXPECT_EQ(BodyOf(r[1]), "POST /worker de");
+  EXPECT_EQ(BodyOf(r[2]), "100000:" + std::to_string(100000 * 'x'));
+  EXPECT_EQ(BodyOf(r[3]), "GET /inline/after ");
+  close(fd);
+}
+
+TEST_F(HttpServerTest, StreamedChunkedBodyAndKeepAliveAfterIt) {
+  int fd = Connect();
+  Send(fd, "POST /stream HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n");
+  uint64_t sum = 0;
+  for (int i = 0; i < 50; ++i) {
+    std::string piece(1000 + i, static_cast<char>('a' + i % 26));
+    for (unsigned char ch : piece) sum += ch;
+    char size[16];
+    snprintf(size, sizeof size, "%zx\r\n", piece.size());
+    Send(fd, size + piece + "\r\n");
+  }
+  Send(fd, "0\r\n\r\nGET /again HTTP/1.1\r\nHost: h\r\n\r\n");
+  auto r = ReadResponses(fd, 2);
+  ASSERT_EQ(r.size(), 2u);
+  EXPECT_EQ(BodyOf(r[0]), std::to_string(50 * 1000 + 49 * 50 / 2) + ":" + std::to_string(sum));
+  EXPECT_EQ(BodyOf(r[1]), "GET /again ");
+  close(fd);
+}
+
+TEST_F(HttpServerTest, OversizedAndMalformedRequestsGetTheErrorShapeAndClose) {
+  int fd = Connect();
+  Send(fd, "POST /inline HTTP/1.1\r\nHost: h\r\nContent-Length: 5000\r\n\r\n");
+  auto r = ReadResponses(fd, 1);
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].rfind("HTTP/1.1 413", 0), 0u) << r[0];
+  EXPECT_NE(r[0].find("Connection: close"), std::string::npos);
+  EXPECT_NE(BodyOf(r[0]).find("\"error\""), std::string::npos);
+  close(fd);
+
+  fd = Connect();
+  Send(fd, "GARBAGE\r\n\r\n");
+  r = ReadResponses(fd, 1);
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].rfind("HTTP/1.1 400", 0), 0u) << r[0];
+  close(fd);
+
+  // A chunked body over the limit on a buffered route.
+  fd = Connect();
+  Send(fd, "POST /worker HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n7d0\r\n" +
+               std::string(2000, 'z') + "\r\n0\r\n\r\n");
+  r = ReadResponses(fd, 1);
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].rfind("HTTP/1.1 413", 0), 0u) << r[0];
+  close(fd);
+}
+
+TEST_F(HttpServerTest, ExpectContinueAndHttp10) {
+  int fd = Connect();
+  Send(fd, "POST /inline HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n");
+  char buf[256];
+  ssize_t n = recv(fd, buf, sizeof buf, 0);
+  ASSERT_GT(n, 0);
+  EXPECT_EQ(std::string(buf, static_cast<size_t>(n)), "HTTP/1.1 100 Continue\r\n\r\n");
+  Send(fd, "ok");
+  auto r = ReadResponses(fd, 1);
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(BodyOf(r[0]), "POST /inline ok");
+  close(fd);
+
+  fd = Connect();
+  Send(fd, "GET /x HTTP/1.0\r\n\r\n");
+  r = ReadResponses(fd, 1);
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_NE(r[0].find("Connection: close"), std::string::npos);
+  EXPECT_EQ(recv(fd, buf, sizeof buf, 0), 0);  // closed after the answer
+  close(fd);
+}
+
+}  // namespace
+}  // namespace depot::net

@@ -1,0 +1,163 @@
+#include "opsd/store.h"
+
+#include <dirent.h>
+#include <stdlib.h>
+
+#include <gtest/gtest.h>
+
+namespace depot::opsd {
+namespace {
+
+std::string TempDir() {
+  std::string t = testing::TempDir() + "opsd_store_XXXXXX";
+  char* d = mkdtemp(t.data());
+  EXPECT_NE(d, nullptr);
+  return t;
+}
+
+TEST(StoreTest, InsertReplaceRemoveSurviveReopen) {
+  std::string dir = TempDir();
+  int64_t id = 0;
+  {
+    auto store = Store::Open(dir, true);
+    ASSERT_TRUE(store.ok()) << store.status().ToString();
+    auto users = (*store)->AddCollection("users", {"username"});
+    ASSERT_TRUE(users.ok());
+    Txn t(store->get());
+    auto d = t.Insert(*users, json{{"username", "alice"}});
+    ASSERT_TRUE(d.ok());
+    id = (**d)["id"].get<int64_t>();
+    EXPECT_EQ((**d)["version"], 1);
+    // Not visible before the commit.
+    EXPECT_EQ((*users)->Get(id), nullptr);
+    ASSERT_TRUE(t.Commit().ok());
+    EXPECT_NE((*users)->Get(id), nullptr);
+  }
+  {
+    auto store = Store::Open(dir, true);
+    ASSERT_TRUE(store.ok());
+    auto users = (*store)->AddCollection("users", {"username"});
+    ASSERT_TRUE(users.ok());
+    Doc d = (*users)->FindUnique("username", "ALICE");  // case-insensitive
+    ASSERT_NE(d, nullptr);
+    EXPECT_EQ((*d)["id"], id);
+    {
+      Txn t(store->get());
+      // Stale version: refused.
+      EXPECT_EQ(t.Replace(*users, id, json{{"username", "alice2"}}, 7).status().code(),
+                StatusCode::kBusy);
+      auto r = t.Replace(*users, id, json{{"username", "alice2"}}, 1);
+      ASSERT_TRUE(r.ok());
+      EXPECT_EQ((**r)["version"], 2);
+      ASSERT_TRUE(t.Commit().ok());
+    }
+    EXPECT_EQ((*users)->FindUnique("username", "alice"), nullptr);
+    EXPECT_NE((*users)->FindUnique("username", "alice2"), nullptr);
+    {
+      Txn t(store->get());
+      // A new record gets a new id, never a reused one.
+      auto d2 = t.Insert(*users, json{{"username", "bob"}});
+      ASSERT_TRUE(d2.ok());
+      EXPECT_GT((**d2)["id"].get<int64_t>(), id);
+      ASSERT_TRUE(t.Remove(*users, id, std::nullopt).ok());
+      ASSERT_TRUE(t.Commit().ok());
+    }
+    EXPECT_EQ((*users)->Get(id), nullptr);
+    EXPECT_EQ((*users)->size(), 1u);
+  }
+}
+
+TEST(StoreTest, UniqueFieldsClashInsideAndAcrossTransactions) {
+  auto store = Store::Open(TempDir(), false);
+  ASSERT_TRUE(store.ok());
+  auto roles = (*store)->AddCollection("roles", {"name"});
+  ASSERT_TRUE(roles.ok());
+  {
+    Txn t(store->get());
+    ASSERT_TRUE(t.Insert(*roles, json{{"name", "ops"}}).ok());
+    EXPECT_EQ(t.Insert(*roles, json{{"name", "OPS"}}).status().code(), StatusCode::kAlreadyExists);
+    ASSERT_TRUE(t.Commit().ok());
+  }
+  Txn t(store->get());
+  EXPECT_EQ(t.Insert(*roles, json{{"name", "Ops"}}).status().code(), StatusCode::kAlreadyExists);
+  // Renaming the holder frees the name within the same transaction.
+  Doc ops = (*roles)->FindUnique("name", "ops");
+  ASSERT_TRUE(t.Replace(*roles, (*ops)["id"], json{{"name", "dev"}}, std::nullopt).ok());
+  EXPECT_TRUE(t.Insert(*roles, json{{"name", "ops"}}).ok());
+}
+
+TEST(StoreTest, UncommittedTransactionChangesNothing) {
+  std::string dir = TempDir();
+  auto store = Store::Open(dir, true);
+  ASSERT_TRUE(store.ok());
+  auto c = (*store)->AddCollection("runs", {});
+  ASSERT_TRUE(c.ok());
+  {
+    Txn t(store->get());
+    ASSERT_TRUE(t.Insert(*c, json{{"kind", "x"}}).ok());
+    t.PutRaw("audit/0000000000000001", "{}");
+  }  // dropped
+  EXPECT_EQ((*c)->size(), 0u);
+  auto raw = (*store)->GetRaw("audit/0000000000000001");
+  ASSERT_TRUE(raw.ok());
+  EXPECT_FALSE(raw->has_value());
+}
+
+TEST(StoreTest, ScanBackwardNewestFirstWithCursor) {
+  auto store = Store::Open(TempDir(), false);
+  ASSERT_TRUE(store.ok());
+  {
+    Txn t(store->get());
+    for (int i = 1; i <= 5; ++i) {
+      char k[40];
+      snprintf(k, sizeof k, "audit/%016d", i);
+      t.PutRaw(k, std::to_string(i));
+    }
+    t.PutRaw("b/after", "x");
+    ASSERT_TRUE(t.Commit().ok());
+  }
+  std::vector<std::string> got;
+  ASSERT_TRUE((*store)->ScanBackward("audit/", "", [&](const std::string&, const std::string& v) {
+    got.push_back(v);
+    return true;
+  }).ok());
+  EXPECT_EQ(got, (std::vector<std::string>{"5", "4", "3", "2", "1"}));
+  got.clear();
+  ASSERT_TRUE((*store)->ScanBackward("audit/", "audit/0000000000000003",
+                                     [&](const std::string&, const std::string& v) {
+                                       got.push_back(v);
+                                       return true;
+                                     }).ok());
+  EXPECT_EQ(got, (std::vector<std::string>{"2", "1"}));
+}
+
+// Regression: sequences outside collections (audit event ids) restarted at 1 after a reopen and
+// overwrote the oldest audit events.
+TEST(StoreTest, EverySequenceContinuesAfterReopen) {
+  std::string dir = TempDir();
+  for (int round = 0; round < 2; ++round) {
+    auto store = Store::Open(dir, true);
+    ASSERT_TRUE(store.ok());
+    Txn t(store->get());
+    EXPECT_EQ(t.NextId("audit"), round * 2 + 1);
+    EXPECT_EQ(t.NextId("audit"), round * 2 + 2);
+    ASSERT_TRUE(t.Commit().ok());
+  }
+}
+
+TEST(StoreTest, CorruptRecordIsReportedAtLoad) {
+  std::string dir = TempDir();
+  {
+    auto store = Store::Open(dir, true);
+    ASSERT_TRUE(store.ok());
+    Txn t(store->get());
+    t.PutRaw("r/users/000000000001", "{not json");
+    ASSERT_TRUE(t.Commit().ok());
+  }
+  auto store = Store::Open(dir, true);
+  ASSERT_TRUE(store.ok());
+  EXPECT_EQ((*store)->AddCollection("users", {}).status().code(), StatusCode::kCorruption);
+}
+
+}  // namespace
+}  // namespace depot::opsd
