@@ -418,20 +418,16 @@ bool FilterMatches(const json& doc, const std::string& field, const std::string&
   return false;
 }
 
-bool Less(const json& a, const json& b) {
-  if (a.is_null() != b.is_null()) return a.is_null();
-  if (a.type() != b.type()) return a.type() < b.type();
-  return a < b;
-}
 
 }  // namespace
 
-json ListReply(std::vector<std::shared_ptr<const json>> docs, const ListQuery& q,
+json ListReply(const std::vector<std::shared_ptr<const json>>& docs, const ListQuery& q,
                const std::vector<std::string>& search,
                const std::function<bool(const json&)>& keep) {
-  std::vector<std::shared_ptr<const json>> hit;
-  hit.reserve(docs.size());
-  for (auto& d : docs) {
+  size_t start = static_cast<size_t>((q.page - 1) * q.size);
+  size_t total = 0;
+  json items = json::array();
+  for (const auto& d : docs) {
     bool ok = true;
     for (const auto& [f, v] : q.filters) {
       if (!FilterMatches(*d, f, v)) {
@@ -444,35 +440,18 @@ json ListReply(std::vector<std::shared_ptr<const json>> docs, const ListQuery& q
       for (const auto& f : search) {
         auto it = d->find(f);
         if (it != d->end() && it->is_string() &&
-            it->get<std::string>().find(q.q) != std::string::npos) {
+            it->get_ref<const std::string&>().find(q.q) != std::string::npos) {
           ok = true;
           break;
         }
       }
     }
     if (ok && keep && !keep(*d)) ok = false;
-    if (ok) hit.push_back(std::move(d));
+    if (!ok) continue;
+    if (total >= start && total < start + static_cast<size_t>(q.size)) items.push_back(Public(*d));
+    ++total;
   }
-  if (q.sort != "id" || q.desc) {
-    const std::string& f = q.sort;
-    std::stable_sort(hit.begin(), hit.end(), [&](const auto& a, const auto& b) {
-      static const json kNull;
-      auto ia = a->find(f);
-      auto ib = b->find(f);
-      const json& va = ia == a->end() ? kNull : *ia;
-      const json& vb = ib == b->end() ? kNull : *ib;
-      return q.desc ? Less(vb, va) : Less(va, vb);
-    });
-  }
-  json items = json::array();
-  size_t start = static_cast<size_t>((q.page - 1) * q.size);
-  for (size_t i = start; i < hit.size() && i < start + static_cast<size_t>(q.size); ++i) {
-    items.push_back(Public(*hit[i]));
-  }
-  return json{{"items", std::move(items)},
-              {"total", hit.size()},
-              {"page", q.page},
-              {"size", q.size}};
+  return json{{"items", std::move(items)}, {"total", total}, {"page", q.page}, {"size", q.size}};
 }
 
 }  // namespace depot::opsd

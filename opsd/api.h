@@ -153,8 +153,9 @@ struct ListQuery {
 Result<ListQuery> ParseListQuery(const Ctx& ctx, const std::vector<std::string>& sortable,
                                  const std::vector<std::string>& filterable,
                                  const std::vector<std::string>& extra = {});
-// Filters, sorts and pages `docs`; `keep` (may be null) drops records the caller may not see.
-json ListReply(std::vector<std::shared_ptr<const json>> docs, const ListQuery& q,
+// Filters and pages `docs`, which are already in the order the query asks for (Collection::Sorted
+// or SortDocs); `keep` (may be null) drops records the caller may not see.
+json ListReply(const std::vector<std::shared_ptr<const json>>& docs, const ListQuery& q,
                const std::vector<std::string>& search,
                const std::function<bool(const json&)>& keep);
 

@@ -1,5 +1,7 @@
 #include "opsd/api.h"
 
+#include "opsd/store.h"
+
 #include <gtest/gtest.h>
 
 namespace depot::opsd {
@@ -101,13 +103,17 @@ TEST(ListTest, FiltersSortsPagesAndHidesInternalFields) {
   q = ListQuery();
   q.filters["even"] = "true";
   q.sort = "name";
-  out = ListReply(docs, q, {"name"}, nullptr);
+  auto by_name = docs;
+  SortDocs(&by_name, "name", false);
+  out = ListReply(by_name, q, {"name"}, nullptr);
   EXPECT_EQ(out["total"], 12);
   EXPECT_EQ(out["items"][0]["name"], "u76");
   q = ListQuery();
   q.q = "u9";
   q.desc = true;
-  out = ListReply(docs, q, {"name"}, [](const json& d) { return d["id"].get<int>() != 5; });
+  auto by_id_desc = docs;
+  SortDocs(&by_id_desc, "id", true);
+  out = ListReply(by_id_desc, q, {"name"}, [](const json& d) { return d["id"].get<int>() != 5; });
   EXPECT_EQ(out["total"], 9);  // u90..u99 are ids 1..10; id 5 is dropped by `keep`
   EXPECT_EQ(out["items"][0]["id"], 10);
 }

@@ -63,6 +63,50 @@ std::vector<Doc> Collection::All() const {
   return out;
 }
 
+std::shared_ptr<const std::vector<Doc>> Collection::Sorted(const std::string& field,
+                                                          bool desc) const {
+  std::string key = (desc ? "-" : "+") + field;
+  std::vector<Doc> docs;
+  uint64_t gen = 0;
+  {
+    std::lock_guard<std::mutex> l(sort_mu_);
+    std::shared_lock r(mu_);
+    auto it = sorted_.find(key);
+    if (it != sorted_.end() && it->second.gen == gen_) return it->second.docs;
+    gen = gen_;
+    docs.reserve(docs_.size());
+    for (const auto& [id, d] : docs_) docs.push_back(d);
+  }
+  if (field != "id" || desc) SortDocs(&docs, field, desc);
+  auto out = std::make_shared<const std::vector<Doc>>(std::move(docs));
+  std::lock_guard<std::mutex> l(sort_mu_);
+  auto& slot = sorted_[key];
+  if (slot.docs == nullptr || slot.gen <= gen) slot = SortCache{gen, out};
+  return out;
+}
+
+void SortDocs(std::vector<Doc>* docs, const std::string& field, bool desc) {
+  static const json kNull;
+  auto less = [](const json& a, const json& b) {
+    if (a.is_null() != b.is_null()) return a.is_null();
+    if (a.type() != b.type()) return a.type() < b.type();
+    return a < b;
+  };
+  std::vector<std::pair<const json*, size_t>> keys;
+  keys.reserve(docs->size());
+  for (size_t i = 0; i < docs->size(); ++i) {
+    auto it = (*docs)[i]->find(field);
+    keys.emplace_back(it == (*docs)[i]->end() ? &kNull : &*it, i);
+  }
+  std::stable_sort(keys.begin(), keys.end(), [&](const auto& a, const auto& b) {
+    return desc ? less(*b.first, *a.first) : less(*a.first, *b.first);
+  });
+  std::vector<Doc> out;
+  out.reserve(docs->size());
+  for (const auto& k : keys) out.push_back((*docs)[k.second]);
+  *docs = std::move(out);
+}
+
 size_t Collection::size() const {
   std::shared_lock l(mu_);
   return docs_.size();
@@ -324,6 +368,7 @@ Status Txn::Commit() {
     } else {
       c->docs_.erase(ch.id);
     }
+    ++c->gen_;
   }
   return Status::OK();
 }

@@ -52,6 +52,9 @@ class Collection {
   Doc Get(int64_t id) const;                                    // nullptr when absent
   Doc FindUnique(const std::string& field, const std::string& value) const;  // nullptr: none
   std::vector<Doc> All() const;                                 // in id order
+  // Every record ordered by `field` (descending with `desc`; ties in id order). Cached until the
+  // collection changes, so repeated lists of a large collection do not sort again.
+  std::shared_ptr<const std::vector<Doc>> Sorted(const std::string& field, bool desc) const;
   size_t size() const;
 
  private:
@@ -66,7 +69,18 @@ class Collection {
   mutable std::shared_mutex mu_;
   std::map<int64_t, Doc> docs_;                                   // GUARDED_BY(mu_)
   std::map<std::string, std::unordered_map<std::string, int64_t>> index_;  // GUARDED_BY(mu_)
+  uint64_t gen_ = 0;                                              // GUARDED_BY(mu_)
+  struct SortCache {
+    uint64_t gen;
+    std::shared_ptr<const std::vector<Doc>> docs;
+  };
+  mutable std::mutex sort_mu_;
+  mutable std::map<std::string, SortCache> sorted_;  // GUARDED_BY(sort_mu_)
 };
+
+// Orders docs by the JSON value of `field` (missing first; descending with `desc`); ties keep
+// their order.
+void SortDocs(std::vector<Doc>* docs, const std::string& field, bool desc);
 
 class Store {
  public:

@@ -145,6 +145,32 @@ TEST(StoreTest, EverySequenceContinuesAfterReopen) {
   }
 }
 
+TEST(StoreTest, SortedViewFollowsChanges) {
+  auto store = Store::Open(TempDir(), false);
+  ASSERT_TRUE(store.ok());
+  auto c = (*store)->AddCollection("users", {});
+  ASSERT_TRUE(c.ok());
+  auto names = [&](bool desc) {
+    std::vector<std::string> out;
+    for (const Doc& d : *(*c)->Sorted("name", desc)) out.push_back((*d)["name"]);
+    return out;
+  };
+  {
+    Txn t(store->get());
+    for (const char* n : {"carol", "alice", "bob"}) ASSERT_TRUE(t.Insert(*c, json{{"name", n}}).ok());
+    ASSERT_TRUE(t.Commit().ok());
+  }
+  EXPECT_EQ(names(false), (std::vector<std::string>{"alice", "bob", "carol"}));
+  EXPECT_EQ(names(true), (std::vector<std::string>{"carol", "bob", "alice"}));
+  {
+    Txn t(store->get());
+    ASSERT_TRUE(t.Insert(*c, json{{"name", "aaron"}}).ok());
+    ASSERT_TRUE(t.Remove(*c, 1, std::nullopt).ok());  // carol
+    ASSERT_TRUE(t.Commit().ok());
+  }
+  EXPECT_EQ(names(false), (std::vector<std::string>{"aaron", "alice", "bob"}));
+}
+
 TEST(StoreTest, CorruptRecordIsReportedAtLoad) {
   std::string dir = TempDir();
   {

@@ -106,7 +106,9 @@ const std::vector<FieldSpec>& UserSpec() {
       {"superuser", FieldType::kBool},
       {"department_ids", FieldType::kIntArray, false, 64},
       {"role_ids", FieldType::kIntArray, false, 64},
-      {"password", FieldType::kString, true, 256, 8},
+      // Optional: a user without one cannot log in with a password until an admin sets it
+      // (POST /users/{id}/password), e.g. an account kept for approvals and notifications.
+      {"password", FieldType::kString, false, 256, 8},
   };
   return spec;
 }
@@ -174,7 +176,10 @@ void AddAuthRoutes(OpsdServer* s, Router* r) {
             if ((*user).value("_locked_until", int64_t{0}) > now) {
               return deny(423, "locked", "too many failed logins: the account is locked");
             }
-            bool good = VerifyPassword(password, (*user).value("_password", std::string()));
+            std::string stored = (*user).value("_password", std::string());
+            // A user without a password takes as long to refuse as any other.
+            bool good = VerifyPassword(password, stored.empty() ? DummyHash() : stored) &&
+                        !stored.empty();
             if (good && !(*user).value("active", false)) {
               return deny(403, "inactive", "the account is disabled");
             }
@@ -291,7 +296,7 @@ void AddAuthRoutes(OpsdServer* s, Router* r) {
             auto q = ParseListQuery(ctx, {"id", "name", "created_at"}, {});
             if (!Ok(resp, q.status())) return;
             int64_t me = ctx.who->user_id;
-            JsonReply(resp, 200, ListReply(s->api_tokens()->All(), *q, {"name"},
+            JsonReply(resp, 200, ListReply(*s->api_tokens()->Sorted(q->sort, q->desc), *q, {"name"},
                                            [me](const json& d) { return d["user_id"] == me; }));
           },
           nullptr});
@@ -358,9 +363,13 @@ void AddUserRoutes(OpsdServer* s, Router* r) {
             auto body = ctx.JsonBody();
             if (!Ok(resp, body.status())) return;
             if (!Ok(resp, CheckFields(*body, UserSpec(), false))) return;
-            if (!Ok(resp, CheckPassword((*body)["password"]))) return;
-            auto hash = HashPassword((*body)["password"].get<std::string>(), kPasswordIterations);
-            if (!Ok(resp, hash.status())) return;
+            std::string hash;
+            if (body->contains("password")) {
+              if (!Ok(resp, CheckPassword((*body)["password"]))) return;
+              auto h = HashPassword((*body)["password"].get<std::string>(), kPasswordIterations);
+              if (!Ok(resp, h.status())) return;
+              hash = std::move(*h);
+            }
             json u = {{"username", (*body)["username"]},
                       {"name", body->value("name", "")},
                       {"email", body->value("email", "")},
@@ -370,7 +379,7 @@ void AddUserRoutes(OpsdServer* s, Router* r) {
                       {"superuser", body->value("superuser", false)},
                       {"department_ids", body->value("department_ids", json::array())},
                       {"role_ids", body->value("role_ids", json::array())},
-                      {"_password", *hash},
+                      {"_password", hash},
                       {"_failed", 0},
                       {"_locked_until", 0}};
             Txn t(s->store());

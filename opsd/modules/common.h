@@ -37,7 +37,7 @@ inline Handler ListHandler(Collection* c, std::vector<std::string> sortable,
     auto q = ParseListQuery(ctx, sortable, filterable);
     if (!Ok(r, q.status())) return;
     auto keep = scoped_perm.empty() ? nullptr : ScopeFilter(ctx, scoped_perm);
-    JsonReply(r, 200, ListReply(c->All(), *q, search, keep));
+    JsonReply(r, 200, ListReply(*c->Sorted(q->sort, q->desc), *q, search, keep));
   };
 }
 

@@ -33,7 +33,7 @@ void AddSecretRoutes(OpsdServer* s, Router* r) {
           [s, view](Ctx& ctx, net::HttpResponse* resp) {
             auto q = ParseListQuery(ctx, {"id", "name", "created_at"}, {"kind"}, {});
             if (!Ok(resp, q.status())) return;
-            json out = ListReply(s->secrets()->All(), *q, {"name", "description"},
+            json out = ListReply(*s->secrets()->Sorted(q->sort, q->desc), *q, {"name", "description"},
                                  ScopeFilter(ctx, view));
             for (auto& item : out["items"]) item["has_value"] = true;
             JsonReply(resp, 200, out);
