@@ -55,6 +55,60 @@ bool Principal::InScope(const std::string& perm, const json& record_scope) const
   return false;
 }
 
+bool Principal::Covers(const std::string& perm, const Scope& scope) const {
+  if (superuser) return true;
+  auto it = grants.find(perm);
+  if (it == grants.end()) return false;
+  auto within = [](const std::set<std::string>& grant, const std::set<std::string>& want) {
+    if (grant.empty()) return true;
+    if (want.empty()) return false;  // unrestricted in a dimension the grant restricts
+    for (const auto& v : want) {
+      if (!grant.count(v)) return false;
+    }
+    return true;
+  };
+  for (const Scope& g : it->second) {
+    if (within(g.host_groups, scope.host_groups) && within(g.apps, scope.apps) &&
+        within(g.envs, scope.envs)) {
+      return true;
+    }
+  }
+  return false;
+}
+
+bool Principal::CoversAll(const Principal& other) const {
+  if (superuser) return true;
+  if (other.superuser) return false;
+  for (const auto& [perm, scopes] : other.grants) {
+    for (const Scope& sc : scopes) {
+      if (!Covers(perm, sc)) return false;
+    }
+  }
+  return true;
+}
+
+bool ValidUtf8(std::string_view s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    unsigned char c = static_cast<unsigned char>(s[i]);
+    size_t n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3 : (c >> 3) == 0x1e ? 4 : 0;
+    if (n == 0 || i + n > s.size()) return false;
+    uint32_t cp = n == 1 ? c : n == 2 ? (c & 0x1f) : n == 3 ? (c & 0x0f) : (c & 0x07);
+    for (size_t k = 1; k < n; ++k) {
+      unsigned char cc = static_cast<unsigned char>(s[i + k]);
+      if ((cc >> 6) != 0x2) return false;
+      cp = (cp << 6) | (cc & 0x3f);
+    }
+    // Overlong forms, surrogates and values past U+10FFFF are not UTF-8.
+    if ((n == 2 && cp < 0x80) || (n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) ||
+        (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff) {
+      return false;
+    }
+    i += n;
+  }
+  return true;
+}
+
 json Principal::PermissionsJson() const {
   json out = json::object();
   for (const auto& [perm, scopes] : grants) {
@@ -132,8 +186,44 @@ const std::string* Ctx::Query(const std::string& name) const {
   return nullptr;
 }
 
+namespace {
+
+// Deepest nesting of arrays and objects in JSON text (strings skipped), stopping past `limit`.
+int NestingDepth(std::string_view text, int limit) {
+  int depth = 0, deepest = 0;
+  bool in_string = false, escaped = false;
+  for (char ch : text) {
+    if (in_string) {
+      if (escaped) {
+        escaped = false;
+      } else if (ch == '\\') {
+        escaped = true;
+      } else if (ch == '"') {
+        in_string = false;
+      }
+      continue;
+    }
+    if (ch == '"') {
+      in_string = true;
+    } else if (ch == '[' || ch == '{') {
+      deepest = std::max(deepest, ++depth);
+      if (deepest > limit) return deepest;
+    } else if (ch == ']' || ch == '}') {
+      --depth;
+    }
+  }
+  return deepest;
+}
+
+}  // namespace
+
 Result<json> Ctx::JsonBody() const {
   if (body == nullptr || body->empty()) return Status::InvalidArgument("a JSON object body is required");
+  // Deep nesting is refused before parsing: serialising and copying such a document recurse.
+  constexpr int kMaxDepth = 32;
+  if (NestingDepth(*body, kMaxDepth) > kMaxDepth) {
+    return Status::InvalidArgument("JSON nested deeper than", std::to_string(kMaxDepth));
+  }
   json j = json::parse(*body, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) return Status::InvalidArgument("malformed JSON body");
   if (!j.is_object()) return Status::InvalidArgument("the body must be a JSON object");

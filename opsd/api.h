@@ -52,6 +52,15 @@ struct Principal {
   // True when some grant of `perm` covers a record with `scope` (a JSON object with optional
   // host_groups / apps / envs arrays). A restricted dimension needs an overlap.
   bool InScope(const std::string& perm, const json& record_scope) const;
+  // Stricter, for writes and grants: some grant of `perm` contains `scope` whole (each
+  // restricted dimension of the grant holds every value of that dimension of `scope`, and the
+  // scope names at least one).
+  bool Covers(const std::string& perm, const Scope& scope) const;
+  bool Covers(const std::string& perm, const json& record_scope) const {
+    return Covers(perm, Scope::FromJson(record_scope));
+  }
+  // Everything `other` may do, this principal may do too (for changes of another account).
+  bool CoversAll(const Principal& other) const;
   json PermissionsJson() const;
 };
 
@@ -158,6 +167,9 @@ Result<ListQuery> ParseListQuery(const Ctx& ctx, const std::vector<std::string>&
 json ListReply(const std::vector<std::shared_ptr<const json>>& docs, const ListQuery& q,
                const std::vector<std::string>& search,
                const std::function<bool(const json&)>& keep);
+
+// True when `s` is well-formed UTF-8 (what JSON strings and the audit log can hold).
+bool ValidUtf8(std::string_view s);
 
 // Short digest of a record for the audit log ("" for none).
 std::string Digest(const json* doc);

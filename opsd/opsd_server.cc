@@ -1,6 +1,8 @@
 #include "opsd/opsd_server.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <strings.h>
 
@@ -94,13 +96,13 @@ Status OpsdServer::Start() {
   DEPOT_ASSIGN_OR_RETURN(SecretBox box, SecretBox::LoadOrCreate(cfg_.secret_key_file));
   box_ = std::make_unique<SecretBox>(std::move(box));
   DEPOT_ASSIGN_OR_RETURN(store_, Store::Open(cfg_.db_path, cfg_.durable_writes));
-  DEPOT_ASSIGN_OR_RETURN(users_, store_->AddCollection("users", {"username"}));
-  DEPOT_ASSIGN_OR_RETURN(departments_, store_->AddCollection("departments", {"name"}));
-  DEPOT_ASSIGN_OR_RETURN(roles_, store_->AddCollection("roles", {"name"}));
+  DEPOT_ASSIGN_OR_RETURN(users_, store_->AddCollection("users", {"username"}, {"username"}));
+  DEPOT_ASSIGN_OR_RETURN(departments_, store_->AddCollection("departments", {"name"}, {"name"}));
+  DEPOT_ASSIGN_OR_RETURN(roles_, store_->AddCollection("roles", {"name"}, {"name"}));
   DEPOT_ASSIGN_OR_RETURN(delegations_, store_->AddCollection("delegations", {}));
   DEPOT_ASSIGN_OR_RETURN(sessions_, store_->AddCollection("sessions", {"_token_hash"}));
   DEPOT_ASSIGN_OR_RETURN(api_tokens_, store_->AddCollection("api_tokens", {"_token_hash"}));
-  DEPOT_ASSIGN_OR_RETURN(secrets_, store_->AddCollection("secrets", {"name"}));
+  DEPOT_ASSIGN_OR_RETURN(secrets_, store_->AddCollection("secrets", {"name"}, {"name"}));
   DEPOT_ASSIGN_OR_RETURN(files_, store_->AddCollection("files", {"file_id"}));
   DEPOT_ASSIGN_OR_RETURN(runs_, store_->AddCollection("runs", {}));
   DEPOT_RETURN_IF_ERROR(Bootstrap());
@@ -144,7 +146,10 @@ Status OpsdServer::Start() {
   ho.io_timeout = cfg_.io_timeout;
   ho.max_connections = cfg_.max_connections;
   http_ = std::make_unique<net::HttpServer>(
-      ho, [this](const net::http::RequestHead& h) { return Classify(h); },
+      ho,
+      [this](const net::http::RequestHead& h, net::HttpResponse* reject) {
+        return Classify(h, reject);
+      },
       [this](const net::HttpRequest& q, net::HttpResponse* r) { Handle(q, r); },
       [this](net::HttpStream& s) { HandleStream(s); },
       [](int status, const std::string& message) {
@@ -187,8 +192,13 @@ Status OpsdServer::Bootstrap() {
     generated_password_ = password;
     // Written once, readable by the owner only; never logged.
     std::string path = cfg_.base_path + "/initial-admin-password";
-    DEPOT_RETURN_IF_ERROR(WriteFileAtomic(path, password + "\n", true));
-    if (chmod(path.c_str(), 0600) != 0) return Status::FromErrno(errno, "chmod", path);
+    int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0) return Status::FromErrno(errno, "create", path);
+    std::string line = password + "\n";
+    Status w = WriteAll(fd, line.data(), line.size(), path);
+    if (w.ok() && (fchmod(fd, 0600) != 0 || fsync(fd) != 0)) w = Status::FromErrno(errno, "sync", path);
+    close(fd);
+    DEPOT_RETURN_IF_ERROR(w);
   }
   DEPOT_ASSIGN_OR_RETURN(std::string hash, HashPassword(password, kPasswordIterations));
   Txn t(store_.get());
@@ -220,8 +230,9 @@ Status OpsdServer::CommitAudited(Txn& t, Ctx& ctx, const json* before, const jso
                 {"actor_id", ctx.who ? ctx.who->user_id : 0},
                 {"action", ctx.action},
                 {"resource", ctx.resource},
+                {"method", ctx.head ? ctx.head->method : ""},
+                {"path", ctx.head ? ctx.head->path : ""},
                 {"result", "ok"},
-                {"status", 200},
                 {"ip", ctx.ip},
                 {"before", Digest(before)},
                 {"after", Digest(after)}};
@@ -242,6 +253,8 @@ void OpsdServer::AuditFailure(Ctx& ctx, const std::string& result, int status) {
                 {"actor_id", ctx.who ? ctx.who->user_id : 0},
                 {"action", ctx.action},
                 {"resource", ctx.resource},
+                {"method", ctx.head ? ctx.head->method : ""},
+                {"path", ctx.head ? ctx.head->path : ""},
                 {"result", result},
                 {"status", status},
                 {"ip", ctx.ip},
@@ -274,7 +287,7 @@ std::shared_ptr<const Principal> OpsdServer::PrincipalFor(const json& user, cons
       Scope scope = Scope::FromJson((*role)["scopes"]);
       for (const auto& perm : (*role)["permissions"]) {
         std::string code = perm.get<std::string>();
-        if (only && !only->empty() && !only->count(code)) continue;
+        if (only && !only->count(code)) continue;  // a delegation lists what it passes on
         p->grants[code].push_back(scope);
       }
     }
@@ -355,11 +368,27 @@ void OpsdServer::CountFileBytes(const std::string& direction, uint64_t n) {
 
 // ---- request flow ----
 
-net::RouteMode OpsdServer::Classify(const net::http::RequestHead& head) {
+net::RouteMode OpsdServer::Classify(const net::http::RequestHead& head,
+                                     net::HttpResponse* reject) {
   std::map<std::string, std::string> params;
   bool known = false;
   const Route* r = router_.Match(head.method, head.path, &params, &known);
-  return r ? r->mode : net::RouteMode::kInline;
+  if (r == nullptr) return net::RouteMode::kInline;  // answered 404/405 by Handle
+  if (r->mode == net::RouteMode::kStream) {
+    // Streams are checked here, on the loop, from the head alone: a client without the right
+    // token never gets a worker, and its body is never read.
+    Ctx ctx;
+    ApiError err;
+    Admit(head, "", &ctx, &err);
+    if (err.status != 0) {
+      ErrorReply(reject, err);
+      return net::RouteMode::kReject;
+    }
+    return net::RouteMode::kStream;
+  }
+  // Changes are synced to disk (and may wait for the store's write lock): never on a loop.
+  if (IsMutation(r->method)) return net::RouteMode::kWorker;
+  return r->mode;
 }
 
 const Route* OpsdServer::Admit(const net::http::RequestHead& head, const std::string& ip, Ctx* ctx,
@@ -429,7 +458,10 @@ void OpsdServer::Finish(const Route* route, Ctx& ctx, int status, double seconds
   c->Increment();
   h->Observe(seconds);
   // Every mutation leaves an audit event; handlers that committed wrote theirs with the change.
-  if (route && IsMutation(route->method) && !ctx.audited && !route->action.empty()) {
+  // A request without a valid token has no actor: it is counted (metrics), not written, so that
+  // anonymous clients cannot fill the audit log. Failed logins are written.
+  bool anonymous = status == 401 && ctx.result.empty();
+  if (route && IsMutation(route->method) && !ctx.audited && !route->action.empty() && !anonymous) {
     std::string result = !ctx.result.empty() ? ctx.result
                          : status < 400    ? "ok"
                          : status == 401   ? "unauthenticated"
@@ -476,7 +508,13 @@ void OpsdServer::HandleStream(net::HttpStream& s) {
     static_cast<void>(s.Send(resp));
     status = err.status;
   } else {
-    r->stream(ctx, s);
+    try {
+      r->stream(ctx, s);
+    } catch (const std::exception& e) {
+      // As in Handle(): a bug, not bad input. The connection closes if a body was under way.
+      DEPOT_LOG_ERROR("{} {}: {}", s.head().method, s.head().path, e.what());
+      ctx.status = 500;
+    }
     status = ctx.status != 0 ? ctx.status : s.head_sent() ? 200 : 500;
   }
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

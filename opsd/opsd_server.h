@@ -82,7 +82,7 @@ class OpsdServer {
   void CountFileBytes(const std::string& direction, uint64_t n);
 
  private:
-  net::RouteMode Classify(const net::http::RequestHead& head);
+  net::RouteMode Classify(const net::http::RequestHead& head, net::HttpResponse* reject);
   void Handle(const net::HttpRequest& req, net::HttpResponse* resp);
   void HandleStream(net::HttpStream& s);
   // Route lookup, query parsing, authentication and the permission check; nullptr (with the

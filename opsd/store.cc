@@ -28,10 +28,12 @@ std::string IdKey(const std::string& collection, int64_t id) {
 
 // ---- Collection ----
 
-Collection::Collection(Store* store, std::string name, std::vector<std::string> unique)
-    : store_(store), name_(std::move(name)), unique_(std::move(unique)) {}
+Collection::Collection(Store* store, std::string name, std::vector<std::string> unique,
+                       std::vector<std::string> folded)
+    : store_(store), name_(std::move(name)), unique_(std::move(unique)), folded_(std::move(folded)) {}
 
-std::string Collection::Fold(const std::string& v) {
+std::string Collection::Fold(const std::string& field, const std::string& v) const {
+  if (std::find(folded_.begin(), folded_.end(), field) == folded_.end()) return v;
   std::string out = v;
   for (char& ch : out) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
   return out;
@@ -49,7 +51,7 @@ Doc Collection::FindUnique(const std::string& field, const std::string& value) c
   std::shared_lock l(mu_);
   auto f = index_.find(field);
   if (f == index_.end()) return nullptr;
-  auto it = f->second.find(Fold(value));
+  auto it = f->second.find(Fold(field, value));
   if (it == f->second.end()) return nullptr;
   auto d = docs_.find(it->second);
   return d == docs_.end() ? nullptr : d->second;
@@ -87,8 +89,18 @@ std::shared_ptr<const std::vector<Doc>> Collection::Sorted(const std::string& fi
 
 void SortDocs(std::vector<Doc>* docs, const std::string& field, bool desc) {
   static const json kNull;
+  // Numbers compare as numbers whatever their JSON kind: a value set in this process is a signed
+  // integer, the same value read back from LevelDB an unsigned one.
   auto less = [](const json& a, const json& b) {
     if (a.is_null() != b.is_null()) return a.is_null();
+    if (a.is_number() && b.is_number()) {
+      if (a.is_number_float() || b.is_number_float()) return a.get<double>() < b.get<double>();
+      auto huge = [](const json& v) {
+        return v.is_number_unsigned() && v.get<uint64_t>() > uint64_t{INT64_MAX};
+      };
+      if (huge(a) || huge(b)) return huge(b) && (!huge(a) || a.get<uint64_t>() < b.get<uint64_t>());
+      return a.get<int64_t>() < b.get<int64_t>();
+    }
     if (a.type() != b.type()) return a.type() < b.type();
     return a < b;
   };
@@ -149,8 +161,9 @@ Store::~Store() {
   delete db_;
 }
 
-Result<Collection*> Store::AddCollection(const std::string& name, std::vector<std::string> unique) {
-  auto c = std::make_unique<Collection>(this, name, std::move(unique));
+Result<Collection*> Store::AddCollection(const std::string& name, std::vector<std::string> unique,
+                                         std::vector<std::string> folded) {
+  auto c = std::make_unique<Collection>(this, name, std::move(unique), std::move(folded));
   std::string prefix = "r/" + name + "/";
   Status bad;
   DEPOT_RETURN_IF_ERROR(ScanForward(prefix, [&](const std::string& key, const std::string& value) {
@@ -165,7 +178,7 @@ Result<Collection*> Store::AddCollection(const std::string& name, std::vector<st
     for (const auto& f : c->unique_) {
       auto it = d->find(f);
       if (it != d->end() && it->is_string() && !it->get<std::string>().empty()) {
-        c->index_[f][Collection::Fold(it->get<std::string>())] = id;
+        c->index_[f][c->Fold(f, it->get<std::string>())] = id;
       }
     }
     c->docs_[id] = std::move(d);
@@ -257,25 +270,25 @@ Status Txn::CheckUnique(Collection* c, int64_t id, const json& doc) const {
   for (const auto& f : c->unique_) {
     auto v = doc.find(f);
     if (v == doc.end() || !v->is_string() || v->get<std::string>().empty()) continue;
-    std::string folded = Collection::Fold(v->get<std::string>());
+    std::string folded = c->Fold(f, v->get<std::string>());
     // Pending changes of this Txn first, then the committed view.
     bool clash = false;
     bool decided = false;
     for (auto it = changes_.rbegin(); it != changes_.rend() && !decided; ++it) {
       if (it->c != c || !it->after || it->id == id) continue;
       auto o = it->after->find(f);
-      if (o != it->after->end() && o->is_string() && Collection::Fold(o->get<std::string>()) == folded) {
+      if (o != it->after->end() && o->is_string() && c->Fold(f, o->get<std::string>()) == folded) {
         clash = true;
         decided = true;
       }
     }
     if (!decided) {
-      Doc other = c->FindUnique(f, folded);
+      Doc other = c->FindUnique(f, v->get<std::string>());
       if (other && (*other)["id"].get<int64_t>() != id) {
         // Still that value after this Txn's own changes?
         Doc now = Get(c, (*other)["id"].get<int64_t>());
         auto o = now ? now->find(f) : json::const_iterator();
-        clash = now && o != now->end() && o->is_string() && Collection::Fold(o->get<std::string>()) == folded;
+        clash = now && o != now->end() && o->is_string() && c->Fold(f, o->get<std::string>()) == folded;
       }
     }
     if (clash) {
@@ -296,7 +309,7 @@ Result<Doc> Txn::Insert(Collection* c, json doc) {
   if (Get(c, id)) return Status::AlreadyExists(c->name() + " id taken:", std::to_string(id));
   DEPOT_RETURN_IF_ERROR(CheckUnique(c, id, doc));
   auto d = std::make_shared<const json>(std::move(doc));
-  batch_->Put(c->Key(id), d->dump());
+  batch_->Put(c->Key(id), d->dump(-1, ' ', false, json::error_handler_t::replace));
   changes_.push_back({c, id, nullptr, d});
   return d;
 }
@@ -316,7 +329,7 @@ Result<Doc> Txn::Replace(Collection* c, int64_t id, json doc,
   doc["updated_at"] = NowUnix();
   DEPOT_RETURN_IF_ERROR(CheckUnique(c, id, doc));
   auto d = std::make_shared<const json>(std::move(doc));
-  batch_->Put(c->Key(id), d->dump());
+  batch_->Put(c->Key(id), d->dump(-1, ' ', false, json::error_handler_t::replace));
   changes_.push_back({c, id, before, d});
   return d;
 }
@@ -352,14 +365,14 @@ Status Txn::Commit() {
       if (ch.before) {
         auto o = ch.before->find(f);
         if (o != ch.before->end() && o->is_string()) {
-          auto it = idx.find(Collection::Fold(o->get<std::string>()));
+          auto it = idx.find(c->Fold(f, o->get<std::string>()));
           if (it != idx.end() && it->second == ch.id) idx.erase(it);
         }
       }
       if (ch.after) {
         auto o = ch.after->find(f);
         if (o != ch.after->end() && o->is_string() && !o->get<std::string>().empty()) {
-          idx[Collection::Fold(o->get<std::string>())] = ch.id;
+          idx[c->Fold(f, o->get<std::string>())] = ch.id;
         }
       }
     }

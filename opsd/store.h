@@ -45,8 +45,10 @@ class Store;
 //   meta/...                        -> store settings (schema version)
 class Collection {
  public:
-  // `unique` lists fields whose non-empty string values must be unique (case-insensitive).
-  Collection(Store* store, std::string name, std::vector<std::string> unique);
+  // `unique` lists fields whose non-empty string values must be unique; those also in `folded`
+  // compare case-insensitively (names people type), the others exactly (tokens, file IDs).
+  Collection(Store* store, std::string name, std::vector<std::string> unique,
+             std::vector<std::string> folded = {});
   const std::string& name() const { return name_; }
 
   Doc Get(int64_t id) const;                                    // nullptr when absent
@@ -60,12 +62,13 @@ class Collection {
  private:
   friend class Store;
   friend class Txn;
-  static std::string Fold(const std::string& v);
+  std::string Fold(const std::string& field, const std::string& v) const;
   std::string Key(int64_t id) const;
 
   Store* store_;
   std::string name_;
   std::vector<std::string> unique_;
+  std::vector<std::string> folded_;
   mutable std::shared_mutex mu_;
   std::map<int64_t, Doc> docs_;                                   // GUARDED_BY(mu_)
   std::map<std::string, std::unordered_map<std::string, int64_t>> index_;  // GUARDED_BY(mu_)
@@ -89,7 +92,8 @@ class Store {
   ~Store();
 
   // Registers a collection and loads its records. Corruption on an unreadable record.
-  Result<Collection*> AddCollection(const std::string& name, std::vector<std::string> unique);
+  Result<Collection*> AddCollection(const std::string& name, std::vector<std::string> unique,
+                                    std::vector<std::string> folded = {});
   Collection* collection(const std::string& name) const;
 
   // Raw reads of keys outside collections (audit events).

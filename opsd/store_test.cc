@@ -21,7 +21,7 @@ TEST(StoreTest, InsertReplaceRemoveSurviveReopen) {
   {
     auto store = Store::Open(dir, true);
     ASSERT_TRUE(store.ok()) << store.status().ToString();
-    auto users = (*store)->AddCollection("users", {"username"});
+    auto users = (*store)->AddCollection("users", {"username"}, {"username"});
     ASSERT_TRUE(users.ok());
     Txn t(store->get());
     auto d = t.Insert(*users, json{{"username", "alice"}});
@@ -36,7 +36,7 @@ TEST(StoreTest, InsertReplaceRemoveSurviveReopen) {
   {
     auto store = Store::Open(dir, true);
     ASSERT_TRUE(store.ok());
-    auto users = (*store)->AddCollection("users", {"username"});
+    auto users = (*store)->AddCollection("users", {"username"}, {"username"});
     ASSERT_TRUE(users.ok());
     Doc d = (*users)->FindUnique("username", "ALICE");  // case-insensitive
     ASSERT_NE(d, nullptr);
@@ -70,7 +70,7 @@ TEST(StoreTest, InsertReplaceRemoveSurviveReopen) {
 TEST(StoreTest, UniqueFieldsClashInsideAndAcrossTransactions) {
   auto store = Store::Open(TempDir(), false);
   ASSERT_TRUE(store.ok());
-  auto roles = (*store)->AddCollection("roles", {"name"});
+  auto roles = (*store)->AddCollection("roles", {"name"}, {"name"});
   ASSERT_TRUE(roles.ok());
   {
     Txn t(store->get());
@@ -169,6 +169,34 @@ TEST(StoreTest, SortedViewFollowsChanges) {
     ASSERT_TRUE(t.Commit().ok());
   }
   EXPECT_EQ(names(false), (std::vector<std::string>{"aaron", "alice", "bob"}));
+}
+
+// Regression: file IDs and token hashes were matched case-insensitively, so a case variant of a
+// recorded file ID passed the "recorded file" check.
+TEST(StoreTest, UnfoldedUniqueFieldsMatchExactly) {
+  auto store = Store::Open(TempDir(), false);
+  ASSERT_TRUE(store.ok());
+  auto files = (*store)->AddCollection("files", {"file_id"});
+  ASSERT_TRUE(files.ok());
+  Txn t(store->get());
+  ASSERT_TRUE(t.Insert(*files, json{{"file_id", "group1/M00/00/00/AbC.txt"}}).ok());
+  EXPECT_TRUE(t.Insert(*files, json{{"file_id", "group1/M00/00/00/abc.txt"}}).ok());
+  ASSERT_TRUE(t.Commit().ok());
+  EXPECT_EQ((*files)->FindUnique("file_id", "group1/M00/00/00/ABC.txt"), nullptr);
+  EXPECT_EQ((*(*files)->FindUnique("file_id", "group1/M00/00/00/AbC.txt"))["id"], 1);
+}
+
+// Regression: numbers set in this process (signed) and read back from LevelDB (unsigned) sorted
+// by their JSON kind, not their value, after a restart.
+TEST(StoreTest, SortingMixesNumberKindsByValue) {
+  std::vector<Doc> docs = {std::make_shared<const json>(json{{"t", 5}}),
+                           std::make_shared<const json>(json::parse(R"({"t": 3})")),
+                           std::make_shared<const json>(json{{"t", uint64_t{4}}}),
+                           std::make_shared<const json>(json{{"t", -1}})};
+  SortDocs(&docs, "t", false);
+  std::vector<int64_t> got;
+  for (const Doc& d : docs) got.push_back((*d)["t"].get<int64_t>());
+  EXPECT_EQ(got, (std::vector<int64_t>{-1, 3, 4, 5}));
 }
 
 TEST(StoreTest, CorruptRecordIsReportedAtLoad) {

@@ -25,7 +25,7 @@ namespace {
 
 constexpr size_t kReadChunk = 64 << 10;
 constexpr size_t kOutHighWater = 1 << 20;  // stop reading pipelined requests past this backlog
-constexpr size_t kStreamDrainMax = 1 << 20;
+constexpr size_t kStreamDrainMax = 256 << 10;
 constexpr int kLingerSeconds = 2;
 
 int64_t NowSeconds() {
@@ -137,6 +137,7 @@ Status HttpStream::SendAll(const char* data, size_t n) {
 
 Result<size_t> HttpStream::ReadBody(char* buf, size_t max) {
   if (body_done_ || max == 0) return size_t{0};
+  body_started_ = true;
   if (head_.expect_continue && !continue_sent_ && !head_sent_) {
     continue_sent_ = true;
     static const char kContinue[] = "HTTP/1.1 100 Continue\r\n\r\n";
@@ -228,6 +229,9 @@ Status HttpStream::SendHead(int status, const HttpHeaders& headers,
       head_.keep_alive = false;  // the body ends with the connection
     }
   }
+  // An answer before the body was read (a refusal) ends the connection: the body is not drained
+  // beyond a little, so the client must not send another request on it.
+  if (!body_done_ && !body_started_ && (chunked_ || body_left_ > 0)) head_.keep_alive = false;
   if (!head_.keep_alive) h += "Connection: close\r\n";
   h += "\r\n";
   return SendAll(h.data(), h.size());
@@ -263,16 +267,23 @@ Status HttpStream::Finish() {
     DEPOT_RETURN_IF_ERROR(SendAll("0\r\n\r\n", 5));
   }
   if (out_left_ && *out_left_ != 0) broken_ = true;
-  // Whatever body the handler left unread is read and dropped (up to a bound), so the next
-  // request on the connection starts at its head.
-  size_t drained = 0;
-  char tmp[16 << 10];
-  while (!broken_ && !body_done_ && drained <= kStreamDrainMax) {
-    auto r = ReadBody(tmp, sizeof tmp);
-    if (!r.ok()) break;
-    drained += *r;
+  // Whatever body the handler left unread is read and dropped, a little and briefly (a slow
+  // client must not hold the worker), so that the answer is not lost to a reset; a body left
+  // after that closes the connection.
+  if (!broken_ && !body_done_) {
+    SetTimeouts(fd_, 1);
+    size_t drained = 0;
+    char tmp[16 << 10];
+    while (!broken_ && !body_done_ && drained <= kStreamDrainMax) {
+      auto r = ReadBody(tmp, sizeof tmp);
+      if (!r.ok()) break;
+      drained += *r;
+    }
   }
-  if (!body_done_) broken_ = true;
+  if (!body_done_) {
+    broken_ = true;
+    shutdown(fd_, SHUT_WR);  // the answer is out; a FIN, not a reset, ends it
+  }
   return Status::OK();
 }
 
@@ -303,7 +314,9 @@ struct HttpServer::Conn {
   std::string body;
   bool close_after = false;
   bool reading = true;
-  int64_t last_active = 0;
+  bool dead = false;        // closed while a worker had it: freed when the worker is done
+  int64_t last_active = 0;  // for the idle timeout of a keep-alive connection
+  int64_t deadline = 0;     // a request (or a lingering close) must be done by then (0: none)
 
   static void OnRead(evutil_socket_t, short, void* arg) {
     auto* c = static_cast<Conn*>(arg);
@@ -448,6 +461,17 @@ void HttpServer::Accept(Loop* loop, int fd, const std::string& peer) {
 }
 
 void HttpServer::Close(Conn* c) {
+  if (c->st == Conn::St::kBusy || c->st == Conn::St::kDetached) {
+    // A worker still has it (and will post back): stop its events, free it then.
+    c->dead = true;
+    c->PauseReading();
+    event_del(c->wev);
+    return;
+  }
+  FreeConn(c);
+}
+
+void HttpServer::FreeConn(Conn* c) {
   c->loop->conns.erase(c);
   event_free(c->rev);
   event_free(c->wev);
@@ -511,6 +535,7 @@ bool HttpServer::FlushOut(Conn* c) {
     // that the error answer is not lost to a reset.
     shutdown(c->fd, SHUT_WR);
     c->st = Conn::St::kLinger;
+    c->deadline = NowSeconds() + kLingerSeconds;
     c->ResumeReading();
   }
   return true;
@@ -551,9 +576,14 @@ void HttpServer::Fail(Conn* c, int status, const std::string& message) {
   auto [type, text] = error_body_ ? error_body_(status, message)
                                   : std::make_pair(std::string("text/plain"), message + "\n");
   r.Set(status, type, text);
+  FailWith(c, r);
+}
+
+void HttpServer::FailWith(Conn* c, const HttpResponse& r) {
   c->close_after = true;
-  QueueResponse(c, r, false);
+  QueueResponse(c, r, c->head.method == "HEAD");
   c->st = Conn::St::kClosing;
+  c->deadline = NowSeconds() + opt_.io_timeout;
   c->in.clear();
   static_cast<void>(FlushOut(c));
 }
@@ -566,6 +596,8 @@ void HttpServer::Process(Conn* c) {
     }
     if (c->st == Conn::St::kHead) {
       if (c->in.empty()) return;
+      // The clock of a request starts with its first byte; reads do not reset it.
+      if (c->deadline == 0) c->deadline = NowSeconds() + opt_.io_timeout;
       c->head = http::RequestHead();
       http::HeadResult hr = http::ParseRequestHead(c->in, opt_.max_head, &c->head);
       if (hr.kind == http::HeadResult::Kind::kNeedMore) return;
@@ -575,7 +607,12 @@ void HttpServer::Process(Conn* c) {
       }
       c->in.erase(0, hr.consumed);
       c->close_after = !c->head.keep_alive;
-      c->mode = classify_(c->head);
+      HttpResponse reject;
+      c->mode = classify_(c->head, &reject);
+      if (c->mode == RouteMode::kReject) {
+        FailWith(c, reject);
+        return;
+      }
       if (c->mode == RouteMode::kStream) {
         static_cast<void>(Dispatch(c));
         return;
@@ -630,6 +667,7 @@ void HttpServer::Process(Conn* c) {
 
 bool HttpServer::Dispatch(Conn* c) {
   bool head_only = c->head.method == "HEAD";
+  c->deadline = 0;  // the request is in; the next one starts its own clock
   if (c->mode == RouteMode::kInline) {
     HttpRequest req{std::move(c->head), std::move(c->body), c->peer};
     HttpResponse resp;
@@ -648,6 +686,7 @@ bool HttpServer::Dispatch(Conn* c) {
       auto resp = std::make_shared<HttpResponse>();
       handler_(*req, resp.get());
       c->loop->loop.Post([this, c, resp, head_only] {
+        if (c->dead) return FreeConn(c);
         QueueResponse(c, *resp, head_only);
         c->st = Conn::St::kHead;
         Resume(c);
@@ -697,8 +736,9 @@ bool HttpServer::Dispatch(Conn* c) {
     SetBlocking(s->fd_, false);
     bool keep = sent.ok() && !s->broken_ && s->head_.keep_alive;
     c->loop->loop.Post([this, c, s, keep] {
-      if (!keep) {
-        Close(c);
+      if (c->dead || !keep) {
+        c->st = Conn::St::kHead;
+        FreeConn(c);
         return;
       }
       c->in = std::move(s->in_);
@@ -728,20 +768,22 @@ void HttpServer::Sweep(Loop* loop) {
   int64_t now = NowSeconds();
   std::vector<Conn*> dead;
   for (Conn* c : loop->conns) {
-    int64_t idle = now - c->last_active;
     switch (c->st) {
-      case Conn::St::kHead:
-        if (idle > (c->in.empty() && c->out_off == c->out.size() ? opt_.idle_timeout
-                                                                   : opt_.io_timeout)) {
+      case Conn::St::kHead: {
+        bool idle = c->in.empty() && c->out_off == c->out.size();
+        // Idle: the keep-alive timeout. An answer the client does not read: the I/O timeout
+        // since the last progress. A request coming in: its own deadline.
+        if ((c->deadline != 0 && now > c->deadline) ||
+            (idle && now - c->last_active > opt_.idle_timeout) ||
+            (!idle && c->deadline == 0 && now - c->last_active > opt_.io_timeout)) {
           dead.push_back(c);
         }
         break;
+      }
       case Conn::St::kBody:
       case Conn::St::kClosing:
-        if (idle > opt_.io_timeout) dead.push_back(c);
-        break;
       case Conn::St::kLinger:
-        if (idle > kLingerSeconds) dead.push_back(c);
+        if (c->deadline != 0 && now > c->deadline) dead.push_back(c);
         break;
       case Conn::St::kBusy:
       case Conn::St::kDetached:

@@ -92,11 +92,15 @@ class HttpStream {
   bool head_sent_ = false;
   bool is_head_request_ = false;
   bool chunked_out_ = false;
+  bool body_started_ = false;  // the handler read body bytes
   std::optional<uint64_t> out_left_;
   bool broken_ = false;  // an I/O error or a short body: close after the handler
 };
 
-enum class RouteMode { kInline, kWorker, kStream };
+// kReject: the Classifier refused the request from its head alone (say, no valid token for a
+// streaming route); its answer goes out at once and the connection closes without reading the
+// body, so no worker ever waits on such a client.
+enum class RouteMode { kInline, kWorker, kStream, kReject };
 
 struct HttpServerOptions {
   std::string bind_addr = "127.0.0.1";
@@ -113,7 +117,8 @@ struct HttpServerOptions {
 
 class HttpServer {
  public:
-  using Classifier = std::function<RouteMode(const http::RequestHead&)>;
+  // Picks the mode from the head, on the loop. With kReject it fills `*reject`.
+  using Classifier = std::function<RouteMode(const http::RequestHead&, HttpResponse* reject)>;
   using Handler = std::function<void(const HttpRequest&, HttpResponse*)>;
   using StreamHandler = std::function<void(HttpStream&)>;
   // The body of the server's own error answers (400, 413, 503 ...), with its content type.
@@ -147,6 +152,8 @@ class HttpServer {
   bool Dispatch(Conn* c);  // false: c is closed or no longer the caller's
   void QueueResponse(Conn* c, const HttpResponse& r, bool head_only);
   void Fail(Conn* c, int status, const std::string& message);
+  void FailWith(Conn* c, const HttpResponse& r);  // answers, then a lingering close
+  void FreeConn(Conn* c);
   bool FlushOut(Conn* c);  // false: c was closed
   void Close(Conn* c);
   void Resume(Conn* c);  // on the loop, after a worker is done with it

@@ -7,7 +7,9 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <string>
+#include <thread>
 
 namespace depot::net {
 namespace {
@@ -20,14 +22,21 @@ class HttpServerTest : public testing::Test {
     o.port = 0;
     o.max_body = 1000;
     o.worker_threads = 2;
+    o.io_timeout = 1;
     server_ = std::make_unique<HttpServer>(
         o,
-        [](const http::RequestHead& h) {
+        [](const http::RequestHead& h, HttpResponse* reject) {
+          if (h.path.rfind("/reject", 0) == 0) {
+            reject->Set(401, "text/plain", "no");
+            return RouteMode::kReject;
+          }
           if (h.path.rfind("/stream", 0) == 0) return RouteMode::kStream;
-          if (h.path.rfind("/worker", 0) == 0) return RouteMode::kWorker;
+          if (h.path.rfind("/worker", 0) == 0 || h.path == "/slow") return RouteMode::kWorker;
           return RouteMode::kInline;
         },
         [](const HttpRequest& q, HttpResponse* r) {
+          if (q.head.path == "/big") return r->Set(200, "text/plain", std::string(900 << 10, 'b'));
+          if (q.head.path == "/slow") std::this_thread::sleep_for(std::chrono::milliseconds(300));
           r->Set(200, "text/plain", q.head.method + " " + q.head.path + " " + q.body);
         },
         [](HttpStream& s) {
@@ -178,6 +187,71 @@ TEST_F(HttpServerTest, ExpectContinueAndHttp10) {
   ASSERT_EQ(r.size(), 1u);
   EXPECT_NE(r[0].find("Connection: close"), std::string::npos);
   EXPECT_EQ(recv(fd, buf, sizeof buf, 0), 0);  // closed after the answer
+  close(fd);
+}
+
+TEST_F(HttpServerTest, RejectedFromTheHeadAnswersAndCloses) {
+  int fd = Connect();
+  // The body is never read: a refused client cannot make the server wait for it.
+  Send(fd, "POST /reject HTTP/1.1\r\nHost: h\r\nContent-Length: 100000000\r\n\r\nxyz");
+  auto r = ReadResponses(fd, 1);
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].rfind("HTTP/1.1 401", 0), 0u) << r[0];
+  EXPECT_NE(r[0].find("Connection: close"), std::string::npos);
+  char buf[64];
+  EXPECT_LE(recv(fd, buf, sizeof buf, 0), 0);  // closed (FIN or reset)
+  close(fd);
+}
+
+TEST_F(HttpServerTest, ATricklingRequestIsCutAtItsDeadline) {
+  int fd = Connect();
+  // One byte of head every 300 ms: each read is progress, but the request (io_timeout 1 s)
+  // must be complete within its deadline.
+  std::string head = "GET /inline HTTP/1.1\r\nHost: h\r\nX-Pad: aaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
+  bool cut = false;
+  for (size_t i = 0; i < head.size(); ++i) {
+    if (send(fd, head.data() + i, 1, MSG_NOSIGNAL) != 1) {
+      cut = true;
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    char b;
+    if (recv(fd, &b, 1, MSG_DONTWAIT) == 0) {
+      cut = true;
+      break;
+    }
+  }
+  EXPECT_TRUE(cut);
+  close(fd);
+}
+
+// Regression: a connection whose worker request was still running was freed when a write to the
+// gone client failed, and the worker's answer then used the freed connection (ASan: heap use
+// after free).
+TEST_F(HttpServerTest, ClientResetWhileAWorkerHasTheConnection) {
+  for (int round = 0; round < 5; ++round) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    int small = 4096;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(static_cast<uint16_t>(server_->port()));
+    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+    ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    // A 900 KiB answer the client does not read, then a slow worker request.
+    Send(fd, "GET /big HTTP/1.1\r\nHost: h\r\n\r\nGET /slow HTTP/1.1\r\nHost: h\r\n\r\n");
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    linger l{1, 0};  // close with a reset
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+    close(fd);
+    std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  }
+  // Still serving.
+  int fd = Connect();
+  Send(fd, "GET /inline/alive HTTP/1.1\r\nHost: h\r\n\r\n");
+  auto r = ReadResponses(fd, 1);
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(BodyOf(r[0]), "GET /inline/alive ");
   close(fd);
 }
 

@@ -56,23 +56,42 @@ Status CheckPermissionCodes(const json& codes) {
   return Status::OK();
 }
 
-// Nobody hands out more than they hold: a non-superuser may grant only permissions they have.
-Status CheckGrantable(const Principal& who, const std::vector<std::string>& perms) {
+// Nobody hands out more than they hold: a non-superuser may grant a permission only within a
+// scope one of their own grants of it contains.
+Status CheckGrantable(const Principal& who, const std::vector<std::string>& perms,
+                      const Scope& scope) {
   if (who.superuser) return Status::OK();
   for (const auto& p : perms) {
-    if (!who.Has(p)) return Status::PermissionDenied("you cannot grant a permission you lack:", p);
+    if (!who.Covers(p, scope)) {
+      return Status::PermissionDenied("you cannot grant what you lack (permission and scope):", p);
+    }
   }
   return Status::OK();
 }
 
-std::vector<std::string> RolePermissions(Txn& t, Collection* roles, const json& role_ids) {
-  std::vector<std::string> out;
+// The roles' grants, each with its role's scope.
+Status CheckRolesGrantable(const Principal& who, Txn& t, Collection* roles, const json& role_ids) {
   for (const auto& rid : role_ids) {
     Doc role = t.Get(roles, rid.get<int64_t>());
     if (!role) continue;
-    for (const auto& p : (*role)["permissions"]) out.push_back(p.get<std::string>());
+    DEPOT_RETURN_IF_ERROR(CheckGrantable(
+        who, (*role)["permissions"].get<std::vector<std::string>>(), Scope::FromJson((*role)["scopes"])));
   }
-  return out;
+  return Status::OK();
+}
+
+// A change of another account (its fields, state, password, existence) needs a caller who may do
+// everything that account may: otherwise resetting a password would be a way to borrow rights.
+Status CheckMayManage(OpsdServer* s, const Ctx& ctx, const json& target) {
+  if (ctx.who->superuser) return Status::OK();
+  if (target.value("superuser", false)) {
+    return Status::PermissionDenied("only a superuser can change a superuser");
+  }
+  auto theirs = s->PrincipalFor(target, nullptr, 0);
+  if (!ctx.who->CoversAll(*theirs)) {
+    return Status::PermissionDenied("the account holds permissions or scopes you do not");
+  }
+  return Status::OK();
 }
 
 // Removes every session and API token of a user (password change, disable, delete).
@@ -141,7 +160,7 @@ Status CheckUser(OpsdServer* s, Txn& t, const Principal& who, const json& before
   for (const auto& r : after["role_ids"]) {
     if (!old_roles.count(r.get<int64_t>())) added.push_back(r);
   }
-  return CheckGrantable(who, RolePermissions(t, s->roles(), added));
+  return CheckRolesGrantable(who, t, s->roles(), added);
 }
 
 void AddAuthRoutes(OpsdServer* s, Router* r) {
@@ -157,7 +176,6 @@ void AddAuthRoutes(OpsdServer* s, Router* r) {
             if (!Ok(resp, CheckFields(*body, spec, false))) return;
             std::string username = (*body)["username"];
             std::string password = (*body)["password"];
-            ctx.resource = "users/" + username;
             // Refusals are audited by the router after the handler (ctx.result names why);
             // the event names the attempted account, and ctx.who stays empty.
             auto deny = [&](int status, const std::string& code, const std::string& msg) {
@@ -167,6 +185,8 @@ void AddAuthRoutes(OpsdServer* s, Router* r) {
             };
             Doc user = s->users()->FindUnique("username", username);
             if (!user) {
+              // The attempted name is not logged: it may be a password typed in the wrong box.
+              ctx.resource = "users/unknown";
               static_cast<void>(VerifyPassword(password, DummyHash()));
               return deny(401, "bad_credentials", "wrong username or password");
             }
@@ -174,6 +194,7 @@ void AddAuthRoutes(OpsdServer* s, Router* r) {
             ctx.resource = "users/" + std::to_string(uid);
             int64_t now = NowUnix();
             if ((*user).value("_locked_until", int64_t{0}) > now) {
+              static_cast<void>(VerifyPassword(password, DummyHash()));  // same time as any refusal
               return deny(423, "locked", "too many failed logins: the account is locked");
             }
             std::string stored = (*user).value("_password", std::string());
@@ -296,8 +317,13 @@ void AddAuthRoutes(OpsdServer* s, Router* r) {
             auto q = ParseListQuery(ctx, {"id", "name", "created_at"}, {});
             if (!Ok(resp, q.status())) return;
             int64_t me = ctx.who->user_id;
+            // A session sees all of the user's tokens; a token only those it made.
+            int64_t parent = ctx.who->api_token ? ctx.who->session_id : -1;
             JsonReply(resp, 200, ListReply(*s->api_tokens()->Sorted(q->sort, q->desc), *q, {"name"},
-                                           [me](const json& d) { return d["user_id"] == me; }));
+                                           [me, parent](const json& d) {
+                                             return d["user_id"] == me &&
+                                                    (parent < 0 || d.value("parent_token_id", int64_t{0}) == parent);
+                                           }));
           },
           nullptr});
   r->Add({"POST", "/api/v1/api-tokens", kAuthenticated, RouteMode::kInline, "api_tokens.create",
@@ -316,12 +342,26 @@ void AddAuthRoutes(OpsdServer* s, Router* r) {
                                                "an API token may only create narrower tokens: "
                                                "list the permissions"});
             }
-            if (!Ok(resp, CheckGrantable(*ctx.who, perms.get<std::vector<std::string>>()))) return;
+            for (const auto& p : perms) {
+              if (!ctx.who->Has(p.get<std::string>())) {
+                return ErrorReply(resp, Status::PermissionDenied(
+                                            "a token cannot hold a permission you lack:", p.get<std::string>()));
+              }
+            }
             int64_t ttl = body->value("ttl_seconds", int64_t{0});
+            int64_t expires = ttl == 0 ? 0 : NowUnix() + ttl;
+            int64_t parent = 0;
+            if (ctx.who->api_token) {
+              // A token made by a token lives no longer than its parent.
+              Doc p = s->api_tokens()->Get(ctx.who->session_id);
+              int64_t pexp = p ? (*p).value("expires_at", int64_t{0}) : 0;
+              if (pexp != 0 && (expires == 0 || expires > pexp)) expires = pexp;
+              parent = ctx.who->session_id;
+            }
             std::string token = "dpa_" + RandomToken(32);
             json rec = {{"user_id", ctx.who->user_id}, {"name", (*body)["name"]},
                         {"permissions", perms}, {"_token_hash", Sha256Hex(token)},
-                        {"expires_at", ttl == 0 ? 0 : NowUnix() + ttl}};
+                        {"expires_at", expires}, {"parent_token_id", parent}};
             Txn t(s->store());
             auto ins = t.Insert(s->api_tokens(), rec);
             if (!Ok(resp, ins.status())) return;
@@ -340,7 +380,12 @@ void AddAuthRoutes(OpsdServer* s, Router* r) {
             ctx.resource = "api_tokens/" + std::to_string(*id);
             Txn t(s->store());
             Doc d = t.Get(s->api_tokens(), *id);
-            if (!d || (*d)["user_id"].get<int64_t>() != ctx.who->user_id) {
+            bool mine = d && (*d)["user_id"].get<int64_t>() == ctx.who->user_id;
+            if (mine && ctx.who->api_token) {
+              mine = *id == ctx.who->session_id ||
+                     (*d).value("parent_token_id", int64_t{0}) == ctx.who->session_id;
+            }
+            if (!mine) {
               return ErrorReply(resp, Status::NotFound("api token not found:", std::to_string(*id)));
             }
             if (!Ok(resp, t.Remove(s->api_tokens(), *id, std::nullopt))) return;
@@ -408,6 +453,7 @@ void AddUserRoutes(OpsdServer* s, Router* r) {
             Txn t(s->store());
             Doc cur = t.Get(s->users(), *id);
             if (!cur) return ErrorReply(resp, Status::NotFound("user not found:", std::to_string(*id)));
+            if (*id != ctx.who->user_id && !Ok(resp, CheckMayManage(s, ctx, *cur))) return;
             json next = Merge(*cur, *body);
             if (!Ok(resp, CheckUser(s, t, *ctx.who, *cur, next))) return;
             if (*id == ctx.who->user_id && !next.value("active", true)) {
@@ -422,8 +468,11 @@ void AddUserRoutes(OpsdServer* s, Router* r) {
           nullptr});
   r->Add({"DELETE", "/api/v1/users/{id}", "accounts.user.delete", RouteMode::kInline,
           "users.delete",
-          DeleteHandler(s, s->users(), [s](Txn& t, const json& u) -> Status {
-            (void)t;
+          DeleteHandler(s, s->users(), [s](Txn& t, const json& u, const Ctx& ctx) -> Status {
+            if (u["id"].get<int64_t>() == ctx.who->user_id) {
+              return Status::InvalidArgument("you cannot delete yourself");
+            }
+            DEPOT_RETURN_IF_ERROR(CheckMayManage(s, ctx, u));
             if (u.value("superuser", false)) {
               // Keep at least one superuser, or nobody could ever administer opsd again.
               int supers = 0;
@@ -445,9 +494,7 @@ void AddUserRoutes(OpsdServer* s, Router* r) {
               Txn t(s->store());
               Doc cur = t.Get(s->users(), *id);
               if (!cur) return ErrorReply(resp, Status::NotFound("user not found:", std::to_string(*id)));
-              if ((*cur).value("superuser", false) && !ctx.who->superuser) {
-                return ErrorReply(resp, Status::PermissionDenied("only a superuser can change a superuser"));
-              }
+              if (!Ok(resp, CheckMayManage(s, ctx, *cur))) return;
               json next = *cur;
               if (!Ok(resp, change(ctx, next))) return;
               if (revoke) RevokeTokens(s, t, *id);
@@ -488,9 +535,7 @@ void AddUserRoutes(OpsdServer* s, Router* r) {
             Txn t(s->store());
             Doc cur = t.Get(s->users(), *id);
             if (!cur) return ErrorReply(resp, Status::NotFound("user not found:", std::to_string(*id)));
-            if ((*cur).value("superuser", false) && !ctx.who->superuser) {
-              return ErrorReply(resp, Status::PermissionDenied("only a superuser can change a superuser"));
-            }
+            if (!Ok(resp, CheckMayManage(s, ctx, *cur))) return;
             json next = *cur;
             next["_password"] = *hash;
             next["_failed"] = 0;
@@ -575,7 +620,7 @@ void AddDepartmentRoutes(OpsdServer* s, Router* r) {
           nullptr});
   r->Add({"DELETE", "/api/v1/departments/{id}", "accounts.department.delete", RouteMode::kInline,
           "departments.delete",
-          DeleteHandler(s, s->departments(), [s](Txn&, const json& d) -> Status {
+          DeleteHandler(s, s->departments(), [s](Txn&, const json& d, const Ctx&) -> Status {
             int64_t id = d["id"].get<int64_t>();
             for (const Doc& o : s->departments()->All()) {
               if ((*o)["parent_id"].get<int64_t>() == id) {
@@ -615,7 +660,10 @@ void AddRoleRoutes(OpsdServer* s, Router* r) {
             if (!Ok(resp, CheckFields(*body, spec, false))) return;
             json perms = body->value("permissions", json::array());
             if (!Ok(resp, CheckPermissionCodes(perms))) return;
-            if (!Ok(resp, CheckGrantable(*ctx.who, perms.get<std::vector<std::string>>()))) return;
+            if (!Ok(resp, CheckGrantable(*ctx.who, perms.get<std::vector<std::string>>(),
+                                         Scope::FromJson(body->value("scopes", json::object()))))) {
+              return;
+            }
             json role = {{"name", (*body)["name"]},
                          {"description", body->value("description", "")},
                          {"permissions", perms}};
@@ -653,7 +701,7 @@ void AddRoleRoutes(OpsdServer* s, Router* r) {
                 added.push_back(p.get<std::string>());
               }
             }
-            if (!Ok(resp, CheckGrantable(*ctx.who, added))) return;
+            if (!Ok(resp, CheckGrantable(*ctx.who, added, Scope::FromJson(next["scopes"])))) return;
             auto rep = t.Replace(s->roles(), *id, next, *ver);
             if (!Ok(resp, rep.status())) return;
             if (!Ok(resp, s->CommitAudited(t, ctx, cur.get(), rep->get()))) return;
@@ -662,7 +710,7 @@ void AddRoleRoutes(OpsdServer* s, Router* r) {
           nullptr});
   r->Add({"DELETE", "/api/v1/roles/{id}", "accounts.role.delete", RouteMode::kInline,
           "roles.delete",
-          DeleteHandler(s, s->roles(), [s](Txn&, const json& role) -> Status {
+          DeleteHandler(s, s->roles(), [s](Txn&, const json& role, const Ctx&) -> Status {
             int64_t id = role["id"].get<int64_t>();
             for (const Doc& u : s->users()->All()) {
               for (const auto& rid : (*u)["role_ids"]) {
@@ -714,10 +762,30 @@ void AddDelegationRoutes(OpsdServer* s, Router* r) {
             if (!principal || !t.Get(s->users(), d["delegate_id"].get<int64_t>())) {
               return ErrorReply(resp, Status::InvalidArgument("principal_id and delegate_id must name users"));
             }
-            // Delegating what a principal holds is granting it: the caller must hold it too.
-            std::vector<std::string> perms = d["permissions"].get<std::vector<std::string>>();
-            if (perms.empty()) perms = RolePermissions(t, s->roles(), (*principal)["role_ids"]);
-            if (!Ok(resp, CheckGrantable(*ctx.who, perms))) return;
+            // What is delegated is fixed now: the listed permissions (all of the principal's when
+            // none are listed) that the principal holds today. Delegating is granting, so the
+            // caller must cover each of them with its scope.
+            auto theirs = s->PrincipalFor(*principal, nullptr, 0);
+            std::set<std::string> wanted;
+            for (const auto& p : d["permissions"]) wanted.insert(p.get<std::string>());
+            json resolved = json::array();
+            for (const auto& [perm, scopes] : theirs->grants) {
+              if (!wanted.empty() && !wanted.count(perm)) continue;
+              for (const Scope& sc : scopes) {
+                if (!ctx.who->Covers(perm, sc)) {
+                  return ErrorReply(resp, Status::PermissionDenied(
+                                              "you cannot delegate what you lack (permission and scope):", perm));
+                }
+              }
+              resolved.push_back(perm);
+            }
+            if (theirs->superuser) {
+              return ErrorReply(resp, Status::InvalidArgument("a superuser's rights cannot be delegated"));
+            }
+            if (resolved.empty()) {
+              return ErrorReply(resp, Status::InvalidArgument("the principal holds none of these permissions"));
+            }
+            d["permissions"] = resolved;
             auto ins = t.Insert(s->delegations(), d);
             if (!Ok(resp, ins.status())) return;
             ctx.resource = "delegations/" + std::to_string((**ins)["id"].get<int64_t>());

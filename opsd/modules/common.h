@@ -58,9 +58,10 @@ inline Handler GetHandler(Collection* c, std::string scoped_perm = "") {
   };
 }
 
-// DELETE one record by {id} (If-Match honoured), after `check` (may be null) allows it.
+// DELETE one record by {id} (If-Match honoured), after `check` (may be null) allows it. With
+// `scoped_perm`, the caller's grant of it must contain the record's whole scope.
 inline Handler DeleteHandler(OpsdServer* s, Collection* c,
-                             std::function<Status(Txn&, const json&)> check = nullptr,
+                             std::function<Status(Txn&, const json&, const Ctx&)> check = nullptr,
                              std::string scoped_perm = "") {
   return [=](Ctx& ctx, net::HttpResponse* r) {
     auto id = ctx.IdParam();
@@ -71,13 +72,10 @@ inline Handler DeleteHandler(OpsdServer* s, Collection* c,
     Txn t(s->store());
     Doc d = t.Get(c, *id);
     if (!d) return ErrorReply(r, Status::NotFound(c->name() + " not found:", std::to_string(*id)));
-    if (!scoped_perm.empty()) {
-      auto keep = ScopeFilter(ctx, scoped_perm);
-      if (keep && !keep(*d)) {
-        return ErrorReply(r, ApiError{403, "out_of_scope", "record outside your scope"});
-      }
+    if (!scoped_perm.empty() && !ctx.who->Covers(scoped_perm, (*d)["scope"])) {
+      return ErrorReply(r, ApiError{403, "out_of_scope", "record outside your scope"});
     }
-    if (check && !Ok(r, check(t, *d))) return;
+    if (check && !Ok(r, check(t, *d, ctx))) return;
     if (!Ok(r, t.Remove(c, *id, *ver))) return;
     if (!Ok(r, s->CommitAudited(t, ctx, d.get(), nullptr))) return;
     r->status = 204;

@@ -26,6 +26,7 @@ Status CheckName(const std::string& name) {
     }
   }
   if (name == "." || name == "..") return Status::InvalidArgument("name may not be . or ..");
+  if (!ValidUtf8(name)) return Status::InvalidArgument("name is not UTF-8");
   return Status::OK();
 }
 
@@ -121,6 +122,9 @@ void Upload(OpsdServer* srv, Ctx& ctx, net::HttpStream& s) {
     return Answer(ctx, s, ApiError{413, "too_large", "file larger than max_upload_size"});
   }
   std::string type = head.Header("content-type") ? *head.Header("content-type") : "";
+  if (type.size() > 255 || !ValidUtf8(type)) {
+    return Answer(ctx, s, Status::InvalidArgument("Content-Type longer than 255 bytes or not UTF-8"));
+  }
   bool multipart = type.rfind("multipart/", 0) == 0;
   auto cluster = srv->cluster();
   if (!cluster.ok()) return Answer(ctx, s, cluster.status());
@@ -183,6 +187,9 @@ void Upload(OpsdServer* srv, Ctx& ctx, net::HttpStream& s) {
       if (name.empty()) name = p.filename;
       DEPOT_RETURN_IF_ERROR(CheckName(name));
       part_type = p.content_type.empty() ? "application/octet-stream" : p.content_type;
+      if (part_type.size() > 255 || !ValidUtf8(part_type)) {
+        return Status::InvalidArgument("part Content-Type longer than 255 bytes or not UTF-8");
+      }
       opts.ext = ExtOf(name);
       up = std::make_unique<ChunkedUpload>(client, opts);
       return Status::OK();
@@ -227,12 +234,16 @@ void Upload(OpsdServer* srv, Ctx& ctx, net::HttpStream& s) {
               {"size", size},             {"sha256", sha.HexDigest()},
               {"content_type", part_type}, {"uploaded_by", ctx.who->username},
               {"uploaded_by_id", ctx.who->user_id}};
-  Txn t(srv->store());
-  auto ins = t.Insert(srv->files(), rec);
-  Status st = ins.status();
-  if (st.ok()) {
-    ctx.resource = "files/" + *file_id;
-    st = srv->CommitAudited(t, ctx, nullptr, ins->get());
+  Result<Doc> ins = Status::Internal("not stored");
+  Status st;
+  {
+    Txn t(srv->store());  // held only for the record, never across network I/O
+    ins = t.Insert(srv->files(), rec);
+    st = ins.status();
+    if (st.ok()) {
+      ctx.resource = "files/" + *file_id;
+      st = srv->CommitAudited(t, ctx, nullptr, ins->get());
+    }
   }
   if (!st.ok()) {
     static_cast<void>(client->Delete(*file_id));  // not recorded: not kept
@@ -283,12 +294,13 @@ RangeKind ParseRange(const std::string& h, uint64_t size, uint64_t* off, uint64_
 }
 
 void Download(OpsdServer* srv, Ctx& ctx, net::HttpStream& s) {
-  const std::string& id = ctx.params["file_id"];
-  if (!proto::ParseFileId(id).ok() || id.find("..") != std::string::npos) {
-    return Answer(ctx, s, Status::InvalidArgument("not a file ID:", id));
+  const std::string& asked = ctx.params["file_id"];
+  if (!proto::ParseFileId(asked).ok() || asked.find("..") != std::string::npos) {
+    return Answer(ctx, s, Status::InvalidArgument("not a file ID:", asked));
   }
-  Doc rec = srv->files()->FindUnique("file_id", id);
-  if (!rec) return Answer(ctx, s, Status::NotFound("no such file:", id));
+  Doc rec = srv->files()->FindUnique("file_id", asked);
+  if (!rec) return Answer(ctx, s, Status::NotFound("no such file:", asked));
+  const std::string id = (*rec)["file_id"].get<std::string>();  // what opsd recorded, exactly
   auto cluster = srv->cluster();
   if (!cluster.ok()) return Answer(ctx, s, cluster.status());
   uint64_t size = (*rec)["size"].get<uint64_t>();
@@ -352,15 +364,17 @@ void AddFileRoutes(OpsdServer* s, Router* r) {
           nullptr, [s](Ctx& ctx, net::HttpStream& st) { Download(s, ctx, st); }});
   r->Add({"DELETE", "/api/v1/files/{file_id+}", "files.file.delete", net::RouteMode::kWorker,
           "files.delete", [s](Ctx& ctx, net::HttpResponse* resp) {
-            const std::string& id = ctx.params["file_id"];
-            ctx.resource = "files/" + id;
-            Doc rec = s->files()->FindUnique("file_id", id);
-            if (!rec) return ErrorReply(resp, Status::NotFound("no such file:", id));
+            ctx.resource = "files/" + ctx.params["file_id"];
+            Doc rec = s->files()->FindUnique("file_id", ctx.params["file_id"]);
+            if (!rec) return ErrorReply(resp, Status::NotFound("no such file:", ctx.params["file_id"]));
+            const std::string id = (*rec)["file_id"].get<std::string>();
             auto cluster = s->cluster();
             if (!Ok(resp, cluster.status())) return;
-            Txn t(s->store());
-            if (!Ok(resp, t.Remove(s->files(), (*rec)["id"].get<int64_t>(), std::nullopt))) return;
-            if (!Ok(resp, s->CommitAudited(t, ctx, rec.get(), nullptr))) return;
+            {
+              Txn t(s->store());  // ends before the call into the cluster
+              if (!Ok(resp, t.Remove(s->files(), (*rec)["id"].get<int64_t>(), std::nullopt))) return;
+              if (!Ok(resp, s->CommitAudited(t, ctx, rec.get(), nullptr))) return;
+            }
             // The record goes first: a failure here leaves an unreferenced file, never a
             // record of a missing one.
             Status st = (*cluster)->Delete(id);

@@ -44,11 +44,14 @@ const std::vector<Transition>& Transitions() {
   return t;
 }
 
+// The run of {id}, if the caller may act on it with `perm`: reads need a grant that overlaps the
+// run's scope, changes one that contains it.
 Result<Doc> ScopedRun(OpsdServer* s, const Ctx& ctx, const std::string& perm) {
   DEPOT_ASSIGN_OR_RETURN(int64_t id, ctx.IdParam());
   Doc d = s->runs()->Get(id);
   if (!d) return Status::NotFound("run not found:", std::to_string(id));
-  if (!ctx.who->InScope(perm, (*d)["scope"])) {
+  bool write = perm != kView;
+  if (write ? !ctx.who->Covers(perm, (*d)["scope"]) : !ctx.who->InScope(perm, (*d)["scope"])) {
     return Status::PermissionDenied("run outside your scope:", std::to_string(id));
   }
   return d;
@@ -93,7 +96,7 @@ void AddRunRoutes(OpsdServer* s, Router* r) {
                         {"message", ""},
                         {"log_file_id", ""},
                         {"log_size", 0}};
-            if (!ctx.who->InScope("runs.run.create", run["scope"])) {
+            if (!ctx.who->Covers("runs.run.create", run["scope"])) {
               return ErrorReply(resp, ApiError{403, "out_of_scope", "scope outside your own"});
             }
             Txn t(s->store());

@@ -68,7 +68,7 @@ void AddSecretRoutes(OpsdServer* s, Router* r) {
                       {"description", body->value("description", "")},
                       {"scope", Scope::FromJson(body->value("scope", json::object())).ToJson()},
                       {"_sealed", *sealed}};
-            if (!ctx.who->superuser && !ctx.who->InScope("secrets.secret.create", d["scope"])) {
+            if (!ctx.who->Covers("secrets.secret.create", d["scope"])) {
               return ErrorReply(resp, ApiError{403, "out_of_scope", "scope outside your own"});
             }
             auto ins = t.Insert(s->secrets(), d);
@@ -92,7 +92,7 @@ void AddSecretRoutes(OpsdServer* s, Router* r) {
             Txn t(s->store());
             Doc cur = t.Get(s->secrets(), *id);
             if (!cur) return ErrorReply(resp, Status::NotFound("secret not found:", std::to_string(*id)));
-            if (!ctx.who->InScope("secrets.secret.update", (*cur)["scope"])) {
+            if (!ctx.who->Covers("secrets.secret.update", (*cur)["scope"])) {
               return ErrorReply(resp, ApiError{403, "out_of_scope", "record outside your scope"});
             }
             json next = *cur;
@@ -101,7 +101,7 @@ void AddSecretRoutes(OpsdServer* s, Router* r) {
             }
             if (body->contains("scope")) {
               next["scope"] = Scope::FromJson((*body)["scope"]).ToJson();
-              if (!ctx.who->InScope("secrets.secret.update", next["scope"])) {
+              if (!ctx.who->Covers("secrets.secret.update", next["scope"])) {
                 return ErrorReply(resp, ApiError{403, "out_of_scope", "scope outside your own"});
               }
             }
