@@ -139,6 +139,16 @@ ApiError ErrorFromStatus(const Status& s) {
   return e;
 }
 
+ApiError ClusterError(const Status& s) {
+  switch (s.code()) {
+    case StatusCode::kNotFound: return ApiError{404, "not_found", s.message()};
+    case StatusCode::kUnavailable: return ApiError{503, "unavailable", s.message()};
+    case StatusCode::kResourceExhausted:
+      return ApiError{507, "insufficient_storage", s.message()};
+    default: return ApiError{502, "cluster_error", s.ToString()};
+  }
+}
+
 std::string ErrorBody(const std::string& code, const std::string& message) {
   json j = {{"error", {{"code", code}, {"message", message}}}};
   return j.dump(-1, ' ', false, json::error_handler_t::replace);
@@ -151,6 +161,7 @@ void JsonReply(net::HttpResponse* r, int status, const json& body) {
 
 void ErrorReply(net::HttpResponse* r, const ApiError& e) {
   r->headers.clear();
+  if (e.status == 401) r->headers.emplace_back("WWW-Authenticate", "Bearer realm=\"depot-opsd\"");
   r->Set(e.status, "application/json", ErrorBody(e.code, e.message));
 }
 

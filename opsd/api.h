@@ -73,6 +73,9 @@ struct ApiError {
 // The one mapping from a Status to an HTTP error.
 ApiError ErrorFromStatus(const Status& s);
 std::string ErrorBody(const std::string& code, const std::string& message);
+// A failure of a call into the Depot cluster: its statuses say what the cluster felt, not what
+// the client did (a full cluster is 507, not 413; a busy storage 502, not a version conflict).
+ApiError ClusterError(const Status& s);
 
 struct Ctx {
   const net::http::RequestHead* head = nullptr;

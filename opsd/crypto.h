@@ -109,7 +109,7 @@ class SecretBox {
   ~SecretBox();
 
   // Encrypts `plaintext` under a fresh random 12-byte nonce: "v1." + base64url(nonce | ciphertext |
-  // tag). `aad` binds the sealed value to its record (e.g. "secret/42"): Open with any other aad
+  // tag). `aad` binds the sealed value to its record (e.g. "secrets/42"): Open with any other aad
   // fails, so a value copied to another record cannot be opened there. InvalidArgument when the
   // plaintext or aad is over 64 MiB; Internal when OpenSSL or the CSPRNG fails.
   Result<std::string> Seal(std::string_view plaintext, std::string_view aad) const;

@@ -153,13 +153,30 @@ Status OpsdServer::Start() {
       [this](const net::HttpRequest& q, net::HttpResponse* r) { Handle(q, r); },
       [this](net::HttpStream& s) { HandleStream(s); },
       [](int status, const std::string& message) {
-        std::string code = status == 413 ? "too_large"
+        // Refusals by the HTTP layer itself, before any route: the same codes as the handlers'.
+        std::string code = status == 413   ? "too_large"
+                           : status == 431 ? "headers_too_large"
+                           : status == 417 ? "expectation_failed"
+                           : status == 501 ? "not_supported"
+                           : status == 505 ? "http_version_not_supported"
                            : status == 503 ? "unavailable"
                            : status >= 500 ? "internal"
-                                           : "bad_request";
+                                           : "invalid_argument";
         return std::make_pair(std::string("application/json"), ErrorBody(code, message));
       });
   DEPOT_RETURN_IF_ERROR(http_->Start());
+  audit_thread_ = std::thread([this] {
+    std::unique_lock<std::mutex> l(sweep_mu_);
+    for (;;) {
+      audit_cv_.wait(l, [this] { return audit_stop_ || !audit_queue_.empty(); });
+      if (audit_queue_.empty()) return;  // stopping, and everything written
+      json e = std::move(audit_queue_.front());
+      audit_queue_.pop_front();
+      l.unlock();
+      WriteAudit(std::move(e));
+      l.lock();
+    }
+  });
   sweeper_ = std::thread([this] {
     std::unique_lock<std::mutex> l(sweep_mu_);
     while (!stopping_) {
@@ -182,6 +199,12 @@ void OpsdServer::Stop() {
   sweep_cv_.notify_all();
   if (sweeper_.joinable()) sweeper_.join();
   if (http_) http_->Stop();
+  {
+    std::lock_guard<std::mutex> l(sweep_mu_);
+    audit_stop_ = true;  // after the loops: nothing more is queued
+  }
+  audit_cv_.notify_all();
+  if (audit_thread_.joinable()) audit_thread_.join();
 }
 
 Status OpsdServer::Bootstrap() {
@@ -244,11 +267,8 @@ Status OpsdServer::CommitAudited(Txn& t, Ctx& ctx, const json* before, const jso
   return Status::OK();
 }
 
-void OpsdServer::AuditFailure(Ctx& ctx, const std::string& result, int status) {
-  Txn t(store_.get());
-  int64_t id = t.NextId("audit");
-  json event = {{"id", id},
-                {"time", NowUnix()},
+void OpsdServer::AuditFailure(Ctx& ctx, const std::string& result, int status, bool later) {
+  json event = {{"time", NowUnix()},
                 {"actor", ctx.who ? ctx.who->username : ""},
                 {"actor_id", ctx.who ? ctx.who->user_id : 0},
                 {"action", ctx.action},
@@ -260,13 +280,25 @@ void OpsdServer::AuditFailure(Ctx& ctx, const std::string& result, int status) {
                 {"ip", ctx.ip},
                 {"before", ""},
                 {"after", ""}};
+  ctx.audited = true;
+  if (!later) return WriteAudit(std::move(event));
+  {
+    std::lock_guard<std::mutex> l(sweep_mu_);
+    audit_queue_.push_back(std::move(event));
+  }
+  audit_cv_.notify_all();
+}
+
+void OpsdServer::WriteAudit(json event) {
+  Txn t(store_.get());
+  int64_t id = t.NextId("audit");
+  event["id"] = id;
   t.PutRaw(AuditKey(id), event.dump(-1, ' ', false, json::error_handler_t::replace));
   Status s = t.Commit();
   if (!s.ok()) {
     DEPOT_LOG_ERROR("audit write failed: {}", s.ToString());
     return;
   }
-  ctx.audited = true;
   audit_events_->Increment();
 }
 
@@ -360,6 +392,8 @@ void OpsdServer::SweepSessions() {
   if (!s.ok()) DEPOT_LOG_WARN("expired sessions not removed: {}", s.ToString());
 }
 
+void OpsdServer::CountAuditEvent() { audit_events_->Increment(); }
+
 void OpsdServer::CountLogin(const std::string& result) { logins_->Add({{"result", result}}).Increment(); }
 
 void OpsdServer::CountFileBytes(const std::string& direction, uint64_t n) {
@@ -379,9 +413,13 @@ net::RouteMode OpsdServer::Classify(const net::http::RequestHead& head,
     // token never gets a worker, and its body is never read.
     Ctx ctx;
     ApiError err;
-    Admit(head, "", &ctx, &err);
+    const Route* route = Admit(head, "", &ctx, &err);
     if (err.status != 0) {
       ErrorReply(reject, err);
+      // The refusal of a change is audited like any other (not on this loop: later).
+      if (route && IsMutation(route->method) && !route->action.empty() && err.status != 401) {
+        AuditFailure(ctx, err.code, err.status, /*later=*/true);
+      }
       return net::RouteMode::kReject;
     }
     return net::RouteMode::kStream;

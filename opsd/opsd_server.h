@@ -8,6 +8,8 @@
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
+#include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -70,8 +72,9 @@ class OpsdServer {
   // Commits `t` with the audit event of `ctx` (result "ok"); marks ctx audited. `before` and
   // `after` are the main record's states, for the event's digests.
   Status CommitAudited(Txn& t, Ctx& ctx, const json* before, const json* after);
-  // Appends an audit event for a request that changed nothing (refused or failed).
-  void AuditFailure(Ctx& ctx, const std::string& result, int status);
+  // Appends an audit event for a request that changed nothing (refused or failed). With `later`
+  // the write happens on the audit thread (callers on an event loop must not sync to disk).
+  void AuditFailure(Ctx& ctx, const std::string& result, int status, bool later = false);
   // The caller's identity for a bearer token; nullptr when the token is unknown or expired.
   std::shared_ptr<const Principal> Authenticate(const std::string& token);
   // Effective permissions of a user (own roles, then active delegations), narrowed by an API
@@ -79,6 +82,7 @@ class OpsdServer {
   std::shared_ptr<const Principal> PrincipalFor(const json& user, const json* token,
                                                 int64_t session_id);
   void CountLogin(const std::string& result);
+  void CountAuditEvent();
   void CountFileBytes(const std::string& direction, uint64_t n);
 
  private:
@@ -132,7 +136,12 @@ class OpsdServer {
   std::mutex metrics_mu_;
   std::map<std::string, prometheus::Counter*> request_counters_;    // GUARDED_BY(metrics_mu_)
   std::map<std::string, prometheus::Histogram*> latency_by_route_;  // GUARDED_BY(metrics_mu_)
+  void WriteAudit(json event);
   std::thread sweeper_;
+  std::thread audit_thread_;
+  std::condition_variable audit_cv_;
+  std::deque<json> audit_queue_;  // GUARDED_BY(sweep_mu_)
+  bool audit_stop_ = false;       // GUARDED_BY(sweep_mu_)
   std::mutex sweep_mu_;
   std::condition_variable sweep_cv_;
   bool stopping_ = false;  // GUARDED_BY(sweep_mu_)

@@ -334,6 +334,20 @@ Result<Doc> Txn::Replace(Collection* c, int64_t id, json doc,
   return d;
 }
 
+Result<Doc> Txn::ReplaceQuietly(Collection* c, int64_t id, json doc) {
+  Doc before = Get(c, id);
+  if (!before) return Status::NotFound(c->name() + " not found:", std::to_string(id));
+  doc["id"] = id;
+  doc["version"] = (*before)["version"];
+  doc["created_at"] = (*before)["created_at"];
+  doc["updated_at"] = (*before)["updated_at"];
+  DEPOT_RETURN_IF_ERROR(CheckUnique(c, id, doc));
+  auto d = std::make_shared<const json>(std::move(doc));
+  batch_->Put(c->Key(id), d->dump(-1, ' ', false, json::error_handler_t::replace));
+  changes_.push_back({c, id, before, d});
+  return d;
+}
+
 Status Txn::Remove(Collection* c, int64_t id, std::optional<int64_t> expect_version) {
   Doc before = Get(c, id);
   if (!before) return Status::NotFound(c->name() + " not found:", std::to_string(id));

@@ -42,7 +42,6 @@ class Store;
 //   r/<collection>/<id: 12 digits>  -> JSON record
 //   seq/<name>                      -> last id handed out (decimal)
 //   audit/<seq: 16 digits>          -> JSON audit event
-//   meta/...                        -> store settings (schema version)
 class Collection {
  public:
   // `unique` lists fields whose non-empty string values must be unique; those also in `folded`
@@ -136,6 +135,9 @@ class Txn {
   // Replaces a record: `doc` is the full new record. Busy (HTTP 409) when `expect_version` is
   // given and the stored version differs; NotFound when absent; AlreadyExists on a unique clash.
   Result<Doc> Replace(Collection* c, int64_t id, json doc, std::optional<int64_t> expect_version);
+  // For bookkeeping the system does on its own (login counters): the version and updated_at
+  // stay, so a client's If-Match is not broken by someone logging in.
+  Result<Doc> ReplaceQuietly(Collection* c, int64_t id, json doc);
   Status Remove(Collection* c, int64_t id, std::optional<int64_t> expect_version);
   // A raw key outside collections.
   void PutRaw(const std::string& key, const std::string& value);

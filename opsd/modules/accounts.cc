@@ -217,7 +217,7 @@ void AddAuthRoutes(OpsdServer* s, Router* r) {
                 code = "locked";
               }
               u["_failed"] = failed;
-              auto rep = t.Replace(s->users(), uid, u, std::nullopt);
+              auto rep = t.ReplaceQuietly(s->users(), uid, u);
               if (!Ok(resp, rep.status())) return;
               ctx.action = code == "locked" ? "auth.lockout" : "auth.login";
               // The failure count and its audit event are one write.
@@ -225,6 +225,7 @@ void AddAuthRoutes(OpsdServer* s, Router* r) {
               int64_t eid = t.NextId("audit");
               json event = {{"id", eid}, {"time", now}, {"actor", ""}, {"actor_id", 0},
                             {"action", ctx.action}, {"resource", ctx.resource},
+                            {"method", "POST"}, {"path", "/api/v1/auth/login"},
                             {"result", code}, {"status", 401}, {"ip", ctx.ip},
                             {"before", ""}, {"after", ""}};
               char key[40];
@@ -232,6 +233,7 @@ void AddAuthRoutes(OpsdServer* s, Router* r) {
               t.PutRaw(key, event.dump());
               if (!Ok(resp, t.Commit())) return;
               ctx.audited = true;
+              s->CountAuditEvent();
               s->CountLogin(code);
               return ErrorReply(resp, ApiError{401, "bad_credentials", "wrong username or password"});
             }
@@ -241,7 +243,7 @@ void AddAuthRoutes(OpsdServer* s, Router* r) {
             u["_failed"] = 0;
             u["_locked_until"] = 0;
             u["last_login_at"] = now;
-            auto rep = t.Replace(s->users(), uid, u, std::nullopt);
+            auto rep = t.ReplaceQuietly(s->users(), uid, u);
             if (!Ok(resp, rep.status())) return;
             int64_t ttl = body->value("ttl_seconds", int64_t{s->config().session_ttl});
             ttl = std::min<int64_t>(ttl, s->config().session_ttl);
@@ -365,7 +367,7 @@ void AddAuthRoutes(OpsdServer* s, Router* r) {
             Txn t(s->store());
             auto ins = t.Insert(s->api_tokens(), rec);
             if (!Ok(resp, ins.status())) return;
-            ctx.resource = "api_tokens/" + std::to_string((**ins)["id"].get<int64_t>());
+            ctx.resource = "api-tokens/" + std::to_string((**ins)["id"].get<int64_t>());
             if (!Ok(resp, s->CommitAudited(t, ctx, nullptr, ins->get()))) return;
             json out = Public(**ins);
             out["token"] = token;  // shown once
@@ -377,7 +379,7 @@ void AddAuthRoutes(OpsdServer* s, Router* r) {
           [s](Ctx& ctx, net::HttpResponse* resp) {
             auto id = ctx.IdParam();
             if (!Ok(resp, id.status())) return;
-            ctx.resource = "api_tokens/" + std::to_string(*id);
+            ctx.resource = "api-tokens/" + std::to_string(*id);
             Txn t(s->store());
             Doc d = t.Get(s->api_tokens(), *id);
             bool mine = d && (*d)["user_id"].get<int64_t>() == ctx.who->user_id;

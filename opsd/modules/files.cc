@@ -132,6 +132,7 @@ void Upload(OpsdServer* srv, Ctx& ctx, net::HttpStream& s) {
 
   Sha256 sha;
   uint64_t size = 0;
+  bool client_fault = false;  // the failure came from the request, not from the cluster
   std::string part_type;
   Result<std::string> file_id = Status::Internal("no upload");
   std::vector<char> piece(kPiece);
@@ -145,7 +146,9 @@ void Upload(OpsdServer* srv, Ctx& ctx, net::HttpStream& s) {
     if (head.content_length) {
       file_id = client->UploadStream(*head.content_length,
                                      [&](char* buf, size_t n) -> Result<size_t> {
-                                       DEPOT_ASSIGN_OR_RETURN(size_t got, s.ReadBody(buf, n));
+                                       auto got_or = s.ReadBody(buf, n);
+                                       if (!got_or.ok()) client_fault = true;
+                                       DEPOT_ASSIGN_OR_RETURN(size_t got, got_or);
                                        sha.Update(buf, got);
                                        size += got;
                                        return got;
@@ -158,12 +161,14 @@ void Upload(OpsdServer* srv, Ctx& ctx, net::HttpStream& s) {
         auto got = s.ReadBody(piece.data(), piece.size());
         if (!got.ok()) {
           st = got.status();
+          client_fault = true;
           break;
         }
         if (*got == 0) break;
         size += *got;
         if (size > srv->config().max_upload_size) {
           st = Status::ResourceExhausted("file larger than max_upload_size");
+          client_fault = true;
           break;
         }
         sha.Update(piece.data(), *got);
@@ -178,7 +183,7 @@ void Upload(OpsdServer* srv, Ctx& ctx, net::HttpStream& s) {
     UploadOptions opts;
     opts.group = srv->config().upload_group;
     std::unique_ptr<ChunkedUpload> up;
-    bool in_file = false, seen_file = false;
+    bool in_file = false, seen_file = false, cluster_fault = false;
     net::http::MultipartParser::Callbacks cb;
     cb.on_part_begin = [&](const net::http::MultipartParser::Part& p) -> Status {
       in_file = !seen_file && !p.filename.empty();
@@ -201,7 +206,9 @@ void Upload(OpsdServer* srv, Ctx& ctx, net::HttpStream& s) {
         return Status::ResourceExhausted("file larger than max_upload_size");
       }
       sha.Update(d.data(), d.size());
-      return up->Add(d.data(), d.size());
+      Status added = up->Add(d.data(), d.size());
+      cluster_fault = !added.ok();
+      return added;
     };
     cb.on_part_end = [&]() -> Status {
       in_file = false;
@@ -223,11 +230,13 @@ void Upload(OpsdServer* srv, Ctx& ctx, net::HttpStream& s) {
       if (!st.ok()) break;
     }
     if (st.ok() && !seen_file) st = Status::InvalidArgument("the form has no file part");
+    client_fault = !st.ok() && !cluster_fault;
     file_id = st.ok() ? up->Finish() : Result<std::string>(st);
   }
   if (!file_id.ok()) {
     DEPOT_LOG_WARN("upload from {} failed: {}", ctx.ip, file_id.status().ToString());
-    return Answer(ctx, s, file_id.status());
+    return Answer(ctx, s, client_fault ? ErrorFromStatus(file_id.status())
+                                       : ClusterError(file_id.status()));
   }
   srv->CountFileBytes("in", size);
   json rec = {{"file_id", *file_id},      {"name", name},
@@ -377,7 +386,7 @@ void AddFileRoutes(OpsdServer* s, Router* r) {
             }
             // The record goes first: a failure here leaves an unreferenced file, never a
             // record of a missing one.
-            Status st = (*cluster)->Delete(id);
+            Status st = (*cluster)->Delete(id);  // logged below; the record is already gone
             if (!st.ok() && !st.IsNotFound()) {
               DEPOT_LOG_WARN("file {} unrecorded but not deleted: {}", id, st.ToString());
             }

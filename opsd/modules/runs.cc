@@ -169,10 +169,10 @@ void AddRunRoutes(OpsdServer* s, Router* r) {
               o.group = s->config().upload_group;
               o.ext = "log";
               auto up = (*cluster)->UploadAppenderBuffer(*ctx.body, o);
-              if (!Ok(resp, up.status())) return;
+              if (!up.ok()) return ErrorReply(resp, ClusterError(up.status()));
               fid = *up;
-            } else if (!Ok(resp, (*cluster)->ModifyBuffer(fid, size, *ctx.body))) {
-              return;
+            } else if (Status m = (*cluster)->ModifyBuffer(fid, size, *ctx.body); !m.ok()) {
+              return ErrorReply(resp, ClusterError(m));
             }
             Txn t(s->store());
             json next = *cur;
@@ -219,7 +219,7 @@ void AddRunRoutes(OpsdServer* s, Router* r) {
               auto cluster = s->cluster();
               if (!Ok(resp, cluster.status())) return;
               auto got = (*cluster)->DownloadToBuffer(fid, offset, n);
-              if (!Ok(resp, got.status())) return;
+              if (!got.ok()) return ErrorReply(resp, ClusterError(got.status()));
               data = std::move(*got);
               data.resize(std::min<size_t>(data.size(), n));
             }

@@ -1,6 +1,6 @@
 // Secrets: credentials later modules use (SSH keys, Jenkins tokens, SMTP passwords). The value is
 // sealed with AES-256-GCM (SecretBox) bound to its record, and is write-only over the API: no
-// route returns it. Modules read it through OpenSecret().
+// route returns it. Later modules open it with the server's SecretBox and the AAD "secrets/<id>".
 #include "opsd/modules/common.h"
 
 namespace depot::opsd {
