@@ -26,6 +26,32 @@ Scope Scope::FromJson(const json& j) {
   return s;
 }
 
+bool Scope::Intersect(const Scope& a, const Scope& b, Scope* out) {
+  auto dim = [](const std::set<std::string>& x, const std::set<std::string>& y,
+                std::set<std::string>* o) {
+    if (x.empty()) {
+      *o = y;
+      return true;
+    }
+    if (y.empty()) {
+      *o = x;
+      return true;
+    }
+    std::set<std::string> both;
+    for (const auto& v : x) {
+      if (y.count(v)) both.insert(v);
+    }
+    *o = std::move(both);
+    return !o->empty();
+  };
+  // Built aside: `out` may be `a` or `b`.
+  Scope r;
+  bool ok = dim(a.host_groups, b.host_groups, &r.host_groups) && dim(a.apps, b.apps, &r.apps) &&
+            dim(a.envs, b.envs, &r.envs);
+  if (ok) *out = std::move(r);
+  return ok;
+}
+
 json Scope::ToJson() const {
   return json{{"host_groups", host_groups}, {"apps", apps}, {"envs", envs}};
 }

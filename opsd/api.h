@@ -37,6 +37,9 @@ struct Scope {
   bool unrestricted() const { return host_groups.empty() && apps.empty() && envs.empty(); }
   static Scope FromJson(const json& j);  // j validated by ValidScope
   json ToJson() const;
+  // What both allow: per dimension the values in both (an unrestricted side takes the other's).
+  // False when some dimension is left with nothing.
+  static bool Intersect(const Scope& a, const Scope& b, Scope* out);
 };
 
 // Who is calling, with the permissions in effect (own roles plus active delegations, narrowed

@@ -86,6 +86,34 @@ TEST(PrincipalTest, ScopesNeedOverlapInEveryRestrictedDimension) {
   EXPECT_TRUE(root.InScope("anything", json{{"apps", {"x"}}}));
 }
 
+TEST(ScopeTest, IntersectNarrowsEachDimension) {
+  Scope a = Scope::FromJson(json{{"envs", {"prod", "stage"}}});
+  Scope b = Scope::FromJson(json{{"envs", {"prod", "dev"}}, {"apps", {"web"}}});
+  Scope out;
+  ASSERT_TRUE(Scope::Intersect(a, b, &out));
+  EXPECT_EQ(out.envs, (std::set<std::string>{"prod"}));
+  EXPECT_EQ(out.apps, (std::set<std::string>{"web"}));
+  EXPECT_TRUE(out.host_groups.empty());
+  EXPECT_FALSE(Scope::Intersect(a, Scope::FromJson(json{{"envs", {"dev"}}}), &out));
+  ASSERT_TRUE(Scope::Intersect(Scope(), a, &out));
+  EXPECT_EQ(out.envs, a.envs);
+  // Regression: the result may be one of the inputs (it was cleared before it was read).
+  Scope in_place = a;
+  ASSERT_TRUE(Scope::Intersect(in_place, Scope::FromJson(json{{"envs", {"prod"}}}), &in_place));
+  EXPECT_EQ(in_place.envs, (std::set<std::string>{"prod"}));
+  // Covers: a grant contains a scope only when every restricted dimension holds it whole.
+  Principal p;
+  p.grants["x"] = {a};
+  EXPECT_TRUE(p.Covers("x", Scope::FromJson(json{{"envs", {"prod"}}})));
+  EXPECT_FALSE(p.Covers("x", Scope::FromJson(json{{"envs", {"prod", "dev"}}})));
+  EXPECT_FALSE(p.Covers("x", Scope()));  // unrestricted is wider than the grant
+  EXPECT_TRUE(p.Covers("x", Scope::FromJson(json{{"envs", {"stage"}}, {"apps", {"any"}}})));
+  Principal wide;
+  wide.grants["x"] = {Scope()};
+  EXPECT_TRUE(wide.CoversAll(p));
+  EXPECT_FALSE(p.CoversAll(wide));
+}
+
 TEST(ListTest, FiltersSortsPagesAndHidesInternalFields) {
   std::vector<std::shared_ptr<const json>> docs;
   for (int i = 1; i <= 25; ++i) {

@@ -1,4 +1,6 @@
 // depot-opsd: the ops platform's HTTP JSON API. See conf/opsd.conf and doc/opsd-api.md.
+#include <unistd.h>
+
 #include <cstdio>
 #include <cstdlib>
 
@@ -27,10 +29,18 @@ int main(int argc, char** argv) {
     return 1;
   }
   if (!server.generated_password().empty()) {
-    // Shown once, on the terminal that started opsd; the log never holds it.
-    std::printf("depot-opsd: first start: superuser '%s' created; its password is in %s/"
-                "initial-admin-password\n",
-                config->admin_user.c_str(), config->base_path.c_str());
+    // Printed once, and only to a terminal: standard output sent to a file would keep it. The
+    // log never holds it; the owner-only file does, for scripts.
+    if (isatty(STDOUT_FILENO)) {
+      std::printf("depot-opsd: first start: superuser '%s', password %s (also in %s/"
+                  "initial-admin-password; change it after logging in)\n",
+                  config->admin_user.c_str(), server.generated_password().c_str(),
+                  config->base_path.c_str());
+    } else {
+      std::printf("depot-opsd: first start: superuser '%s' created; its password is in %s/"
+                  "initial-admin-password\n",
+                  config->admin_user.c_str(), config->base_path.c_str());
+    }
     std::fflush(stdout);
   }
   s = depot::WriteReadyFile(flags.ready_file, {{"port", server.port()}});

@@ -312,19 +312,21 @@ std::shared_ptr<const Principal> OpsdServer::PrincipalFor(const json& user, cons
   p->superuser = user.value("superuser", false);
   p->session_id = session_id;
   p->api_token = token != nullptr;
-  auto add_roles = [&](const json& u, const std::set<std::string>* only) {
+  // A delegation passes on the permissions it lists, narrowed to its scope.
+  auto add_roles = [&](const json& u, const std::set<std::string>* only, const Scope* narrow) {
     for (const auto& rid : u["role_ids"]) {
       Doc role = roles_->Get(rid.get<int64_t>());
       if (!role) continue;
       Scope scope = Scope::FromJson((*role)["scopes"]);
+      if (narrow && !Scope::Intersect(scope, *narrow, &scope)) continue;
       for (const auto& perm : (*role)["permissions"]) {
         std::string code = perm.get<std::string>();
-        if (only && !only->count(code)) continue;  // a delegation lists what it passes on
+        if (only && !only->count(code)) continue;
         p->grants[code].push_back(scope);
       }
     }
   };
-  add_roles(user, nullptr);
+  add_roles(user, nullptr, nullptr);
   int64_t now = NowUnix();
   for (const Doc& d : delegations_->All()) {
     const json& g = *d;
@@ -334,7 +336,8 @@ std::shared_ptr<const Principal> OpsdServer::PrincipalFor(const json& user, cons
     if (!principal || !(*principal).value("active", false)) continue;
     std::set<std::string> only;
     for (const auto& c : g["permissions"]) only.insert(c.get<std::string>());
-    add_roles(*principal, &only);
+    Scope narrow = Scope::FromJson(g.value("scope", json::object()));
+    add_roles(*principal, &only, &narrow);
   }
   if (token != nullptr && !(*token)["permissions"].empty()) {
     std::map<std::string, std::vector<Scope>> narrowed;
@@ -381,13 +384,16 @@ std::shared_ptr<const Principal> OpsdServer::Authenticate(const std::string& tok
 
 void OpsdServer::SweepSessions() {
   int64_t now = NowUnix();
-  std::vector<int64_t> expired;
-  for (const Doc& d : sessions_->All()) {
-    if ((*d)["expires_at"].get<int64_t>() <= now) expired.push_back((*d)["id"].get<int64_t>());
+  std::vector<std::pair<Collection*, int64_t>> expired;
+  for (Collection* c : {sessions_, api_tokens_}) {
+    for (const Doc& d : c->All()) {
+      int64_t exp = (*d).value("expires_at", int64_t{0});
+      if (exp != 0 && exp <= now) expired.emplace_back(c, (*d)["id"].get<int64_t>());
+    }
   }
   if (expired.empty()) return;
   Txn t(store_.get());
-  for (int64_t id : expired) static_cast<void>(t.Remove(sessions_, id, std::nullopt));
+  for (auto [c, id] : expired) static_cast<void>(t.Remove(c, id, std::nullopt));
   Status s = t.Commit();
   if (!s.ok()) DEPOT_LOG_WARN("expired sessions not removed: {}", s.ToString());
 }

@@ -105,15 +105,6 @@ void RevokeTokens(OpsdServer* s, Txn& t, int64_t user_id) {
   }
 }
 
-// Applies a JSON patch of allowed fields onto a copy of `base`.
-json Merge(const json& base, const json& patch) {
-  json out = base;
-  for (auto it = patch.begin(); it != patch.end(); ++it) {
-    if (it.key() != "version") out[it.key()] = it.value();
-  }
-  return out;
-}
-
 const std::vector<FieldSpec>& UserSpec() {
   static const std::vector<FieldSpec> spec = {
       {"username", FieldType::kString, true, 32, 2},
@@ -263,7 +254,8 @@ void AddAuthRoutes(OpsdServer* s, Router* r) {
   r->Add({"POST", "/api/v1/auth/logout", kAuthenticated, RouteMode::kInline, "auth.logout",
           [s](Ctx& ctx, net::HttpResponse* resp) {
             Collection* c = ctx.who->api_token ? s->api_tokens() : s->sessions();
-            ctx.resource = c->name() + "/" + std::to_string(ctx.who->session_id);
+            ctx.resource = (ctx.who->api_token ? "api-tokens/" : "sessions/") +
+                           std::to_string(ctx.who->session_id);
             Txn t(s->store());
             Doc d = t.Get(c, ctx.who->session_id);
             if (d && !Ok(resp, t.Remove(c, ctx.who->session_id, std::nullopt))) return;
@@ -439,34 +431,25 @@ void AddUserRoutes(OpsdServer* s, Router* r) {
           },
           nullptr});
   r->Add({"PATCH", "/api/v1/users/{id}", "accounts.user.update", RouteMode::kInline,
-          "users.update", [s](Ctx& ctx, net::HttpResponse* resp) {
-            auto id = ctx.IdParam();
-            if (!Ok(resp, id.status())) return;
-            ctx.resource = "users/" + std::to_string(*id);
-            auto body = ctx.JsonBody();
-            if (!Ok(resp, body.status())) return;
-            if (body->contains("password")) {
-              return ErrorReply(resp, Status::InvalidArgument(
-                                          "set passwords with POST /api/v1/users/{id}/password"));
-            }
-            if (!Ok(resp, CheckFields(*body, UserSpec(), true))) return;
-            auto ver = ctx.ExpectedVersion(&*body);
-            if (!Ok(resp, ver.status())) return;
-            Txn t(s->store());
-            Doc cur = t.Get(s->users(), *id);
-            if (!cur) return ErrorReply(resp, Status::NotFound("user not found:", std::to_string(*id)));
-            if (*id != ctx.who->user_id && !Ok(resp, CheckMayManage(s, ctx, *cur))) return;
-            json next = Merge(*cur, *body);
-            if (!Ok(resp, CheckUser(s, t, *ctx.who, *cur, next))) return;
-            if (*id == ctx.who->user_id && !next.value("active", true)) {
-              return ErrorReply(resp, Status::InvalidArgument("you cannot disable yourself"));
-            }
-            if (!next.value("active", true)) RevokeTokens(s, t, *id);
-            auto rep = t.Replace(s->users(), *id, next, *ver);
-            if (!Ok(resp, rep.status())) return;
-            if (!Ok(resp, s->CommitAudited(t, ctx, cur.get(), rep->get()))) return;
-            RecordReply(resp, 200, **rep);
-          },
+          "users.update",
+          PatchHandler(s, s->users(), &UserSpec(),
+                       [s](Txn& t, const Ctx& ctx, const json& body, const json& cur,
+                           json* next) -> Status {
+                         int64_t id = cur["id"].get<int64_t>();
+                         if (body.contains("password")) {
+                           return Status::InvalidArgument(
+                               "set passwords with POST /api/v1/users/{id}/password");
+                         }
+                         if (id != ctx.who->user_id) DEPOT_RETURN_IF_ERROR(CheckMayManage(s, ctx, cur));
+                         DEPOT_RETURN_IF_ERROR(CheckUser(s, t, *ctx.who, cur, *next));
+                         if (!next->value("active", true)) {
+                           if (id == ctx.who->user_id) {
+                             return Status::InvalidArgument("you cannot disable yourself");
+                           }
+                           RevokeTokens(s, t, id);
+                         }
+                         return Status::OK();
+                       }),
           nullptr});
   r->Add({"DELETE", "/api/v1/users/{id}", "accounts.user.delete", RouteMode::kInline,
           "users.delete",
@@ -481,7 +464,36 @@ void AddUserRoutes(OpsdServer* s, Router* r) {
               for (const Doc& d : s->users()->All()) supers += (*d).value("superuser", false);
               if (supers <= 1) return Status::AlreadyExists("the last superuser cannot be deleted");
             }
-            RevokeTokens(s, t, u["id"].get<int64_t>());
+            int64_t uid = u["id"].get<int64_t>();
+            RevokeTokens(s, t, uid);
+            // Nothing keeps pointing at a deleted account: its delegations go, and departments
+            // lose it as leader or approver (in the same change as the delete).
+            for (const Doc& d : s->delegations()->All()) {
+              if ((*d)["principal_id"] == uid || (*d)["delegate_id"] == uid) {
+                DEPOT_RETURN_IF_ERROR(t.Remove(s->delegations(), (*d)["id"].get<int64_t>(), std::nullopt));
+              }
+            }
+            for (const Doc& d : s->departments()->All()) {
+              json next = *d;
+              bool changed = false;
+              if (next["leader_id"] == uid) {
+                next["leader_id"] = 0;
+                changed = true;
+              }
+              json approvers = json::array();
+              for (const auto& a : next["approver_ids"]) {
+                if (a == uid) {
+                  changed = true;
+                } else {
+                  approvers.push_back(a);
+                }
+              }
+              next["approver_ids"] = approvers;
+              if (changed) {
+                DEPOT_RETURN_IF_ERROR(
+                    t.Replace(s->departments(), (*d)["id"].get<int64_t>(), next, std::nullopt).status());
+              }
+            }
             return Status::OK();
           }),
           nullptr});
@@ -581,44 +593,24 @@ void AddDepartmentRoutes(OpsdServer* s, Router* r) {
   r->Add({"GET", "/api/v1/departments/{id}", "accounts.department.view", RouteMode::kInline, "",
           GetHandler(s->departments()), nullptr});
   r->Add({"POST", "/api/v1/departments", "accounts.department.create", RouteMode::kInline,
-          "departments.create", [s, check](Ctx& ctx, net::HttpResponse* resp) {
-            auto body = ctx.JsonBody();
-            if (!Ok(resp, body.status())) return;
-            if (!Ok(resp, CheckFields(*body, spec, false))) return;
-            json d = {{"name", (*body)["name"]},
-                      {"description", body->value("description", "")},
-                      {"parent_id", body->value("parent_id", int64_t{0})},
-                      {"leader_id", body->value("leader_id", int64_t{0})},
-                      {"approver_ids", body->value("approver_ids", json::array())}};
-            Txn t(s->store());
-            if (!Ok(resp, check(t, d))) return;
-            auto ins = t.Insert(s->departments(), d);
-            if (!Ok(resp, ins.status())) return;
-            ctx.resource = "departments/" + std::to_string((**ins)["id"].get<int64_t>());
-            if (!Ok(resp, s->CommitAudited(t, ctx, nullptr, ins->get()))) return;
-            RecordReply(resp, 201, **ins);
-          },
+          "departments.create",
+          CreateHandler(s, s->departments(), &spec,
+                        [check](Txn& t, const Ctx&, const json& body) -> Result<json> {
+                          json d = {{"name", body["name"]},
+                                    {"description", body.value("description", "")},
+                                    {"parent_id", body.value("parent_id", int64_t{0})},
+                                    {"leader_id", body.value("leader_id", int64_t{0})},
+                                    {"approver_ids", body.value("approver_ids", json::array())}};
+                          DEPOT_RETURN_IF_ERROR(check(t, d));
+                          return d;
+                        }),
           nullptr});
   r->Add({"PATCH", "/api/v1/departments/{id}", "accounts.department.update", RouteMode::kInline,
-          "departments.update", [s, check](Ctx& ctx, net::HttpResponse* resp) {
-            auto id = ctx.IdParam();
-            if (!Ok(resp, id.status())) return;
-            ctx.resource = "departments/" + std::to_string(*id);
-            auto body = ctx.JsonBody();
-            if (!Ok(resp, body.status())) return;
-            if (!Ok(resp, CheckFields(*body, spec, true))) return;
-            auto ver = ctx.ExpectedVersion(&*body);
-            if (!Ok(resp, ver.status())) return;
-            Txn t(s->store());
-            Doc cur = t.Get(s->departments(), *id);
-            if (!cur) return ErrorReply(resp, Status::NotFound("department not found:", std::to_string(*id)));
-            json next = Merge(*cur, *body);
-            if (!Ok(resp, check(t, next))) return;
-            auto rep = t.Replace(s->departments(), *id, next, *ver);
-            if (!Ok(resp, rep.status())) return;
-            if (!Ok(resp, s->CommitAudited(t, ctx, cur.get(), rep->get()))) return;
-            RecordReply(resp, 200, **rep);
-          },
+          "departments.update",
+          PatchHandler(s, s->departments(), &spec,
+                       [check](Txn& t, const Ctx&, const json&, const json&, json* next) {
+                         return check(t, *next);
+                       }),
           nullptr});
   r->Add({"DELETE", "/api/v1/departments/{id}", "accounts.department.delete", RouteMode::kInline,
           "departments.delete",
@@ -651,64 +643,41 @@ void AddRoleRoutes(OpsdServer* s, Router* r) {
           nullptr});
   r->Add({"GET", "/api/v1/roles/{id}", "accounts.role.view", RouteMode::kInline, "",
           GetHandler(s->roles()), nullptr});
-  auto normalise = [](const json& body, json* role) {
-    Scope sc = Scope::FromJson(body.value("scopes", json::object()));
-    (*role)["scopes"] = sc.ToJson();
-  };
   r->Add({"POST", "/api/v1/roles", "accounts.role.create", RouteMode::kInline, "roles.create",
-          [s, normalise](Ctx& ctx, net::HttpResponse* resp) {
-            auto body = ctx.JsonBody();
-            if (!Ok(resp, body.status())) return;
-            if (!Ok(resp, CheckFields(*body, spec, false))) return;
-            json perms = body->value("permissions", json::array());
-            if (!Ok(resp, CheckPermissionCodes(perms))) return;
-            if (!Ok(resp, CheckGrantable(*ctx.who, perms.get<std::vector<std::string>>(),
-                                         Scope::FromJson(body->value("scopes", json::object()))))) {
-              return;
-            }
-            json role = {{"name", (*body)["name"]},
-                         {"description", body->value("description", "")},
-                         {"permissions", perms}};
-            normalise(*body, &role);
-            Txn t(s->store());
-            auto ins = t.Insert(s->roles(), role);
-            if (!Ok(resp, ins.status())) return;
-            ctx.resource = "roles/" + std::to_string((**ins)["id"].get<int64_t>());
-            if (!Ok(resp, s->CommitAudited(t, ctx, nullptr, ins->get()))) return;
-            RecordReply(resp, 201, **ins);
-          },
+          CreateHandler(s, s->roles(), &spec,
+                        [](Txn&, const Ctx& ctx, const json& body) -> Result<json> {
+                          json perms = body.value("permissions", json::array());
+                          Scope scope = Scope::FromJson(body.value("scopes", json::object()));
+                          DEPOT_RETURN_IF_ERROR(CheckPermissionCodes(perms));
+                          DEPOT_RETURN_IF_ERROR(CheckGrantable(
+                              *ctx.who, perms.get<std::vector<std::string>>(), scope));
+                          return json{{"name", body["name"]},
+                                      {"description", body.value("description", "")},
+                                      {"permissions", perms},
+                                      {"scopes", scope.ToJson()}};
+                        }),
           nullptr});
   r->Add({"PATCH", "/api/v1/roles/{id}", "accounts.role.update", RouteMode::kInline,
-          "roles.update", [s, normalise](Ctx& ctx, net::HttpResponse* resp) {
-            auto id = ctx.IdParam();
-            if (!Ok(resp, id.status())) return;
-            ctx.resource = "roles/" + std::to_string(*id);
-            auto body = ctx.JsonBody();
-            if (!Ok(resp, body.status())) return;
-            if (!Ok(resp, CheckFields(*body, spec, true))) return;
-            auto ver = ctx.ExpectedVersion(&*body);
-            if (!Ok(resp, ver.status())) return;
-            Txn t(s->store());
-            Doc cur = t.Get(s->roles(), *id);
-            if (!cur) return ErrorReply(resp, Status::NotFound("role not found:", std::to_string(*id)));
-            json next = Merge(*cur, *body);
-            if (body->contains("scopes")) normalise(*body, &next);
-            if (!Ok(resp, CheckPermissionCodes(next["permissions"]))) return;
-            // Adding a permission (or widening a role's scope) needs the caller to hold it.
-            std::vector<std::string> added;
-            for (const auto& p : next["permissions"]) {
-              if (std::find((*cur)["permissions"].begin(), (*cur)["permissions"].end(), p) ==
-                      (*cur)["permissions"].end() ||
-                  body->contains("scopes")) {
-                added.push_back(p.get<std::string>());
-              }
-            }
-            if (!Ok(resp, CheckGrantable(*ctx.who, added, Scope::FromJson(next["scopes"])))) return;
-            auto rep = t.Replace(s->roles(), *id, next, *ver);
-            if (!Ok(resp, rep.status())) return;
-            if (!Ok(resp, s->CommitAudited(t, ctx, cur.get(), rep->get()))) return;
-            RecordReply(resp, 200, **rep);
-          },
+          "roles.update",
+          PatchHandler(s, s->roles(), &spec,
+                       [](Txn&, const Ctx& ctx, const json& body, const json& cur,
+                          json* next) -> Status {
+                         if (body.contains("scopes")) {
+                           (*next)["scopes"] = Scope::FromJson(body["scopes"]).ToJson();
+                         }
+                         DEPOT_RETURN_IF_ERROR(CheckPermissionCodes((*next)["permissions"]));
+                         // A permission added, or every permission when the scope changes,
+                         // needs the caller to cover it with the role's new scope.
+                         std::vector<std::string> added;
+                         const json& had = cur["permissions"];
+                         for (const auto& p : (*next)["permissions"]) {
+                           if (body.contains("scopes") ||
+                               std::find(had.begin(), had.end(), p) == had.end()) {
+                             added.push_back(p.get<std::string>());
+                           }
+                         }
+                         return CheckGrantable(*ctx.who, added, Scope::FromJson((*next)["scopes"]));
+                       }),
           nullptr});
   r->Add({"DELETE", "/api/v1/roles/{id}", "accounts.role.delete", RouteMode::kInline,
           "roles.delete",
@@ -733,6 +702,7 @@ void AddDelegationRoutes(OpsdServer* s, Router* r) {
       {"starts_at", FieldType::kInt, true, kMaxTime, 0},
       {"ends_at", FieldType::kInt, true, kMaxTime, 1},
       {"permissions", FieldType::kStringArray, false, 256},
+      {"scope", FieldType::kScope},
       {"reason", FieldType::kString, false, 1024}};
   r->Add({"GET", "/api/v1/delegations", "accounts.delegation.view", RouteMode::kInline, "",
           ListHandler(s->delegations(), {"id", "starts_at", "ends_at", "created_at"},
@@ -750,6 +720,7 @@ void AddDelegationRoutes(OpsdServer* s, Router* r) {
                       {"starts_at", (*body)["starts_at"]},
                       {"ends_at", (*body)["ends_at"]},
                       {"permissions", body->value("permissions", json::array())},
+                      {"scope", Scope::FromJson(body->value("scope", json::object())).ToJson()},
                       {"reason", body->value("reason", "")},
                       {"revoked", false}};
             if (d["principal_id"] == d["delegate_id"]) {
@@ -771,15 +742,20 @@ void AddDelegationRoutes(OpsdServer* s, Router* r) {
             std::set<std::string> wanted;
             for (const auto& p : d["permissions"]) wanted.insert(p.get<std::string>());
             json resolved = json::array();
+            Scope narrow = Scope::FromJson(d["scope"]);
             for (const auto& [perm, scopes] : theirs->grants) {
               if (!wanted.empty() && !wanted.count(perm)) continue;
-              for (const Scope& sc : scopes) {
+              bool any = false;
+              for (const Scope& full : scopes) {
+                Scope sc;
+                if (!Scope::Intersect(full, narrow, &sc)) continue;
+                any = true;
                 if (!ctx.who->Covers(perm, sc)) {
                   return ErrorReply(resp, Status::PermissionDenied(
                                               "you cannot delegate what you lack (permission and scope):", perm));
                 }
               }
-              resolved.push_back(perm);
+              if (any) resolved.push_back(perm);
             }
             if (theirs->superuser) {
               return ErrorReply(resp, Status::InvalidArgument("a superuser's rights cannot be delegated"));

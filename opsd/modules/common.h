@@ -58,6 +58,63 @@ inline Handler GetHandler(Collection* c, std::string scoped_perm = "") {
   };
 }
 
+// Applies a JSON patch of checked fields onto a copy of `base`.
+inline json Merge(const json& base, const json& patch) {
+  json out = base;
+  for (auto it = patch.begin(); it != patch.end(); ++it) {
+    if (it.key() != "version") out[it.key()] = it.value();
+  }
+  return out;
+}
+
+// POST a new record: the body is checked against `spec`, `build` makes the record (and checks
+// it against the store, under the transaction), then it is inserted and audited: 201.
+using BuildFn = std::function<Result<json>(Txn&, const Ctx&, const json& body)>;
+inline Handler CreateHandler(OpsdServer* s, Collection* c, const std::vector<FieldSpec>* spec,
+                             BuildFn build) {
+  return [=](Ctx& ctx, net::HttpResponse* r) {
+    auto body = ctx.JsonBody();
+    if (!Ok(r, body.status())) return;
+    if (!Ok(r, CheckFields(*body, *spec, false))) return;
+    Txn t(s->store());
+    auto doc = build(t, ctx, *body);
+    if (!Ok(r, doc.status())) return;
+    auto ins = t.Insert(c, std::move(*doc));
+    if (!Ok(r, ins.status())) return;
+    ctx.resource = c->name() + "/" + std::to_string((**ins)["id"].get<int64_t>());
+    if (!Ok(r, s->CommitAudited(t, ctx, nullptr, ins->get()))) return;
+    RecordReply(r, 201, **ins);
+  };
+}
+
+// PATCH the record {id}: the body's fields (checked against `spec`, none required) are merged
+// into it, `prepare` (may be null) checks and completes the result, the version is checked
+// (If-Match or "version"), and the change is audited: 200.
+using PrepareFn = std::function<Status(Txn&, const Ctx&, const json& body, const json& cur,
+                                       json* next)>;
+inline Handler PatchHandler(OpsdServer* s, Collection* c, const std::vector<FieldSpec>* spec,
+                            PrepareFn prepare) {
+  return [=](Ctx& ctx, net::HttpResponse* r) {
+    auto id = ctx.IdParam();
+    if (!Ok(r, id.status())) return;
+    ctx.resource = c->name() + "/" + std::to_string(*id);
+    auto body = ctx.JsonBody();
+    if (!Ok(r, body.status())) return;
+    if (!Ok(r, CheckFields(*body, *spec, true))) return;
+    auto ver = ctx.ExpectedVersion(&*body);
+    if (!Ok(r, ver.status())) return;
+    Txn t(s->store());
+    Doc cur = t.Get(c, *id);
+    if (!cur) return ErrorReply(r, Status::NotFound(c->name() + " not found:", std::to_string(*id)));
+    json next = Merge(*cur, *body);
+    if (prepare && !Ok(r, prepare(t, ctx, *body, *cur, &next))) return;
+    auto rep = t.Replace(c, *id, std::move(next), *ver);
+    if (!Ok(r, rep.status())) return;
+    if (!Ok(r, s->CommitAudited(t, ctx, cur.get(), rep->get()))) return;
+    RecordReply(r, 200, **rep);
+  };
+}
+
 // DELETE one record by {id} (If-Match honoured), after `check` (may be null) allows it. With
 // `scoped_perm`, the caller's grant of it must contain the record's whole scope.
 inline Handler DeleteHandler(OpsdServer* s, Collection* c,

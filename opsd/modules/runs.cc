@@ -73,39 +73,32 @@ void AddRunRoutes(OpsdServer* s, Router* r) {
           nullptr});
   r->Add({"GET", "/api/v1/runs/{id}", kView, net::RouteMode::kInline, "", GetHandler(s->runs(), kView),
           nullptr});
+  static const std::vector<FieldSpec> create_spec = {
+      {"kind", FieldType::kString, true, 64, 1},
+      {"title", FieldType::kString, false, 256},
+      {"targets", FieldType::kStringArray, false, 1024},
+      {"scope", FieldType::kScope},
+      {"params", FieldType::kObject, false, 16 << 10}};
   r->Add({"POST", "/api/v1/runs", "runs.run.create", net::RouteMode::kInline, "runs.create",
-          [s](Ctx& ctx, net::HttpResponse* resp) {
-            auto body = ctx.JsonBody();
-            if (!Ok(resp, body.status())) return;
-            static const std::vector<FieldSpec> spec = {
-                {"kind", FieldType::kString, true, 64, 1},
-                {"title", FieldType::kString, false, 256},
-                {"targets", FieldType::kStringArray, false, 1024},
-                {"scope", FieldType::kScope},
-                {"params", FieldType::kObject, false, 16 << 10}};
-            if (!Ok(resp, CheckFields(*body, spec, false))) return;
-            json run = {{"kind", (*body)["kind"]},
-                        {"title", body->value("title", "")},
-                        {"targets", body->value("targets", json::array())},
-                        {"scope", Scope::FromJson(body->value("scope", json::object())).ToJson()},
-                        {"params", body->value("params", json::object())},
-                        {"state", "queued"},
-                        {"created_by", ctx.who->username},
-                        {"started_at", 0},
-                        {"finished_at", 0},
-                        {"message", ""},
-                        {"log_file_id", ""},
-                        {"log_size", 0}};
-            if (!ctx.who->Covers("runs.run.create", run["scope"])) {
-              return ErrorReply(resp, ApiError{403, "out_of_scope", "scope outside your own"});
-            }
-            Txn t(s->store());
-            auto ins = t.Insert(s->runs(), run);
-            if (!Ok(resp, ins.status())) return;
-            ctx.resource = "runs/" + std::to_string((**ins)["id"].get<int64_t>());
-            if (!Ok(resp, s->CommitAudited(t, ctx, nullptr, ins->get()))) return;
-            RecordReply(resp, 201, **ins);
-          },
+          CreateHandler(s, s->runs(), &create_spec,
+                        [](Txn&, const Ctx& ctx, const json& body) -> Result<json> {
+                          json scope = Scope::FromJson(body.value("scope", json::object())).ToJson();
+                          if (!ctx.who->Covers("runs.run.create", scope)) {
+                            return Status::PermissionDenied("scope outside your own");
+                          }
+                          return json{{"kind", body["kind"]},
+                                      {"title", body.value("title", "")},
+                                      {"targets", body.value("targets", json::array())},
+                                      {"scope", scope},
+                                      {"params", body.value("params", json::object())},
+                                      {"state", "queued"},
+                                      {"created_by", ctx.who->username},
+                                      {"started_at", 0},
+                                      {"finished_at", 0},
+                                      {"message", ""},
+                                      {"log_file_id", ""},
+                                      {"log_size", 0}};
+                        }),
           nullptr});
   for (const Transition& tr : Transitions()) {
     r->Add({"POST", std::string("/api/v1/runs/{id}/") + tr.verb, kUpdate, net::RouteMode::kInline,
@@ -186,8 +179,11 @@ void AddRunRoutes(OpsdServer* s, Router* r) {
           nullptr});
   r->Add({"GET", "/api/v1/runs/{id}/log", kView, net::RouteMode::kWorker, "",
           [s](Ctx& ctx, net::HttpResponse* resp) {
-            auto q = ParseListQuery(ctx, {}, {}, {"offset", "limit"});
-            if (!Ok(resp, q.status())) return;
+            for (const auto& [k, v] : ctx.query) {
+              if (k != "offset" && k != "limit") {
+                return ErrorReply(resp, Status::InvalidArgument("unknown query parameter:", k));
+              }
+            }
             auto num = [&](const char* k, uint64_t def, uint64_t* out) -> Status {
               const std::string* v = ctx.Query(k);
               if (!v) {

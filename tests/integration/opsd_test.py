@@ -313,13 +313,15 @@ class CrudTest(unittest.TestCase):
         self.assertEqual(login(name, "dave-pass-1")[0], 200)
         self.assertEqual(a.call("DELETE", f"/api/v1/roles/{role['id']}")[0], 409)  # held by dave
         # Delegations: dave stands in for a runs viewer in prod for an hour.
-        boss, _ = make_user(a, ["runs.run.view", "runs.run.update"], {"envs": ["prod"]})
+        boss, _ = make_user(a, ["runs.run.view", "runs.run.update"], {"envs": ["prod", "stage"]})
         now = int(time.time())
         d = a.ok("POST", "/api/v1/delegations", {"principal_id": boss["id"],
                                                  "delegate_id": u["id"],
                                                  "starts_at": now - 5, "ends_at": now + 3600,
                                                  "permissions": ["runs.run.update"],
+                                                 "scope": {"envs": ["prod"]},
                                                  "reason": "holiday"})
+        self.assertEqual(d["permissions"], ["runs.run.update"])
         status, out = login(name, "dave-pass-1")
         dave = Api(out["token"], name)
         perms = dave.ok("GET", "/api/v1/me")["permissions"]
