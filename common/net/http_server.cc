@@ -70,6 +70,29 @@ std::string StatusLine(int status) {
 
 }  // namespace
 
+Result<int> ListenTcp(const std::string& bind_addr, int port, int* bound_port) {
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  if (inet_pton(AF_INET, bind_addr.c_str(), &addr.sin_addr) != 1) {
+    return Status::InvalidArgument("bind address:", bind_addr);
+  }
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return Status::FromErrno(errno, "socket");
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || listen(fd, 1024) != 0) {
+    Status s = Status::FromErrno(errno, "bind/listen", bind_addr + ":" + std::to_string(port));
+    close(fd);
+    return s;
+  }
+  socklen_t len = sizeof addr;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  *bound_port = ntohs(addr.sin_port);
+  return fd;
+}
+
 std::string HttpDate(int64_t unix_seconds) {
   time_t t = static_cast<time_t>(unix_seconds);
   tm g{};
@@ -348,24 +371,7 @@ HttpServer::~HttpServer() { Stop(); }
 
 Status HttpServer::Start() {
   InitLibevent();
-  listen_fd_ = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (listen_fd_ < 0) return Status::FromErrno(errno, "socket");
-  int one = 1;
-  setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  setsockopt(listen_fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(opt_.port));
-  if (inet_pton(AF_INET, opt_.bind_addr.c_str(), &addr.sin_addr) != 1) {
-    return Status::InvalidArgument("http bind address:", opt_.bind_addr);
-  }
-  if (bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    return Status::FromErrno(errno, "bind", opt_.bind_addr + ":" + std::to_string(opt_.port));
-  }
-  if (listen(listen_fd_, 1024) != 0) return Status::FromErrno(errno, "listen");
-  socklen_t len = sizeof addr;
-  getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len);
-  port_ = ntohs(addr.sin_port);
+  DEPOT_ASSIGN_OR_RETURN(listen_fd_, ListenTcp(opt_.bind_addr, opt_.port, &port_));
 
   started_ = true;  // from here on, Stop() undoes whatever part of the start succeeded
   for (int i = 0; i < std::max(1, opt_.worker_threads); ++i) {

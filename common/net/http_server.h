@@ -183,4 +183,10 @@ class HttpServer {
 // "Fri, 27 Nov 2026 17:00:00 GMT"
 std::string HttpDate(int64_t unix_seconds);
 
+// A non-blocking IPv4 listening socket on bind_addr:port (port 0: any free one, reported in
+// *bound_port) with SO_REUSEADDR and TCP_NODELAY, which accepted connections inherit on Linux
+// (a head and a sendfile body go out as separate writes: with Nagle the body would wait for
+// the client's delayed ACK). InvalidArgument for a bad address, IOError when it cannot bind.
+Result<int> ListenTcp(const std::string& bind_addr, int port, int* bound_port);
+
 }  // namespace depot::net

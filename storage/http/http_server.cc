@@ -24,6 +24,7 @@
 #include "common/base/hash.h"
 #include "common/base/logging.h"
 #include "common/net/blocking_conn.h"
+#include "common/net/http_server.h"
 #include "common/proto/file_id.h"
 #include "storage/replicator.h"
 #include "storage/storage_server.h"
@@ -120,26 +121,7 @@ Status HttpServer::Start() {
     }
   }
   evthread_use_pthreads();
-  listen_fd_ = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (listen_fd_ < 0) return Status::FromErrno(errno, "socket");
-  int one = 1;
-  setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  // Inherited by every accepted connection (Linux): the headers and a sendfile body go out as
-  // separate writes, and with Nagle the body would wait for the client's delayed ACK (40 ms).
-  setsockopt(listen_fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(opt_.port));
-  if (inet_pton(AF_INET, opt_.bind_addr.c_str(), &addr.sin_addr) != 1) {
-    return Status::InvalidArgument("http bind address:", opt_.bind_addr);
-  }
-  if (bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    return Status::FromErrno(errno, "bind http", opt_.bind_addr + ":" + std::to_string(opt_.port));
-  }
-  if (listen(listen_fd_, 1024) != 0) return Status::FromErrno(errno, "listen http");
-  socklen_t len = sizeof addr;
-  getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len);
-  port_ = ntohs(addr.sin_port);
+  DEPOT_ASSIGN_OR_RETURN(listen_fd_, net::ListenTcp(opt_.bind_addr, opt_.port, &port_));
   for (int i = 0; i < std::max(1, opt_.threads); ++i) {
     auto loop = std::make_unique<Loop>();
     loop->base = event_base_new();

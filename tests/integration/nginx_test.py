@@ -18,53 +18,25 @@ import http.client
 import os
 import random
 import re
-import shutil
 import socket
-import subprocess
-import tempfile
 import time
 import unittest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BIN = os.environ.get("DEPOT_BIN_DIR", os.path.join(ROOT, "build", "bin"))
+import depot_cluster
+
 BASE_PORT = int(os.environ.get("DEPOT_NGINX_TEST_PORT", "25000"))
-CLUSTER_SH = os.path.join(ROOT, "scripts", "cluster.sh")
 
 
-class Cluster:
-    """A cluster from scripts/cluster.sh in a fresh folder; down() stops exactly its processes."""
+class Cluster(depot_cluster.Cluster):
+    """A cluster with nginx in front of every storage (cluster.sh's default)."""
 
     def __init__(self, base_port, *args):
-        self.dir = tempfile.mkdtemp(prefix="depot-nginx-test-")
-        self.env = dict(os.environ, DEPOT_BIN_DIR=BIN)
-        self.base_port = base_port
-        self.args = list(args)
-        self.cmd("up", "--base-port", str(base_port), "--trackers", "1", *self.args)
-        self.load_env()
-
-    def cmd(self, *args):
-        r = subprocess.run([CLUSTER_SH, *args, "--dir", self.dir], env=self.env,
-                           capture_output=True, text=True, timeout=180)
-        if r.returncode != 0:
-            raise RuntimeError(f"cluster.sh {' '.join(args)} failed:\n{r.stdout}\n{r.stderr}")
-        return r.stdout
+        super().__init__(base_port, *args, prefix="depot-nginx-test-")
 
     def load_env(self):
-        self.vars = {}
-        with open(os.path.join(self.dir, "cluster.env")) as f:
-            for line in f:
-                if "=" in line:
-                    k, v = line.rstrip("\n").split("=", 1)
-                    self.vars[k] = v
+        super().load_env()
         self.nginx = [a for a in self.vars["DEPOT_HTTP"].split(",") if a]
         self.storaged = [a for a in self.vars["DEPOT_STORAGE_HTTP"].split(",") if a]
-
-    def depot(self, *args):
-        r = subprocess.run([os.path.join(BIN, "depot"), "--trackers", self.vars["DEPOT_TRACKERS"],
-                            *args], capture_output=True, timeout=120)
-        if r.returncode != 0:
-            raise RuntimeError(f"depot {' '.join(args)} failed: {r.stderr.decode()}")
-        return r.stdout.decode().strip()
 
     def upload(self, data, ext):
         path = os.path.join(self.dir, "upload." + ext)
@@ -80,12 +52,6 @@ class Cluster:
                     return os.path.join(self.dir, name, "storage.conf")
                 n -= 1
         raise RuntimeError("no such storage")
-
-    def down(self):
-        try:
-            self.cmd("down")
-        finally:
-            shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def request(addr, target, method="GET", headers=None):

@@ -20,7 +20,6 @@ What is checked:
 Run by ctest with DEPOT_BIN_DIR set; by hand: /usr/bin/python3 tests/integration/opsd_test.py -v.
 Ports: DEPOT_OPSD_TEST_PORT (default 26000) to +599, on 127.0.0.x.
 """
-import base64
 import hashlib
 import http.client
 import json
@@ -34,10 +33,9 @@ import threading
 import time
 import unittest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BIN = os.environ.get("DEPOT_BIN_DIR", os.path.join(ROOT, "build", "bin"))
+import depot_cluster
+
 BASE_PORT = int(os.environ.get("DEPOT_OPSD_TEST_PORT", "26000"))
-CLUSTER_SH = os.path.join(ROOT, "scripts", "cluster.sh")
 
 CLUSTER = None
 # Every change the tests asked for and got an answer to: (method, path, status, actor, code).
@@ -45,28 +43,15 @@ CLUSTER = None
 MUTATIONS = []
 
 
-class Cluster:
-    def __init__(self):
-        self.dir = tempfile.mkdtemp(prefix="depot-opsd-test-")
-        self.env = dict(os.environ, DEPOT_BIN_DIR=BIN)
-        self.cmd("up", "--base-port", str(BASE_PORT), "--trackers", "1", "--groups", "1",
-                 "--per-group", "1", "--no-nginx", "--opsd")
-        self.load_env()
+class Cluster(depot_cluster.Cluster):
+    """One tracker, one storage, opsd (cluster.sh --opsd), no nginx."""
 
-    def cmd(self, *args):
-        r = subprocess.run([CLUSTER_SH, *args, "--dir", self.dir], env=self.env,
-                           capture_output=True, text=True, timeout=180)
-        if r.returncode != 0:
-            raise RuntimeError(f"cluster.sh {' '.join(args)} failed:\n{r.stdout}\n{r.stderr}")
-        return r.stdout
+    def __init__(self):
+        super().__init__(BASE_PORT, "--groups", "1", "--per-group", "1", "--no-nginx", "--opsd",
+                         prefix="depot-opsd-test-")
 
     def load_env(self):
-        self.vars = {}
-        with open(os.path.join(self.dir, "cluster.env")) as f:
-            for line in f:
-                if "=" in line:
-                    k, v = line.rstrip("\n").split("=", 1)
-                    self.vars[k] = v
+        super().load_env()
         url = self.vars["DEPOT_OPSD"]
         assert url.startswith("http://"), url
         host, port = url[len("http://"):].rstrip("/").rsplit(":", 1)
@@ -80,19 +65,6 @@ class Cluster:
     def opsd_pid(self):
         with open(os.path.join(self.opsd_dir(), "pid")) as f:
             return int(f.read().strip())
-
-    def depot(self, *args):
-        r = subprocess.run([os.path.join(BIN, "depot"), "--trackers", self.vars["DEPOT_TRACKERS"],
-                            *args], capture_output=True, timeout=600)
-        if r.returncode != 0:
-            raise RuntimeError(f"depot {' '.join(args)} failed: {r.stderr.decode()}")
-        return r.stdout.decode().strip()
-
-    def down(self):
-        try:
-            self.cmd("down")
-        finally:
-            shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def setUpModule():
@@ -561,7 +533,7 @@ class FilesTest(unittest.TestCase):
             fid = out["file_id"]
             # Byte-identical through the cluster's own client...
             dst = os.path.join(work, "via-depot.bin")
-            CLUSTER.depot("download", fid, "-o", dst)
+            CLUSTER.depot("download", fid, "-o", dst, timeout=600)
             self.assertEqual(subprocess.run(["cmp", src, dst]).returncode, 0)
             os.unlink(dst)
             # ...and through the API, streamed.
