@@ -50,8 +50,17 @@ struct Principal {
   bool superuser = false;
   int64_t session_id = 0;  // the session or API token used
   bool api_token = false;
-  std::map<std::string, std::vector<Scope>> grants;
+  std::map<std::string, std::vector<Scope>> grants;  // in effect: own roles and delegations
+  std::map<std::string, std::vector<Scope>> own;     // from the user's own roles only
   bool Has(const std::string& perm) const;
+  // The same principal with only its own grants: what it may hand on (grant, delegate) or use
+  // to take charge of another account. Rights held by delegation are for acting, not for
+  // granting, or a delegate could make them outlive the delegation.
+  Principal OwnOnly() const {
+    Principal p = *this;
+    p.grants = own;
+    return p;
+  }
   // True when some grant of `perm` covers a record with `scope` (a JSON object with optional
   // host_groups / apps / envs arrays). A restricted dimension needs an overlap.
   bool InScope(const std::string& perm, const json& record_scope) const;

@@ -147,9 +147,8 @@ Status OpsdServer::Start() {
   ho.max_connections = cfg_.max_connections;
   http_ = std::make_unique<net::HttpServer>(
       ho,
-      [this](const net::http::RequestHead& h, net::HttpResponse* reject) {
-        return Classify(h, reject);
-      },
+      [this](const net::http::RequestHead& h, const std::string& peer,
+             net::HttpResponse* reject) { return Classify(h, peer, reject); },
       [this](const net::HttpRequest& q, net::HttpResponse* r) { Handle(q, r); },
       [this](net::HttpStream& s) { HandleStream(s); },
       [](int status, const std::string& message) {
@@ -284,6 +283,10 @@ void OpsdServer::AuditFailure(Ctx& ctx, const std::string& result, int status, b
   if (!later) return WriteAudit(std::move(event));
   {
     std::lock_guard<std::mutex> l(sweep_mu_);
+    if (audit_queue_.size() >= kMaxAuditQueue) {
+      DEPOT_LOG_WARN("audit queue full: a refusal by {} is not recorded", event["actor"].get<std::string>());
+      return;
+    }
     audit_queue_.push_back(std::move(event));
   }
   audit_cv_.notify_all();
@@ -327,6 +330,7 @@ std::shared_ptr<const Principal> OpsdServer::PrincipalFor(const json& user, cons
     }
   };
   add_roles(user, nullptr, nullptr);
+  p->own = p->grants;
   int64_t now = NowUnix();
   for (const Doc& d : delegations_->All()) {
     const json& g = *d;
@@ -350,6 +354,12 @@ std::shared_ptr<const Principal> OpsdServer::PrincipalFor(const json& user, cons
       }
     }
     p->grants = std::move(narrowed);
+    std::map<std::string, std::vector<Scope>> own;
+    for (const auto& [code, scopes] : p->grants) {
+      if (auto it = p->own.find(code); it != p->own.end()) own[code] = it->second;
+      if (p->superuser) own[code] = {Scope()};
+    }
+    p->own = std::move(own);
     p->superuser = false;
   }
   return p;
@@ -363,6 +373,13 @@ std::shared_ptr<const Principal> OpsdServer::Authenticate(const std::string& tok
   if (!rec) return nullptr;
   int64_t exp = (*rec).value("expires_at", int64_t{0});
   if (exp != 0 && exp <= NowUnix()) return nullptr;
+  // A token made by a token lives only while every token above it does.
+  for (Doc up = rec; api && (*up).value("parent_token_id", int64_t{0}) != 0;) {
+    up = api_tokens_->Get((*up)["parent_token_id"].get<int64_t>());
+    if (!up) return nullptr;
+    int64_t pexp = (*up).value("expires_at", int64_t{0});
+    if (pexp != 0 && pexp <= NowUnix()) return nullptr;
+  }
   int64_t sid = (*rec)["id"].get<int64_t>();
   int64_t now_ms = SteadyMs();
   uint64_t gen = gen_.load();
@@ -408,7 +425,7 @@ void OpsdServer::CountFileBytes(const std::string& direction, uint64_t n) {
 
 // ---- request flow ----
 
-net::RouteMode OpsdServer::Classify(const net::http::RequestHead& head,
+net::RouteMode OpsdServer::Classify(const net::http::RequestHead& head, const std::string& peer,
                                      net::HttpResponse* reject) {
   std::map<std::string, std::string> params;
   bool known = false;
@@ -419,11 +436,12 @@ net::RouteMode OpsdServer::Classify(const net::http::RequestHead& head,
     // token never gets a worker, and its body is never read.
     Ctx ctx;
     ApiError err;
-    const Route* route = Admit(head, "", &ctx, &err);
+    const Route* route = Admit(head, peer, &ctx, &err);
     if (err.status != 0) {
       ErrorReply(reject, err);
-      // The refusal of a change is audited like any other (not on this loop: later).
-      if (route && IsMutation(route->method) && !route->action.empty() && err.status != 401) {
+      // The refusal of a change by a known caller is audited like any other (not on this loop:
+      // later); one without a valid token is not (see Finish).
+      if (route && IsMutation(route->method) && !route->action.empty() && ctx.who) {
         AuditFailure(ctx, err.code, err.status, /*later=*/true);
       }
       return net::RouteMode::kReject;
@@ -504,7 +522,7 @@ void OpsdServer::Finish(const Route* route, Ctx& ctx, int status, double seconds
   // Every mutation leaves an audit event; handlers that committed wrote theirs with the change.
   // A request without a valid token has no actor: it is counted (metrics), not written, so that
   // anonymous clients cannot fill the audit log. Failed logins are written.
-  bool anonymous = status == 401 && ctx.result.empty();
+  bool anonymous = !ctx.who && ctx.result.empty();
   if (route && IsMutation(route->method) && !ctx.audited && !route->action.empty() && !anonymous) {
     std::string result = !ctx.result.empty() ? ctx.result
                          : status < 400    ? "ok"
@@ -551,7 +569,20 @@ void OpsdServer::HandleStream(net::HttpStream& s) {
     ErrorReply(&resp, err);
     static_cast<void>(s.Send(resp));
     status = err.status;
+  } else if (streams_.fetch_add(1) >= std::max(1, cfg_.worker_threads / 2)) {
+    // File transfers may hold a worker for long: they get at most half of them, so that
+    // logins and changes always find one.
+    streams_.fetch_sub(1);
+    net::HttpResponse resp;
+    ErrorReply(&resp, ApiError{503, "busy", "too many file transfers at once: retry later"});
+    resp.headers.emplace_back("Retry-After", "1");
+    static_cast<void>(s.Send(resp));
+    status = 503;
   } else {
+    struct Release {
+      std::atomic<int>* n;
+      ~Release() { n->fetch_sub(1); }
+    } release{&streams_};
     try {
       r->stream(ctx, s);
     } catch (const std::exception& e) {

@@ -86,7 +86,8 @@ class OpsdServer {
   void CountFileBytes(const std::string& direction, uint64_t n);
 
  private:
-  net::RouteMode Classify(const net::http::RequestHead& head, net::HttpResponse* reject);
+  net::RouteMode Classify(const net::http::RequestHead& head, const std::string& peer,
+                          net::HttpResponse* reject);
   void Handle(const net::HttpRequest& req, net::HttpResponse* resp);
   void HandleStream(net::HttpStream& s);
   // Route lookup, query parsing, authentication and the permission check; nullptr (with the
@@ -142,6 +143,8 @@ class OpsdServer {
   std::condition_variable audit_cv_;
   std::deque<json> audit_queue_;  // GUARDED_BY(sweep_mu_)
   bool audit_stop_ = false;       // GUARDED_BY(sweep_mu_)
+  static constexpr size_t kMaxAuditQueue = 10000;
+  std::atomic<int> streams_{0};  // file transfers in progress (at most half the workers)
   std::mutex sweep_mu_;
   std::condition_variable sweep_cv_;
   bool stopping_ = false;  // GUARDED_BY(sweep_mu_)

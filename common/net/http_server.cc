@@ -160,7 +160,6 @@ Status HttpStream::SendAll(const char* data, size_t n) {
 
 Result<size_t> HttpStream::ReadBody(char* buf, size_t max) {
   if (body_done_ || max == 0) return size_t{0};
-  body_started_ = true;
   if (head_.expect_continue && !continue_sent_ && !head_sent_) {
     continue_sent_ = true;
     static const char kContinue[] = "HTTP/1.1 100 Continue\r\n\r\n";
@@ -254,7 +253,7 @@ Status HttpStream::SendHead(int status, const HttpHeaders& headers,
   }
   // An answer before the body was read (a refusal) ends the connection: the body is not drained
   // beyond a little, so the client must not send another request on it.
-  if (!body_done_ && !body_started_ && (chunked_ || body_left_ > 0)) head_.keep_alive = false;
+  if (!body_done_) head_.keep_alive = false;
   if (!head_.keep_alive) h += "Connection: close\r\n";
   h += "\r\n";
   return SendAll(h.data(), h.size());
@@ -297,7 +296,8 @@ Status HttpStream::Finish() {
     SetTimeouts(fd_, 1);
     size_t drained = 0;
     char tmp[16 << 10];
-    while (!broken_ && !body_done_ && drained <= kStreamDrainMax) {
+    int64_t until = NowSeconds() + 2;  // a client trickling its body cannot hold the worker
+    while (!broken_ && !body_done_ && drained <= kStreamDrainMax && NowSeconds() < until) {
       auto r = ReadBody(tmp, sizeof tmp);
       if (!r.ok()) break;
       drained += *r;
@@ -614,7 +614,7 @@ void HttpServer::Process(Conn* c) {
       c->in.erase(0, hr.consumed);
       c->close_after = !c->head.keep_alive;
       HttpResponse reject;
-      c->mode = classify_(c->head, &reject);
+      c->mode = classify_(c->head, c->peer, &reject);
       if (c->mode == RouteMode::kReject) {
         FailWith(c, reject);
         return;
@@ -719,6 +719,7 @@ bool HttpServer::Dispatch(Conn* c) {
     s->chunked_ = std::make_unique<http::ChunkedDecoder>();
   } else {
     s->body_left_ = s->head_.content_length.value_or(0);
+    s->body_done_ = s->body_left_ == 0;  // nothing to read (a GET)
   }
   std::string pending = c->out.substr(c->out_off);
   c->out.clear();
@@ -742,9 +743,18 @@ bool HttpServer::Dispatch(Conn* c) {
     SetBlocking(s->fd_, false);
     bool keep = sent.ok() && !s->broken_ && s->head_.keep_alive;
     c->loop->loop.Post([this, c, s, keep] {
-      if (c->dead || !keep) {
+      if (c->dead) {
         c->st = Conn::St::kHead;
         FreeConn(c);
+        return;
+      }
+      if (!keep) {
+        // A lingering close on the loop: what the client still sends is read and dropped for a
+        // moment, so that closing with unread bytes does not reset the answer away.
+        c->st = Conn::St::kLinger;
+        c->deadline = NowSeconds() + kLingerSeconds;
+        shutdown(c->fd, SHUT_WR);
+        c->ResumeReading();
         return;
       }
       c->in = std::move(s->in_);
@@ -789,7 +799,11 @@ void HttpServer::Sweep(Loop* loop) {
       case Conn::St::kBody:
       case Conn::St::kClosing:
       case Conn::St::kLinger:
-        if (c->deadline != 0 && now > c->deadline) dead.push_back(c);
+        // An answer the client does not read keeps a closing connection without a deadline:
+        // the I/O timeout since the last progress ends it.
+        if (c->deadline != 0 ? now > c->deadline : now - c->last_active > opt_.io_timeout) {
+          dead.push_back(c);
+        }
         break;
       case Conn::St::kBusy:
       case Conn::St::kDetached:

@@ -92,7 +92,6 @@ class HttpStream {
   bool head_sent_ = false;
   bool is_head_request_ = false;
   bool chunked_out_ = false;
-  bool body_started_ = false;  // the handler read body bytes
   std::optional<uint64_t> out_left_;
   bool broken_ = false;  // an I/O error or a short body: close after the handler
 };
@@ -117,8 +116,10 @@ struct HttpServerOptions {
 
 class HttpServer {
  public:
-  // Picks the mode from the head, on the loop. With kReject it fills `*reject`.
-  using Classifier = std::function<RouteMode(const http::RequestHead&, HttpResponse* reject)>;
+  // Picks the mode from the head (and the client's address), on the loop. With kReject it fills
+  // `*reject`.
+  using Classifier = std::function<RouteMode(const http::RequestHead&, const std::string& peer,
+                                             HttpResponse* reject)>;
   using Handler = std::function<void(const HttpRequest&, HttpResponse*)>;
   using StreamHandler = std::function<void(HttpStream&)>;
   // The body of the server's own error answers (400, 413, 503 ...), with its content type.

@@ -17,15 +17,16 @@ namespace {
 // A server whose handlers echo what they got, on every route mode.
 class HttpServerTest : public testing::Test {
  protected:
+  int io_timeout_ = 30;  // tests of deadlines use a short one (their own fixture)
   void SetUp() override {
     HttpServerOptions o;
     o.port = 0;
     o.max_body = 1000;
     o.worker_threads = 2;
-    o.io_timeout = 1;
+    o.io_timeout = io_timeout_;
     server_ = std::make_unique<HttpServer>(
         o,
-        [](const http::RequestHead& h, HttpResponse* reject) {
+        [](const http::RequestHead& h, const std::string&, HttpResponse* reject) {
           if (h.path.rfind("/reject", 0) == 0) {
             reject->Set(401, "text/plain", "no");
             return RouteMode::kReject;
@@ -203,7 +204,12 @@ TEST_F(HttpServerTest, RejectedFromTheHeadAnswersAndCloses) {
   close(fd);
 }
 
-TEST_F(HttpServerTest, ATricklingRequestIsCutAtItsDeadline) {
+class HttpServerDeadlineTest : public HttpServerTest {
+ protected:
+  HttpServerDeadlineTest() { io_timeout_ = 1; }
+};
+
+TEST_F(HttpServerDeadlineTest, ATricklingRequestIsCutAtItsDeadline) {
   int fd = Connect();
   // One byte of head every 300 ms: each read is progress, but the request (io_timeout 1 s)
   // must be complete within its deadline.
@@ -222,6 +228,28 @@ TEST_F(HttpServerTest, ATricklingRequestIsCutAtItsDeadline) {
     }
   }
   EXPECT_TRUE(cut);
+  close(fd);
+}
+
+// Regression (second review): a connection closing after an answer the client never reads had no
+// deadline and was kept forever.
+TEST_F(HttpServerDeadlineTest, AClosingConnectionWhoseAnswerIsNotReadIsFreed) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  int small = 4096;
+  setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(server_->port()));
+  inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+  ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  // HTTP/1.0: the connection closes after a 900 KiB answer this client does not read.
+  Send(fd, "GET /big HTTP/1.0\r\n\r\n");
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_EQ(server_->connections(), 1);
+  for (int i = 0; i < 50 && server_->connections() != 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(server_->connections(), 0);
   close(fd);
 }
 

@@ -37,6 +37,14 @@ Status CheckPassword(const std::string& p) {
   return Status::OK();
 }
 
+int ActiveSuperusers(OpsdServer* s) {
+  int n = 0;
+  for (const Doc& d : s->users()->All()) {
+    n += (*d).value("superuser", false) && (*d).value("active", false);
+  }
+  return n;
+}
+
 Status CheckIdsExist(Txn& t, Collection* c, const json& ids, const std::string& field) {
   for (const auto& id : ids) {
     if (!t.Get(c, id.get<int64_t>())) {
@@ -58,9 +66,10 @@ Status CheckPermissionCodes(const json& codes) {
 
 // Nobody hands out more than they hold: a non-superuser may grant a permission only within a
 // scope one of their own grants of it contains.
-Status CheckGrantable(const Principal& who, const std::vector<std::string>& perms,
+Status CheckGrantable(const Principal& caller, const std::vector<std::string>& perms,
                       const Scope& scope) {
-  if (who.superuser) return Status::OK();
+  if (caller.superuser) return Status::OK();
+  Principal who = caller.OwnOnly();
   for (const auto& p : perms) {
     if (!who.Covers(p, scope)) {
       return Status::PermissionDenied("you cannot grant what you lack (permission and scope):", p);
@@ -88,7 +97,7 @@ Status CheckMayManage(OpsdServer* s, const Ctx& ctx, const json& target) {
     return Status::PermissionDenied("only a superuser can change a superuser");
   }
   auto theirs = s->PrincipalFor(target, nullptr, 0);
-  if (!ctx.who->CoversAll(*theirs)) {
+  if (!ctx.who->OwnOnly().CoversAll(*theirs)) {
     return Status::PermissionDenied("the account holds permissions or scopes you do not");
   }
   return Status::OK();
@@ -136,6 +145,11 @@ Status CheckUser(OpsdServer* s, Txn& t, const Principal& who, const json& before
   DEPOT_RETURN_IF_ERROR(CheckIdsExist(t, s->departments(), after["department_ids"], "department_ids"));
   DEPOT_RETURN_IF_ERROR(CheckIdsExist(t, s->roles(), after["role_ids"], "role_ids"));
   bool was_super = before.is_object() && before.value("superuser", false);
+  if (was_super && before.value("active", false) &&
+      (!after.value("superuser", false) || !after.value("active", false)) &&
+      ActiveSuperusers(s) <= 1) {
+    return Status::AlreadyExists("the last active superuser cannot be demoted or disabled");
+  }
   if (after.value("superuser", false) != was_super && !who.superuser) {
     return Status::PermissionDenied("only a superuser can grant or remove superuser");
   }
@@ -198,6 +212,10 @@ void AddAuthRoutes(OpsdServer* s, Router* r) {
             Txn t(s->store());
             Doc cur = t.Get(s->users(), uid);
             if (!cur) return deny(401, "bad_credentials", "wrong username or password");
+            if ((*cur).value("_locked_until", int64_t{0}) > now) {
+              // Locked by a parallel attempt meanwhile: this one does not count, or succeed.
+              return deny(423, "locked", "too many failed logins: the account is locked");
+            }
             json u = *cur;
             if (!good) {
               int failed = u.value("_failed", 0) + 1;
@@ -519,9 +537,12 @@ void AddUserRoutes(OpsdServer* s, Router* r) {
             },
             nullptr});
   };
-  verb("disable", "users.disable", [](const Ctx& ctx, json& u) {
+  verb("disable", "users.disable", [s](const Ctx& ctx, json& u) {
     if (u["id"].get<int64_t>() == ctx.who->user_id) {
       return Status::InvalidArgument("you cannot disable yourself");
+    }
+    if (u.value("superuser", false) && u.value("active", false) && ActiveSuperusers(s) <= 1) {
+      return Status::AlreadyExists("the last active superuser cannot be disabled");
     }
     u["active"] = false;
     return Status::OK();
@@ -544,6 +565,11 @@ void AddUserRoutes(OpsdServer* s, Router* r) {
             if (!Ok(resp, body.status())) return;
             static const std::vector<FieldSpec> spec = {{"password", FieldType::kString, true, 256, 8}};
             if (!Ok(resp, CheckFields(*body, spec, false))) return;
+            if (*id == ctx.who->user_id) {
+              // Setting one's own password needs the old one: a token alone must not do it.
+              return ErrorReply(resp, Status::InvalidArgument(
+                                          "change your own password with POST /api/v1/me/password"));
+            }
             auto hash = HashPassword((*body)["password"].get<std::string>(), kPasswordIterations);
             if (!Ok(resp, hash.status())) return;
             Txn t(s->store());
@@ -738,7 +764,14 @@ void AddDelegationRoutes(OpsdServer* s, Router* r) {
             // What is delegated is fixed now: the listed permissions (all of the principal's when
             // none are listed) that the principal holds today. Delegating is granting, so the
             // caller must cover each of them with its scope.
+            // Only the principal, or someone who may take charge of the principal's account,
+            // hands the principal's rights on.
+            if ((*principal)["id"].get<int64_t>() != ctx.who->user_id &&
+                !Ok(resp, CheckMayManage(s, ctx, *principal))) {
+              return;
+            }
             auto theirs = s->PrincipalFor(*principal, nullptr, 0);
+            Principal mine = ctx.who->OwnOnly();
             std::set<std::string> wanted;
             for (const auto& p : d["permissions"]) wanted.insert(p.get<std::string>());
             json resolved = json::array();
@@ -750,7 +783,7 @@ void AddDelegationRoutes(OpsdServer* s, Router* r) {
                 Scope sc;
                 if (!Scope::Intersect(full, narrow, &sc)) continue;
                 any = true;
-                if (!ctx.who->Covers(perm, sc)) {
+                if (!mine.Covers(perm, sc)) {
                   return ErrorReply(resp, Status::PermissionDenied(
                                               "you cannot delegate what you lack (permission and scope):", perm));
                 }
