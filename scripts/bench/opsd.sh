@@ -4,7 +4,8 @@
 # clients with keep-alive, each the median of --runs runs:
 #   list   GET /api/v1/users?page=N&size=20   (a page of the 1,000 users: filter, sort, page)
 #   get    GET /api/v1/users/{id}             (ab: one id; siege: all 1,000 ids from a URL file)
-# with ApacheBench (ab: req/s, latency percentiles) and siege (transactions/s, mean and longest).
+# with ApacheBench (ab: req/s, latency percentiles) and siege (transactions/s, mean and longest;
+# siege's threads need most of a core themselves, so its ceiling on GET /healthz is printed too).
 # Also opsd's peak RSS after the runs. Client and server share the machine's 2 cores, so the
 # client's CPU is part of every figure. The figures are printed last; the script fails only when
 # it cannot run, never because of a speed.
@@ -109,7 +110,10 @@ run_ab() {
 # siege: transaction rate, mean and longest response (s -> ms), failed transactions.
 run_siege() {
   local out
-  out=$(siege -q -j -b -c "$conc" -t "${duration}S" -H "$AUTH" --rc=/dev/null "$@" 2>&1 || true)
+  # siege 4.0.7 sometimes leaves threads waiting on connections the server closed: a run that
+  # outlives its duration by 30 s is stopped and reported as 0.
+  out=$(timeout -s KILL $((duration + 30)) siege -q -j -b -c "$conc" -t "${duration}S" \
+    -H "$AUTH" --rc=/dev/null "$@" 2>&1 || true)
   /usr/bin/python3 -c '
 import json, re, sys
 text = sys.stdin.read()
@@ -155,6 +159,16 @@ $(printf '%s\n' "${p90[@]}" | median) $(printf '%s\n' "${p99[@]}" | median) $err
 $(printf '%s\n' "${longest[@]}" | median) $errs"
 done
 
+# siege's own ceiling on this machine: GET /healthz does no work, so its rate is what siege's
+# threads can drive at all while sharing the 2 cores (ab drives ten times more).
+ceil=()
+for ((r = 1; r <= runs; r++)); do
+  read -r rate _ _ _ < <(run_siege "$DEPOT_OPSD/healthz")
+  echo "siege healthz run $r: $rate trans/s"
+  ceil+=("$rate")
+done
+CEILING=$(printf '%s\n' "${ceil[@]}" | median)
+
 pid=$(cat "$DIR/opsd-1/pid")
 rss=$(awk '/^VmHWM:/ {printf "%.1f", $2 / 1024}' "/proc/$pid/status")
 
@@ -171,4 +185,6 @@ for cell in list get; do
   read -r rate mean longst e <<<"${SIEGE[$cell]}"
   printf '%-6s %-6s %10.0f %9.1f %9s %9.0f %8s\n' siege "$cell" "$rate" "$mean" "" "$longst" "$e"
 done
+printf '%-6s %-6s %10.0f   (siege alone: GET /healthz, no work; the client is the limit)\n' \
+  siege healthz "$CEILING"
 echo "opsd peak RSS: $rss MiB"
