@@ -167,19 +167,9 @@ Result<size_t> HttpStream::ReadBody(char* buf, size_t max) {
   }
   auto fill = [&]() -> Status {
     char tmp[kReadChunk];
-    for (;;) {
-      ssize_t r = recv(fd_, tmp, sizeof tmp, 0);
-      if (r > 0) {
-        in_.append(tmp, static_cast<size_t>(r));
-        return Status::OK();
-      }
-      if (r < 0 && errno == EINTR) continue;
-      broken_ = true;
-      if (r == 0) return Status::IOError("client closed the connection mid-body:", peer_ip_);
-      if (errno == EAGAIN || errno == EWOULDBLOCK)
-        return Status::TimedOut("client stalled mid-body:", peer_ip_);
-      return Status::FromErrno(errno, "recv from", peer_ip_);
-    }
+    DEPOT_ASSIGN_OR_RETURN(size_t n, RecvSome(tmp, sizeof tmp));
+    in_.append(tmp, n);
+    return Status::OK();
   };
   if (chunked_) {
     for (;;) {
@@ -211,24 +201,31 @@ Result<size_t> HttpStream::ReadBody(char* buf, size_t max) {
     return size_t{0};
   }
   size_t want = static_cast<size_t>(std::min<uint64_t>(body_left_, max));
+  size_t n = 0;
   if (!in_.empty()) {
-    size_t n = std::min(want, in_.size());
+    n = std::min(want, in_.size());
     memcpy(buf, in_.data(), n);
     in_.erase(0, n);
-    body_left_ -= n;
-    return n;
+  } else {
+    DEPOT_ASSIGN_OR_RETURN(n, RecvSome(buf, want));
   }
+  body_left_ -= n;
+  // Done as soon as the last byte is in: a handler that reads exactly Content-Length bytes
+  // (an upload of known size) answers on a connection that stays open.
+  if (body_left_ == 0) body_done_ = true;
+  return n;
+}
+
+Result<size_t> HttpStream::RecvSome(char* buf, size_t n) {
   for (;;) {
-    ssize_t r = recv(fd_, buf, want, 0);
-    if (r > 0) {
-      body_left_ -= static_cast<uint64_t>(r);
-      return static_cast<size_t>(r);
-    }
+    ssize_t r = recv(fd_, buf, n, 0);
+    if (r > 0) return static_cast<size_t>(r);
     if (r < 0 && errno == EINTR) continue;
     broken_ = true;
     if (r == 0) return Status::IOError("client closed the connection mid-body:", peer_ip_);
-    if (errno == EAGAIN || errno == EWOULDBLOCK)
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
       return Status::TimedOut("client stalled mid-body:", peer_ip_);
+    }
     return Status::FromErrno(errno, "recv from", peer_ip_);
   }
 }

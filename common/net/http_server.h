@@ -78,6 +78,7 @@ class HttpStream {
  private:
   friend class HttpServer;
   Status SendAll(const char* data, size_t n);
+  Result<size_t> RecvSome(char* buf, size_t n);  // blocking recv of what is there (at least 1)
   Status Finish();  // ends a chunked body; false: the connection must close
 
   int fd_ = -1;

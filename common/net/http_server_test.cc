@@ -44,7 +44,10 @@ class HttpServerTest : public testing::Test {
           // Counts the body and answers its size and a checksum.
           uint64_t n = 0, sum = 0;
           char buf[4096];
-          for (;;) {
+          // /stream/exact stops at Content-Length, as an upload of known size does.
+          bool exact = s.head().path == "/stream/exact";
+          uint64_t want = s.head().content_length.value_or(0);
+          while (!exact || n < want) {
             auto got = s.ReadBody(buf, sizeof buf);
             if (!got.ok() || *got == 0) break;
             for (size_t i = 0; i < *got; ++i) sum += static_cast<unsigned char>(buf[i]);
@@ -63,8 +66,10 @@ class HttpServerTest : public testing::Test {
   }
   void TearDown() override { server_->Stop(); }
 
-  int Connect() {
+  // A client socket; with `rcvbuf`, a small receive buffer (a client that reads slowly).
+  int Connect(int rcvbuf = 0) {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (rcvbuf > 0) setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
     sockaddr_in a{};
     a.sin_family = AF_INET;
     a.sin_port = htons(static_cast<uint16_t>(server_->port()));
@@ -120,6 +125,19 @@ TEST_F(HttpServerTest, PipelinedRequestsOnEveryModeAnswerInOrder) {
   EXPECT_EQ(BodyOf(r[1]), "POST /worker de");
   EXPECT_EQ(BodyOf(r[2]), "100000:" + std::to_string(100000 * 'x'));
   EXPECT_EQ(BodyOf(r[3]), "GET /inline/after ");
+  close(fd);
+}
+
+// Regression: a stream handler that read exactly Content-Length bytes (without reading once more
+// to see the end) answered with Connection: close.
+TEST_F(HttpServerTest, StreamReadingExactlyItsBodyKeepsTheConnection) {
+  int fd = Connect();
+  Send(fd, "POST /stream/exact HTTP/1.1\r\nHost: h\r\nContent-Length: 4096\r\n\r\n" +
+               std::string(4096, 'a') + "GET /inline/next HTTP/1.1\r\nHost: h\r\n\r\n");
+  auto r = ReadResponses(fd, 2);
+  ASSERT_EQ(r.size(), 2u);
+  EXPECT_EQ(r[0].find("Connection: close"), std::string::npos) << r[0];
+  EXPECT_EQ(BodyOf(r[1]), "GET /inline/next ");
   close(fd);
 }
 
@@ -234,14 +252,7 @@ TEST_F(HttpServerDeadlineTest, ATricklingRequestIsCutAtItsDeadline) {
 // Regression (second review): a connection closing after an answer the client never reads had no
 // deadline and was kept forever.
 TEST_F(HttpServerDeadlineTest, AClosingConnectionWhoseAnswerIsNotReadIsFreed) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  int small = 4096;
-  setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(static_cast<uint16_t>(server_->port()));
-  inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
-  ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  int fd = Connect(/*rcvbuf=*/4096);
   // HTTP/1.0: the connection closes after a 900 KiB answer this client does not read.
   Send(fd, "GET /big HTTP/1.0\r\n\r\n");
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
@@ -258,14 +269,7 @@ TEST_F(HttpServerDeadlineTest, AClosingConnectionWhoseAnswerIsNotReadIsFreed) {
 // after free).
 TEST_F(HttpServerTest, ClientResetWhileAWorkerHasTheConnection) {
   for (int round = 0; round < 5; ++round) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    int small = 4096;
-    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(static_cast<uint16_t>(server_->port()));
-    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
-    ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    int fd = Connect(/*rcvbuf=*/4096);
     // A 900 KiB answer the client does not read, then a slow worker request.
     Send(fd, "GET /big HTTP/1.1\r\nHost: h\r\n\r\nGET /slow HTTP/1.1\r\nHost: h\r\n\r\n");
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
