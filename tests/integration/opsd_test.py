@@ -18,7 +18,8 @@ What is checked:
   - password hashes, tokens and secret values never appear in the LevelDB files.
 
 Run by ctest with DEPOT_BIN_DIR set; by hand: /usr/bin/python3 tests/integration/opsd_test.py -v.
-Ports: DEPOT_OPSD_TEST_PORT (default 26000) to +599, on 127.0.0.x.
+Ports: DEPOT_OPSD_TEST_PORT (default 32000) to +599, on 127.0.0.x: clear of nginx_test (25000-27999)
+and nginx_njs_test (28000-30999), which ctest may run at the same time.
 """
 import hashlib
 import http.client
@@ -35,7 +36,7 @@ import unittest
 
 import depot_cluster
 
-BASE_PORT = int(os.environ.get("DEPOT_OPSD_TEST_PORT", "26000"))
+BASE_PORT = int(os.environ.get("DEPOT_OPSD_TEST_PORT", "32000"))
 
 CLUSTER = None
 # Every change the tests asked for and got an answer to: (method, path, status, actor, code).
