@@ -2,6 +2,9 @@
 // bytes in and out, a latency histogram, connections, and disk space per store path.
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <thread>
+
 #include "common/net/blocking_conn.h"
 #include "tests/harness/harness.h"
 
@@ -32,7 +35,15 @@ TEST(MetricsTest, DaemonsExposeRequestByteLatencyConnectionAndDiskMetrics) {
   EXPECT_FALSE(client->DownloadToBuffer("group1/M00/00/00/fwAAAWsJFUqAOD_FAAAADIJ3Nzo492.txt").ok());
 
   int status = 0;
-  std::string storage = HttpGet(cluster.storage(0, 0).metrics_port(), "/metrics", &status);
+  // A request is counted when its reply has gone out, so the client can see the reply a moment
+  // before the counter moves: wait (with a deadline) for the last one to be counted.
+  std::string storage;
+  const std::string last = "depot_requests_total{daemon=\"storage\",cmd=\"14\",status=\"2\"} 1";
+  for (int i = 0; i < 100; ++i) {
+    storage = HttpGet(cluster.storage(0, 0).metrics_port(), "/metrics", &status);
+    if (status == 200 && storage.find(last) != std::string::npos) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
   ASSERT_EQ(status, 200);
   // Upload (cmd 11) and download (cmd 14) succeeded; the missing file got status 2 (ENOENT).
   EXPECT_NE(storage.find("depot_requests_total{daemon=\"storage\",cmd=\"11\",status=\"0\"} 1"),
