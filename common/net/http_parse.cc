@@ -219,6 +219,9 @@ Status DecodeInto(std::string_view s, bool plus_is_space, std::string* out) {
       if (hi == 0 && lo == 0) return Status::InvalidArgument("percent-encoded NUL byte");
       out->push_back(static_cast<char>(hi * 16 + lo));
       i += 2;
+    } else if (c == '\0') {
+      // Raw or encoded, a NUL never reaches a caller (C APIs would cut the value there).
+      return Status::InvalidArgument("NUL byte");
     } else {
       out->push_back(c);
     }

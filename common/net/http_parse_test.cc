@@ -903,5 +903,16 @@ TEST(MultipartTest, NearMissesOfARepetitiveBoundary) {
   }
 }
 
+// Regression (fuzz_opsd_http): a raw NUL byte passed through ParseQuery and PercentDecode (only
+// an encoded one was refused).
+TEST(QueryTest, RawNulIsRefusedLikeAnEncodedOne) {
+  using namespace std::string_literals;
+  EXPECT_FALSE(ParseQuery("a=b\0c"s).ok());
+  EXPECT_FALSE(ParseQuery("a\0=b"s).ok());
+  EXPECT_FALSE(PercentDecode("x\0y"s).ok());
+  EXPECT_FALSE(PercentDecode("x%00y").ok());
+  EXPECT_TRUE(PercentDecode("x%01y").ok());
+}
+
 }  // namespace
 }  // namespace depot::net::http
