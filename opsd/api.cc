@@ -341,6 +341,9 @@ void Router::Add(Route r) {
             r.method.c_str(), r.pattern.c_str());
     std::abort();
   }
+  std::vector<std::string> pat;
+  for (std::string_view seg : Split(r.pattern)) pat.emplace_back(seg);
+  patterns_.push_back(std::move(pat));
   routes_.push_back(std::move(r));
 }
 
@@ -348,43 +351,36 @@ const Route* Router::Match(std::string_view method, std::string_view path,
                            std::map<std::string, std::string>* params, bool* path_known) const {
   *path_known = false;
   auto segs = Split(path);
-  for (const Route& r : routes_) {
-    auto pat = Split(r.pattern);
+  for (size_t ri = 0; ri < routes_.size(); ++ri) {
+    const Route& r = routes_[ri];
+    const std::vector<std::string>& pat = patterns_[ri];
+    bool rest = !pat.empty() && pat.back().ends_with("+}");
+    if (rest ? segs.size() < pat.size() : segs.size() != pat.size()) continue;
     std::map<std::string, std::string> got;
     bool ok = true;
-    size_t i = 0;
-    for (; i < pat.size() && ok; ++i) {
-      std::string_view p = pat[i];
+    for (size_t i = 0; i < pat.size() && ok; ++i) {
+      const std::string& p = pat[i];
       if (p.size() > 2 && p.front() == '{' && p.back() == '}') {
-        std::string name(p.substr(1, p.size() - 2));
+        std::string name = p.substr(1, p.size() - 2);
         if (name.back() == '+') {  // the rest of the path, at least one segment
-          if (i >= segs.size()) {
-            ok = false;
-            break;
-          }
-          std::string rest;
-          for (size_t k = i; k < segs.size(); ++k) {
-            if (k > i) rest += '/';
-            rest += segs[k];
-          }
           name.pop_back();
-          got[name] = rest;
-          i = pat.size();
-          break;
-        }
-        if (i >= segs.size() || segs[i].empty()) {
+          std::string tail;
+          for (size_t k = i; k < segs.size(); ++k) {
+            if (k > i) tail += '/';
+            tail += segs[k];
+          }
+          got[name] = std::move(tail);
+        } else if (segs[i].empty()) {
           ok = false;
-          break;
+        } else {
+          got[name] = std::string(segs[i]);
         }
-        got[name] = std::string(segs[i]);
-      } else if (i >= segs.size() || segs[i] != p) {
+      } else if (segs[i] != p) {
         ok = false;
       }
     }
-    bool rest_pattern = !pat.empty() && pat.back().ends_with("+}");
-    if (!ok || (!rest_pattern && segs.size() != pat.size())) continue;
-    bool method_ok = r.method == method || (method == "HEAD" && r.method == "GET");
-    if (!method_ok) {
+    if (!ok) continue;
+    if (r.method != method && !(method == "HEAD" && r.method == "GET")) {
       *path_known = true;
       continue;
     }

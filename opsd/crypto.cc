@@ -261,7 +261,7 @@ bool VerifyPassword(std::string_view password, std::string_view stored) {
   if (!ParsePasswordHash(stored, &parsed)) return false;
   std::string derived;
   if (!Pbkdf2(password, parsed.salt, parsed.iterations, &derived)) return false;
-  return ConstantTimeEqual(derived, parsed.hash);
+  return ConstantTimeEquals(derived, parsed.hash);
 }
 
 int PasswordIterations(std::string_view stored) {
@@ -282,10 +282,6 @@ std::string Sha256Hex(std::string_view data) {
   Sha256 sha;
   sha.Update(data);
   return sha.HexDigest();
-}
-
-bool ConstantTimeEqual(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
 }
 
 // ---- Base64 -----------------------------------------------------------------------------------

@@ -50,10 +50,6 @@ std::string RandomToken(size_t bytes);
 // SHA-256 of `data`, 64 lowercase hex digits.
 std::string Sha256Hex(std::string_view data);
 
-// Equality of contents in time independent of where they differ (CRYPTO_memcmp). The lengths are
-// not secret: different lengths return false at once.
-bool ConstantTimeEqual(std::string_view a, std::string_view b);
-
 // RFC 4648 base64. `url` selects the base64url alphabet ('-', '_') without padding; otherwise the
 // standard alphabet ('+', '/') with '=' padding.
 std::string Base64Encode(std::string_view data, bool url = false);

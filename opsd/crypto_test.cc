@@ -270,17 +270,6 @@ TEST(Sha256Test, DigestIsStableAndMovesCarryState) {
   EXPECT_EQ(c.HexDigest(), digest);
 }
 
-TEST(ConstantTimeEqualTest, ComparesContentAndLength) {
-  EXPECT_TRUE(ConstantTimeEqual("", ""));
-  EXPECT_TRUE(ConstantTimeEqual("token", "token"));
-  EXPECT_FALSE(ConstantTimeEqual("token", "tokeN"));
-  EXPECT_FALSE(ConstantTimeEqual("token", "Token"));
-  EXPECT_FALSE(ConstantTimeEqual("token", "token2"));
-  EXPECT_FALSE(ConstantTimeEqual("", "x"));
-  EXPECT_TRUE(ConstantTimeEqual("a\0b"s, "a\0b"s));
-  EXPECT_FALSE(ConstantTimeEqual("a\0b"s, "a\0c"s));
-}
-
 // ---- Base64 -----------------------------------------------------------------------------------
 
 TEST(Base64Test, Rfc4648Vectors) {

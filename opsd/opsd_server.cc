@@ -231,7 +231,7 @@ Status OpsdServer::Bootstrap() {
                 {"role_ids", json::array()},   {"_password", hash},
                 {"_failed", 0},                {"_locked_until", 0}};
   DEPOT_ASSIGN_OR_RETURN(Doc d, t.Insert(users_, admin));
-  json event = {{"id", t.NextId("audit")}, {"time", NowUnix()},  {"actor", "opsd"},
+  json event = {{"id", t.NextId("audit")}, {"time", UnixSeconds()},  {"actor", "opsd"},
                 {"actor_id", 0},           {"action", "users.bootstrap"},
                 {"resource", "users/" + std::to_string((*d)["id"].get<int64_t>())},
                 {"result", "ok"},          {"status", 201}, {"ip", ""},
@@ -247,7 +247,7 @@ Status OpsdServer::Bootstrap() {
 Status OpsdServer::CommitAudited(Txn& t, Ctx& ctx, const json* before, const json* after) {
   int64_t id = t.NextId("audit");
   json event = {{"id", id},
-                {"time", NowUnix()},
+                {"time", UnixSeconds()},
                 {"actor", ctx.who ? ctx.who->username : ""},
                 {"actor_id", ctx.who ? ctx.who->user_id : 0},
                 {"action", ctx.action},
@@ -267,7 +267,7 @@ Status OpsdServer::CommitAudited(Txn& t, Ctx& ctx, const json* before, const jso
 }
 
 void OpsdServer::AuditFailure(Ctx& ctx, const std::string& result, int status, bool later) {
-  json event = {{"time", NowUnix()},
+  json event = {{"time", UnixSeconds()},
                 {"actor", ctx.who ? ctx.who->username : ""},
                 {"actor_id", ctx.who ? ctx.who->user_id : 0},
                 {"action", ctx.action},
@@ -331,7 +331,7 @@ std::shared_ptr<const Principal> OpsdServer::PrincipalFor(const json& user, cons
   };
   add_roles(user, nullptr, nullptr);
   p->own = p->grants;
-  int64_t now = NowUnix();
+  int64_t now = UnixSeconds();
   for (const Doc& d : delegations_->All()) {
     const json& g = *d;
     if (g["delegate_id"].get<int64_t>() != p->user_id || g.value("revoked", false)) continue;
@@ -372,13 +372,13 @@ std::shared_ptr<const Principal> OpsdServer::Authenticate(const std::string& tok
   Doc rec = (api ? api_tokens_ : sessions_)->FindUnique("_token_hash", hash);
   if (!rec) return nullptr;
   int64_t exp = (*rec).value("expires_at", int64_t{0});
-  if (exp != 0 && exp <= NowUnix()) return nullptr;
+  if (exp != 0 && exp <= UnixSeconds()) return nullptr;
   // A token made by a token lives only while every token above it does.
   for (Doc up = rec; api && (*up).value("parent_token_id", int64_t{0}) != 0;) {
     up = api_tokens_->Get((*up)["parent_token_id"].get<int64_t>());
     if (!up) return nullptr;
     int64_t pexp = (*up).value("expires_at", int64_t{0});
-    if (pexp != 0 && pexp <= NowUnix()) return nullptr;
+    if (pexp != 0 && pexp <= UnixSeconds()) return nullptr;
   }
   int64_t sid = (*rec)["id"].get<int64_t>();
   int64_t now_ms = SteadyMs();
@@ -400,7 +400,7 @@ std::shared_ptr<const Principal> OpsdServer::Authenticate(const std::string& tok
 }
 
 void OpsdServer::SweepSessions() {
-  int64_t now = NowUnix();
+  int64_t now = UnixSeconds();
   std::vector<std::pair<Collection*, int64_t>> expired;
   for (Collection* c : {sessions_, api_tokens_}) {
     for (const Doc& d : c->All()) {

@@ -10,12 +10,6 @@
 
 namespace depot::opsd {
 
-int64_t NowUnix() {
-  return std::chrono::duration_cast<std::chrono::seconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 namespace {
 
 std::string IdKey(const std::string& collection, int64_t id) {
@@ -303,7 +297,7 @@ Result<Doc> Txn::Insert(Collection* c, json doc) {
                                                                    : NextId(c->name());
   doc["id"] = id;
   doc["version"] = 1;
-  int64_t now = NowUnix();
+  int64_t now = UnixSeconds();
   if (!doc.contains("created_at")) doc["created_at"] = now;
   doc["updated_at"] = now;
   if (Get(c, id)) return Status::AlreadyExists(c->name() + " id taken:", std::to_string(id));
@@ -326,7 +320,7 @@ Result<Doc> Txn::Replace(Collection* c, int64_t id, json doc,
   doc["id"] = id;
   doc["version"] = version + 1;
   doc["created_at"] = (*before)["created_at"];
-  doc["updated_at"] = NowUnix();
+  doc["updated_at"] = UnixSeconds();
   DEPOT_RETURN_IF_ERROR(CheckUnique(c, id, doc));
   auto d = std::make_shared<const json>(std::move(doc));
   batch_->Put(c->Key(id), d->dump(-1, ' ', false, json::error_handler_t::replace));

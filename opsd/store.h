@@ -24,6 +24,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/base/hash.h"  // UnixSeconds
 #include "common/base/status.h"
 
 namespace leveldb {
@@ -163,6 +164,5 @@ class Txn {
   bool committed_ = false;
 };
 
-int64_t NowUnix();
 
 }  // namespace depot::opsd

@@ -197,7 +197,7 @@ void AddAuthRoutes(OpsdServer* s, Router* r) {
             }
             int64_t uid = (*user)["id"].get<int64_t>();
             ctx.resource = "users/" + std::to_string(uid);
-            int64_t now = NowUnix();
+            int64_t now = UnixSeconds();
             if ((*user).value("_locked_until", int64_t{0}) > now) {
               static_cast<void>(VerifyPassword(password, DummyHash()));  // same time as any refusal
               return deny(423, "locked", "too many failed logins: the account is locked");
@@ -361,7 +361,7 @@ void AddAuthRoutes(OpsdServer* s, Router* r) {
               }
             }
             int64_t ttl = body->value("ttl_seconds", int64_t{0});
-            int64_t expires = ttl == 0 ? 0 : NowUnix() + ttl;
+            int64_t expires = ttl == 0 ? 0 : UnixSeconds() + ttl;
             int64_t parent = 0;
             if (ctx.who->api_token) {
               // A token made by a token lives no longer than its parent.
@@ -814,7 +814,7 @@ void AddDelegationRoutes(OpsdServer* s, Router* r) {
             if (!cur) return ErrorReply(resp, Status::NotFound("delegation not found:", std::to_string(*id)));
             json next = *cur;
             next["revoked"] = true;
-            next["revoked_at"] = NowUnix();
+            next["revoked_at"] = UnixSeconds();
             auto rep = t.Replace(s->delegations(), *id, next, std::nullopt);
             if (!Ok(resp, rep.status())) return;
             if (!Ok(resp, s->CommitAudited(t, ctx, cur.get(), rep->get()))) return;

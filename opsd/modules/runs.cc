@@ -127,7 +127,7 @@ void AddRunRoutes(OpsdServer* s, Router* r) {
               }
               json next = *cur;
               next["state"] = tr.to;
-              int64_t now = NowUnix();
+              int64_t now = UnixSeconds();
               if (std::string(tr.to) == "running") next["started_at"] = now;
               if (Final(tr.to)) next["finished_at"] = now;
               if (!message.empty()) next["message"] = message;
