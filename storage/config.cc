@@ -68,6 +68,31 @@ Result<StorageConfig> ParseStorageConfig(const std::string& text, const std::str
   b.Bytes("slot_min_size", &c.slot_min_size, 64, 64ULL << 20);
   b.Bytes("slot_max_size", &c.slot_max_size, 64, 256ULL << 20);
   b.Bytes("trunk_file_size", &c.trunk_file_size, 1ULL << 20, 4ULL << 30);
+  b.Bool("dedup", &c.dedup);
+  std::vector<std::string> dht_lines;
+  b.Repeated("dht_servers", &dht_lines);
+  b.Int("dht_replicas", &c.dht_replicas, 1, 5);
+  b.Int("dht_timeout_ms", &c.dht_timeout_ms, 10, 60000);
+  b.Bytes("dedup_min_size", &c.dedup_min_size, 1, 1ULL << 50);
+  for (const std::string& line : dht_lines) {
+    size_t at = 0;
+    while (at <= line.size()) {
+      size_t comma = line.find(',', at);
+      std::string item = line.substr(at, comma == std::string::npos ? std::string::npos : comma - at);
+      while (!item.empty() && item.front() == ' ') item.erase(0, 1);
+      while (!item.empty() && item.back() == ' ') item.pop_back();
+      std::string host;
+      int port = 0;
+      if (!ParseHostPort(item, &host, &port).ok()) {
+        b.Fail("dht_servers", "expected host:port[,host:port...]: " + item);
+      } else {
+        c.dht_servers.push_back(item);
+      }
+      if (comma == std::string::npos) break;
+      at = comma + 1;
+    }
+  }
+  if (c.dedup && c.dht_servers.empty()) b.Fail("dht_servers", "is required with dedup = on");
   if (c.group_name.empty()) {
     b.Fail("group_name", "is required");
   } else if (!proto::ValidateGroupName(c.group_name).ok()) {

@@ -53,6 +53,12 @@ struct StorageConfig {
   uint64_t slot_min_size = 256;            // smallest slot (header included)
   uint64_t slot_max_size = 1ULL << 20;     // largest file stored in a trunk
   uint64_t trunk_file_size = 64ULL << 20;  // size of each trunk file
+  // Dedup (doc/dedup.md): identical content stored once per member, indexed in the dht.
+  bool dedup = false;                      // on: look every upload up in the dht
+  std::vector<std::string> dht_servers;    // dht nodes, host:port (comma-separated or repeated)
+  int dht_replicas = 2;                    // replicas per key (as the dht nodes' `replicas`)
+  int dht_timeout_ms = 1000;               // connect and I/O deadline of each dht call
+  uint64_t dedup_min_size = 1;             // smaller uploads are never deduplicated
 };
 
 Result<StorageConfig> LoadStorageConfig(const std::string& path);

@@ -54,7 +54,8 @@ const std::vector<std::string> kAllKeys = {
     "replication",         "write_quorum",        "sync_window",    "sync_delay_ms",
     "http_threads",        "http_token",          "http_secret",    "http_token_ttl",
     "http_mime_types",     "http_cache_max_age",  "http_miss",      "http_advertise_port",
-    "use_trunk_file",      "slot_min_size",       "slot_max_size",  "trunk_file_size"};
+    "use_trunk_file",      "slot_min_size",       "slot_max_size",  "trunk_file_size",
+    "dedup",               "dht_replicas",        "dht_timeout_ms", "dedup_min_size"};
 
 TEST(StorageConfigTest, ShippedFileEqualsStructDefaults) {
   auto c = LoadStorageConfig(kShipped);
@@ -422,6 +423,23 @@ TEST(ReservedBytesTest, NanPercentIsRejectedByTheConfig) {
   auto c = Parse("reserved_space = nan%\n");
   ASSERT_FALSE(c.ok());
   EXPECT_TRUE(Names(c.status(), "reserved_space")) << c.status().ToString();
+}
+
+
+TEST(StorageConfigTest, DedupNeedsDhtServersAndParsesTheirList) {
+  const std::string base =
+      "group_name = g1\nbase_path = /tmp/x\ntracker_server = 127.0.0.1:22122\n"
+      "cluster_secret = 0123456789\n";
+  auto none = ParseStorageConfig(base + "dedup = on\n", "t");
+  ASSERT_FALSE(none.ok());
+  EXPECT_NE(none.status().ToString().find("dht_servers"), std::string::npos);
+  auto bad = ParseStorageConfig(base + "dedup = on\ndht_servers = 127.0.0.1\n", "t");
+  EXPECT_FALSE(bad.ok());
+  auto ok = ParseStorageConfig(
+      base + "dedup = on\ndht_servers = 127.0.0.1:1, 127.0.0.1:2\ndht_servers = h:3\n", "t");
+  ASSERT_TRUE(ok.ok()) << ok.status().ToString();
+  EXPECT_TRUE(ok->dedup);
+  EXPECT_EQ(ok->dht_servers, (std::vector<std::string>{"127.0.0.1:1", "127.0.0.1:2", "h:3"}));
 }
 
 }  // namespace

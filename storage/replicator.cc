@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <deque>
+#include <set>
 
 #include <prometheus/counter.h>
 #include <prometheus/gauge.h>
@@ -17,7 +18,9 @@
 #include "common/base/hash.h"
 #include "common/base/logging.h"
 #include "common/net/blocking_conn.h"
+#include "common/proto/dedup.h"
 #include "common/proto/file_id.h"
+#include "storage/dedup.h"
 #include "storage/storage_server.h"
 #include "storage/trunk.h"
 #include "storage/tracker_reporter.h"
@@ -131,6 +134,7 @@ class PeerPusher {
     Kind kind;
     PushMark mark;  // where the pusher stands once this item is answered
     uint32_t time = 0;
+    std::string link;  // a create sent as a dedup link: its name
   };
 
   void Run() {
@@ -224,7 +228,7 @@ class PeerPusher {
           sent.oseq = rec->oseq;
         }
         if ((!dump_ && !own) || applied(rec->origin) >= rec->oseq) {
-          inflight.push_back({Kind::kSkip, sent, rec->time});
+          inflight.push_back({Kind::kSkip, sent, rec->time, {}});
           if (own) ++unflushed;
           continue;
         }
@@ -234,17 +238,18 @@ class PeerPusher {
           }
         }
         if (inflight.empty()) pending_time_ = rec->time;
-        DEPOT_RETURN_IF_ERROR(SendRecord(*conn, *rec));
-        inflight.push_back({Kind::kRecord, sent, rec->time});
+        bool as_link = false;
+        DEPOT_RETURN_IF_ERROR(SendRecord(*conn, *rec, &as_link));
+        inflight.push_back({Kind::kRecord, sent, rec->time, as_link ? rec->name : std::string()});
         if (++unflushed >= kFlushEvery) {
           DEPOT_RETURN_IF_ERROR(conn->SendHeader(0, proto::kDepotSyncFlush));
-          inflight.push_back({Kind::kFlush, sent, 0});
+          inflight.push_back({Kind::kFlush, sent, 0, {}});
           unflushed = 0;
         }
       }
       if (at_end && unflushed > 0) {
         DEPOT_RETURN_IF_ERROR(conn->SendHeader(0, proto::kDepotSyncFlush));
-        inflight.push_back({Kind::kFlush, sent, 0});
+        inflight.push_back({Kind::kFlush, sent, 0, {}});
         unflushed = 0;
       }
       // 2. Answered items at the front: skips need no answer.
@@ -285,6 +290,12 @@ class PeerPusher {
       }
       Item item = inflight.front();
       inflight.pop_front();
+      if (h.status == ENOENT && !item.link.empty()) {
+        // The peer has no copy of the content this file links to: the session starts again from
+        // the last flush and sends this file's bytes instead (doc/dedup.md).
+        send_bytes_.insert(item.link);
+        return Status::Unavailable("sync to " + peer_ + ": no link target for " + item.link);
+      }
       if (h.status != 0) {
         return proto::WireToStatus(h.status, "sync record to " + peer_);
       }
@@ -315,13 +326,14 @@ class PeerPusher {
     passed_time_ = item.time;
   }
 
-  Status SendRecord(net::BlockingConn& conn, const BinlogRecord& rec) {
+  Status SendRecord(net::BlockingConn& conn, const BinlogRecord& rec, bool* as_link) {
     proto::SyncRecordHead head;
     head.origin = rec.origin;
     head.oseq = rec.oseq;
     head.op = rec.op;
     head.name_len = static_cast<uint16_t>(rec.name.size());
     std::string data;
+    std::string dedup_head;
     int fd = -1;
     std::shared_ptr<void> pin;  // a trunk slot stays its file's until the bytes are sent
     auto id = proto::ParseRemoteName(s_->config().group_name, rec.name);
@@ -342,6 +354,26 @@ class PeerPusher {
           Status err = Status::FromErrno(errno, "lseek trunk");
           close(fd);
           return err;
+        }
+        // A deduplicated file travels with its content key; one that shares its canonical
+        // file's content travels as a link, without its bytes (doc/dedup.md).
+        auto ref = id->InTrunk() ? Result<std::optional<DedupRef>>(std::optional<DedupRef>())
+                                 : s_->dedup().GetIndex(rec.name);
+        if (ref.ok() && ref->has_value()) {
+          const DedupRef& r = **ref;
+          dedup_head = proto::EncodeDedupHead(r.key, r.canonical);
+          head.flags |= proto::kSyncFlagDedup;
+          auto cid = proto::ParseRemoteName(s_->config().group_name, r.canonical);
+          struct stat a, b;
+          if (!r.canonical.empty() && r.canonical != rec.name && !send_bytes_.count(rec.name) &&
+              cid.ok() && cid->store_path == id->store_path && fstat(fd, &a) == 0 &&
+              stat(Dedup::HiddenPath(path, *cid).c_str(), &b) == 0 && a.st_ino == b.st_ino) {
+            head.flags |= proto::kSyncFlagLink;
+            head.data_len = 0;
+            close(fd);
+            fd = -1;
+            *as_link = true;
+          }
         }
       }
     } else if (rec.op == kOpAppend || rec.op == kOpModify) {
@@ -408,7 +440,7 @@ class PeerPusher {
         head.flags |= proto::kSyncFlagGone;
       }
     }
-    std::string prefix = proto::EncodeSyncRecordHead(head) + rec.name;
+    std::string prefix = proto::EncodeSyncRecordHead(head) + rec.name + dedup_head;
     Status s = conn.SendHeader(prefix.size() + head.data_len, proto::kDepotSyncRecord);
     if (s.ok()) s = conn.SendAll(prefix.data(), prefix.size());
     if (s.ok() && fd >= 0) s = conn.SendFromFile(fd, head.data_len);
@@ -429,6 +461,8 @@ class PeerPusher {
   std::atomic<int> fd_{-1};
   bool warned_ = false;
   PushMark mark_;  // the persisted hint (pusher thread only)
+  // Dedup links the peer could not make: sent with their bytes from now on (pusher thread only).
+  std::set<std::string> send_bytes_;
   std::map<uint64_t, uint64_t> applied_;
   std::atomic<uint64_t> passed_seq_{0};
   std::atomic<uint64_t> durable_seq_{0};

@@ -8,6 +8,7 @@
 
 #include "common/base/hash.h"
 #include "common/base/logging.h"
+#include "storage/dedup.h"
 #include "storage/http/http_server.h"
 #include "storage/replicator.h"
 #include "storage/tracker_reporter.h"
@@ -82,6 +83,7 @@ Status StorageServer::Start() {
   }
   rpc_metrics_ = std::make_unique<metrics::RpcMetrics>(metrics_->registry(), "storage");
   replicator_ = std::make_unique<Replicator>(this);
+  dedup_ = std::make_unique<Dedup>(this);
   DEPOT_RETURN_IF_ERROR(replicator_->Open());
   {
     // With durable writes, an upload's binlog record must be as durable as its file: the store
@@ -136,6 +138,7 @@ Status StorageServer::Start() {
   RegisterSync(this, server_.get());
   RegisterFsck(this, server_.get());
   RegisterAppender(this, server_.get());
+  RegisterDedup(this, server_.get());
   DEPOT_RETURN_IF_ERROR(server_->Start());
 
   if (config_.http_port >= 0) {

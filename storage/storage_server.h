@@ -26,6 +26,7 @@ namespace depot::storage {
 class TrackerReporter;
 class Replicator;
 class HttpServer;
+class Dedup;
 
 // One mutex per file name in use (created on demand, dropped with its last holder): for changes
 // that may take long (an append copies up to max_file_size), so that they serialise only with
@@ -69,6 +70,7 @@ class StorageServer {
   std::vector<std::unique_ptr<StorePath>>& paths() { return paths_; }
   MetaStore& meta() { return *meta_; }
   Replicator& replicator() { return *replicator_; }
+  Dedup& dedup() { return *dedup_; }
   prometheus::Registry& metrics_registry() { return metrics_->registry(); }
   // Sends the next heartbeat to every tracker now (the replication state changed).
   void KickReporter();
@@ -137,6 +139,7 @@ class StorageServer {
   std::unique_ptr<net::FrameServer> server_;
   std::unique_ptr<TrackerReporter> reporter_;
   std::unique_ptr<Replicator> replicator_;
+  std::unique_ptr<Dedup> dedup_;
   std::unique_ptr<HttpServer> http_;
   std::atomic<uint32_t> source_ip_{0x7f000001};
   std::atomic<uint64_t> path_rr_{0};
@@ -156,6 +159,7 @@ void RegisterMetadata(StorageServer* s, net::FrameServer* fs);
 void RegisterSync(StorageServer* s, net::FrameServer* fs);
 void RegisterFsck(StorageServer* s, net::FrameServer* fs);
 void RegisterAppender(StorageServer* s, net::FrameServer* fs);
+void RegisterDedup(StorageServer* s, net::FrameServer* fs);
 
 // Parses "group16 + remote name" request bodies and checks the group is ours.
 Result<proto::FileId> ParseGroupAndName(StorageServer* s, std::string_view body);

@@ -90,6 +90,9 @@ Commands::Commands(CLI::App* app, GlobalOptions* g) : g_(g) {
   up->add_option("--group", group_, "store in this group (default: the tracker picks)");
   up->add_option("--ext", ext_, "extension recorded in the file ID (default: from FILE)");
   up->add_option("--meta", meta_, "metadata key=value (repeatable)");
+  up->add_flag("--dedup-check", dedup_check_,
+               "first hash FILE and ask whether the group already holds its content: if so the "
+               "file ID comes without sending the bytes, else FILE is uploaded normally");
   up->callback([this] { exit_code_ = Upload(); });
 
   auto* down = app->add_subcommand("download", "download a file (to stdout without -o)");
@@ -128,6 +131,19 @@ Commands::Commands(CLI::App* app, GlobalOptions* g) : g_(g) {
   fsck->add_option("--secret", g_->secret,
                    "cluster secret (default: DEPOT_CLUSTER_SECRET or cluster_secret in client.conf)");
   fsck->callback([this] { exit_code_ = Fsck(); });
+
+  auto* dscan = app->add_subcommand(
+      "dedup-scan",
+      "scan every ACTIVE member of a group for duplicate contents and check the dht's dedup "
+      "records; exit 0 only when nothing needs repair (with --repair: when it was repaired) "
+      "(needs the cluster secret)");
+  dscan->add_option("GROUP", group_, "group to scan (default: all)");
+  dscan->add_flag("--repair", repair_,
+                  "merge duplicate copies and fix the dht records (default: only count)");
+  dscan->add_option("--secret", g_->secret,
+                    "cluster secret (default: DEPOT_CLUSTER_SECRET or cluster_secret in "
+                    "client.conf)");
+  dscan->callback([this] { exit_code_ = DedupScan(); });
 
   auto* url = app->add_subcommand(
       "url", "print an HTTP URL of a file, signed with the anti-leech token when a secret is given");
@@ -216,10 +232,13 @@ std::string Commands::ExtFor() const {
 
 namespace {
 
-int PrintFileId(const GlobalOptions& g, const Result<std::string>& id) {
+int PrintFileId(const GlobalOptions& g, const Result<std::string>& id,
+                const bool* instant = nullptr) {
   if (!id.ok()) return Fail(g, id.status());
   if (g.json) {
-    PrintJson({{"file_id", *id}});
+    json j = {{"file_id", *id}};
+    if (instant != nullptr) j["instant"] = *instant;
+    PrintJson(j);
   } else {
     std::printf("%s\n", id->c_str());
   }
@@ -228,7 +247,7 @@ int PrintFileId(const GlobalOptions& g, const Result<std::string>& id) {
 
 }  // namespace
 
-int Commands::UploadWith(UploadCall call) {
+int Commands::UploadWith(UploadCall call, const bool* instant) {
   auto client = MakeClient(*g_);
   if (!client.ok()) return Fail(*g_, client.status());
   UploadOptions o;
@@ -238,13 +257,33 @@ int Commands::UploadWith(UploadCall call) {
   if (!meta.ok()) return Fail(*g_, meta.status());
   o.meta = *meta;
   ProgressBar bar("upload", !g_->quiet && !g_->json);
-  return PrintFileId(*g_, call(**client, o, bar.Callback()));
+  Result<std::string> id = call(**client, o, bar.Callback());
+  return PrintFileId(*g_, id, instant);
 }
 
 int Commands::Upload() {
-  return UploadWith([this](Client& c, const UploadOptions& o, const ProgressFn& p) {
-    return c.UploadFile(file_, o, p);
-  });
+  if (!dedup_check_) {
+    return UploadWith([this](Client& c, const UploadOptions& o, const ProgressFn& p) {
+      return c.UploadFile(file_, o, p);
+    });
+  }
+  bool instant = false;
+  return UploadWith(
+      [this, &instant](Client& c, const UploadOptions& o,
+                       const ProgressFn& p) -> Result<std::string> {
+        Result<InstantResult> r = depot::Status::Internal("not tried");
+        {
+          ProgressBar hashing("hash", !g_->quiet && !g_->json);
+          r = c.InstantUploadFile(file_, o, hashing.Callback());
+        }
+        if (!r.ok()) return r.status();
+        if (r->granted) {
+          instant = true;
+          return r->file_id;
+        }
+        return c.UploadFile(file_, o, p);
+      },
+      &instant);
 }
 
 int Commands::UploadAppender() {
@@ -480,6 +519,63 @@ int Commands::Fsck() {
                 report->problems.size(), repaired);
   }
   return report->clean() ? 0 : 5;
+}
+
+int Commands::DedupScan() {
+  auto client = MakeClient(*g_);
+  if (!client.ok()) return Fail(*g_, client.status());
+  auto members = (*client)->DedupScan(group_, repair_);
+  if (!members.ok()) return Fail(*g_, members.status());
+  uint64_t problems = 0, collisions = 0, bytes_saved = 0;
+  size_t dht_down = 0;
+  for (const auto& m : *members) {
+    problems += m.report.problems();
+    collisions += m.report.collisions;
+    bytes_saved += m.report.bytes_saved;
+    dht_down += m.report.dht_ok ? 0 : 1;
+  }
+  if (g_->json) {
+    json arr = json::array();
+    for (const auto& m : *members) {
+      const proto::DedupScanReport& r = m.report;
+      arr.push_back({{"group", m.group},
+                     {"member", m.member},
+                     {"reconcile", m.reconcile},
+                     {"report",
+                      {{"files", r.files},
+                       {"fingerprinted", r.fingerprinted},
+                       {"contents", r.contents},
+                       {"merged", r.merged},
+                       {"registered", r.registered},
+                       {"refs_fixed", r.refs_fixed},
+                       {"records_removed", r.records_removed},
+                       {"collisions", r.collisions},
+                       {"stale_entries", r.stale_entries},
+                       {"bytes_saved", r.bytes_saved},
+                       {"dht_ok", r.dht_ok}}}});
+    }
+    PrintJson(arr);
+  } else {
+    auto u = [](uint64_t v) { return static_cast<unsigned long long>(v); };
+    for (const auto& m : *members) {
+      const proto::DedupScanReport& r = m.report;
+      std::printf("%s %-22s %s files=%llu fingerprinted=%llu contents=%llu merged=%llu "
+                  "registered=%llu refs_fixed=%llu records_removed=%llu collisions=%llu "
+                  "stale_entries=%llu bytes_saved=%llu dht_ok=%s\n",
+                  m.group.c_str(), m.member.c_str(), m.reconcile ? "reconcile" : "member   ",
+                  u(r.files), u(r.fingerprinted), u(r.contents), u(r.merged), u(r.registered),
+                  u(r.refs_fixed), u(r.records_removed), u(r.collisions), u(r.stale_entries),
+                  u(r.bytes_saved), r.dht_ok ? "yes" : "no");
+    }
+    std::printf("%zu members: %llu problems%s, %llu collisions, %llu bytes saved", members->size(),
+                u(problems), repair_ ? " repaired" : "", u(collisions), u(bytes_saved));
+    if (dht_down > 0) std::printf("; the dht was unreachable from %zu members", dht_down);
+    std::printf("\n");
+    if (!repair_ && problems > 0) {
+      std::printf("%llu problems found; run with --repair\n", u(problems));
+    }
+  }
+  return dht_down == 0 && (repair_ || problems == 0) ? 0 : 1;
 }
 
 namespace {

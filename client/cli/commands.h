@@ -30,6 +30,7 @@ class Commands {
   int MetaSet();
   int Status();
   int Fsck();
+  int DedupScan();
   int Url();
   int UploadAppender();
   int Append();
@@ -40,7 +41,9 @@ class Commands {
   // The options of an upload (group, extension, metadata), its progress bar and its output.
   using UploadCall =
       std::function<Result<std::string>(Client&, const UploadOptions&, const ProgressFn&)>;
-  int UploadWith(UploadCall call);
+  // `instant` (upload --dedup-check): set by `call` when the upload was instant; printed with
+  // --json.
+  int UploadWith(UploadCall call, const bool* instant = nullptr);
   // --ext, else the extension of file_ (up to 6 characters).
   std::string ExtFor() const;
 
@@ -51,6 +54,7 @@ class Commands {
   bool merge_ = false;
   bool repair_ = false;
   bool verify_ = false;
+  bool dedup_check_ = false;
   uint64_t offset_ = 0;
   std::string prefix_, slave_ext_;
   BenchOptions bench_;

@@ -72,8 +72,13 @@ enum Command : uint8_t {
   // fsck (internal, storage)
   kDepotListFiles = 230,
   kDepotRepairFile = 231,
+  // dedup (doc/dedup.md): the repair scan (internal, storage)
+  kDepotDedupScan = 232,
   // tracker: the cluster's state as JSON (public, read-only)
   kDepotClusterStatus = 240,
+  // storage: instant upload of content the group already has (public, doc/dedup.md)
+  kDepotInstantUpload = 242,
+  kDepotInstantProve = 243,
 };
 
 // Depot's internal command range (200..249): a code there that a daemon does not serve is

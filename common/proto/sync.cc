@@ -98,7 +98,15 @@ Result<SyncRecordHead> DecodeSyncRecordHead(std::string_view b) {
   if (h.name_len == 0 || h.name_len > kMaxRemoteNameLen) {
     return Status::InvalidArgument("sync record: bad name length");
   }
-  if ((h.flags & ~kSyncFlagGone) != 0) return Status::InvalidArgument("sync record: unknown flags");
+  if ((h.flags & ~(kSyncFlagGone | kSyncFlagDedup | kSyncFlagLink)) != 0) {
+    return Status::InvalidArgument("sync record: unknown flags");
+  }
+  if ((h.flags & (kSyncFlagDedup | kSyncFlagLink)) && (h.op != 'C' || (h.flags & kSyncFlagGone))) {
+    return Status::InvalidArgument("sync record: dedup flags on a record that is not a create");
+  }
+  if ((h.flags & kSyncFlagLink) && (!(h.flags & kSyncFlagDedup) || h.data_len != 0)) {
+    return Status::InvalidArgument("sync record: a link without its dedup head, or with data");
+  }
   if ((h.op == 'D' || h.op == 'T') && h.data_len != 0) {
     return Status::InvalidArgument("sync record: delete or truncate with data");
   }

@@ -30,6 +30,12 @@ struct SyncHelloReply {
 // append or modify of an appender file, nothing for a delete or truncate).
 inline constexpr size_t kSyncRecordHead = 8 + 8 + 8 + 8 + 1 + 1 + 2;
 inline constexpr uint8_t kSyncFlagGone = 1;  // the sender no longer has the file / metadata
+// A create of a deduplicated file (doc/dedup.md): the name is followed by a dedup head
+// (kDedupHeadLen bytes: content key and canonical name) before the `data_len` bytes.
+inline constexpr uint8_t kSyncFlagDedup = 2;
+// With kSyncFlagDedup: no bytes (data_len 0); the receiver links the name to its copy of the
+// canonical file, or answers ENOENT when it has none (the sender then sends the bytes).
+inline constexpr uint8_t kSyncFlagLink = 4;
 struct SyncRecordHead {
   uint64_t origin = 0;
   uint64_t oseq = 0;

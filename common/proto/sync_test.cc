@@ -125,10 +125,21 @@ TEST(SyncRecordHeadTest, BadFieldsAreRejected) {
   EXPECT_INVALID(bad(Head('C', 1, 0, kMaxRemoteNameLen + 1)));
   EXPECT_INVALID(bad(Head('D', 0, 0, 0xFFFF)));
   // Unknown flags.
-  for (uint8_t f : {2, 4, 0x80, 0xFF, 3}) {
+  for (uint8_t f : {8, 0x80, 0xFF}) {
     EXPECT_INVALID(bad(Head('C', 1, f)));
     EXPECT_INVALID(bad(Head('D', 0, f)));
   }
+  // Dedup flags: only on a create, never with "gone", a link only with the dedup head and no data.
+  for (int fi : {int{kSyncFlagDedup}, int{kSyncFlagLink}, kSyncFlagDedup | kSyncFlagLink}) {
+    auto f = static_cast<uint8_t>(fi);
+    EXPECT_INVALID(bad(Head('D', 0, f)));
+    EXPECT_INVALID(bad(Head('M', 1, f)));
+    EXPECT_INVALID(bad(Head('C', 0, static_cast<uint8_t>(f | kSyncFlagGone))));
+  }
+  EXPECT_INVALID(bad(Head('C', 0, kSyncFlagLink)));
+  EXPECT_INVALID(bad(Head('C', 5, kSyncFlagDedup | kSyncFlagLink)));
+  EXPECT_TRUE(DecodeSyncRecordHead(EncodeSyncRecordHead(Head('C', 5, kSyncFlagDedup))).ok());
+  EXPECT_TRUE(DecodeSyncRecordHead(EncodeSyncRecordHead(Head('C', 0, kSyncFlagDedup | kSyncFlagLink))).ok());
   // A delete with data, "gone" with data, metadata over 1 MiB.
   EXPECT_INVALID(bad(Head('D', 1)));
   EXPECT_INVALID(bad(Head('D', ~0ULL)));

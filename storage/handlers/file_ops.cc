@@ -2,10 +2,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/base/daemon.h"
 #include "common/base/fs.h"
 #include "common/base/hash.h"
 #include "common/base/logging.h"
 #include "storage/appender_io.h"
+#include "storage/dedup.h"
 #include "storage/replicator.h"
 #include "storage/storage_server.h"
 
@@ -39,6 +41,12 @@ void Delete(StorageServer* s, const ConnectionPtr& conn, std::string body) {
     if (st.ok()) {
       st = s->RemoveContent(p, fid);
       if (st.code() == StatusCode::kNotFound) st = Status::OK();
+    }
+    if (st.ok()) {
+      // Dedup: this name's reference leaves the index and the dht; the content goes with its
+      // last name (doc/dedup.md).
+      CrashPoint("dedup-delete-after-unlink");
+      s->dedup().Forget(p, fid.RemoteName(), /*release=*/true);
     }
     if (st.ok()) st = s->meta().Delete(meta_key);
     if (st.ok()) st = s->meta().Delete("mv/" + name);

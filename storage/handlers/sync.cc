@@ -15,8 +15,10 @@
 #include "common/base/fs.h"
 #include "common/base/hash.h"
 #include "common/base/logging.h"
+#include "common/proto/dedup.h"
 #include "common/proto/sync.h"
 #include "storage/appender_io.h"
+#include "storage/dedup.h"
 #include "storage/replicator.h"
 #include "storage/storage_server.h"
 #include "storage/trunk.h"
@@ -66,9 +68,10 @@ bool GoodCopy(StorePath* p, const proto::FileId& id, const std::string& full, ui
 // A replicated create: the body goes to a pending file in the file's own directory.
 class CreateJob {
  public:
-  CreateJob(StorageServer* s, StorePath* p, proto::FileId id, proto::SyncRecordHead h)
+  CreateJob(StorageServer* s, StorePath* p, proto::FileId id, proto::SyncRecordHead h,
+            std::optional<DedupRef> dedup)
       : s_(s), p_(p), id_(std::move(id)), h_(h), name_(id_.RemoteName()),
-        full_(p->FullPath(id_.RelativePath())) {}
+        full_(p->FullPath(id_.RelativePath())), dedup_(std::move(dedup)) {}
 
   // First call, on a writer thread: decides whether the bytes are needed at all.
   Status Prepare() {
@@ -84,6 +87,7 @@ class CreateJob {
       keep_ = false;
       return Status::OK();
     }
+    if (h_.flags & proto::kSyncFlagLink) return Status::OK();  // linked in Finish
     if (id_.InTrunk()) {
       // A trunk file's bytes are gathered in memory and written into its slot in one write.
       if (h_.data_len + TrunkStore::kHeaderSize > id_.trunk.alloc) {
@@ -110,6 +114,7 @@ class CreateJob {
   }
 
   Status Finish() {
+    if (keep_ && (h_.flags & proto::kSyncFlagLink)) return FinishLink();
     if (keep_) {
       if (written_ != h_.data_len) return Status::InvalidArgument("record body too short");
       if (id_.NamePinsContent() &&
@@ -140,15 +145,47 @@ class CreateJob {
       }
     }
     StorePath::Discard(&file_);
+    DEPOT_RETURN_IF_ERROR(IndexDedup());
     return Applied(s_, h_, name_);
   }
 
  private:
+  // A deduplicated file sent as a link: one more link to this member's copy of the canonical
+  // file, whose bytes are the source's by replication (the source compared the new file's bytes
+  // with it). NotFound (ENOENT) when this member has no copy: the sender then sends the bytes.
+  Status FinishLink() {
+    Dedup& d = s_->dedup();
+    auto cid = proto::ParseRemoteName(s_->config().group_name, dedup_->canonical);
+    if (!cid.ok() || cid->store_path != id_.store_path) {
+      return Status::NotFound("link target not usable here:", dedup_->canonical);
+    }
+    std::unique_lock<std::mutex> kl(d.KeyLock(dedup_->key));
+    DEPOT_ASSIGN_OR_RETURN(std::string hidden, d.EnsureHidden(p_, *cid));
+    {
+      auto content = s_->ContentLock(name_);
+      std::lock_guard<std::mutex> l(s_->MetaLock("m/" + name_));
+      if (!HasTombstone(s_, name_)) {
+        DEPOT_RETURN_IF_ERROR(MakeDirs(DirName(full_)));
+        DEPOT_RETURN_IF_ERROR(Dedup::LinkFile(hidden, full_, /*replace=*/true));
+      }
+    }
+    kl.unlock();
+    DEPOT_RETURN_IF_ERROR(IndexDedup());
+    return Applied(s_, h_, name_);
+  }
+
+  // The source's index entry, kept here too (deletes served by this member release it).
+  Status IndexDedup() {
+    if (!dedup_ || !StorageServer::HasFile(p_, id_)) return Status::OK();
+    return s_->dedup().PutIndex(name_, *dedup_);
+  }
+
   StorageServer* s_;
   StorePath* p_;
   proto::FileId id_;
   proto::SyncRecordHead h_;
   std::string name_, full_;
+  std::optional<DedupRef> dedup_;
   bool keep_ = true;
   StorePath::PendingFile file_;
   std::string buf_;  // a trunk file's bytes
@@ -162,6 +199,7 @@ Status ApplyDelete(StorageServer* s, StorePath* p, const proto::FileId& id,
   std::lock_guard<std::mutex> l(s->MetaLock("m/" + name));
   Status removed = s->RemoveContent(p, id);
   if (!removed.ok() && removed.code() != StatusCode::kNotFound) return removed;
+  s->dedup().Forget(p, name, /*release=*/false);
   DEPOT_RETURN_IF_ERROR(s->meta().Delete("m/" + name));
   DEPOT_RETURN_IF_ERROR(s->meta().Delete("mv/" + name));
   DEPOT_RETURN_IF_ERROR(s->meta().Put("t/" + name, std::to_string(UnixSeconds())));
@@ -266,12 +304,13 @@ class RecordStream : public net::BodyStream {
           auto h = proto::DecodeSyncRecordHead(prefix_);
           if (!h.ok()) return Refuse(conn, h.status());
           head_ = *h;
-          if (body_len_ != proto::kSyncRecordHead + head_.name_len + head_.data_len) {
+          dedup_len_ = (head_.flags & proto::kSyncFlagDedup) ? proto::kDedupHeadLen : 0;
+          if (body_len_ != proto::kSyncRecordHead + head_.name_len + dedup_len_ + head_.data_len) {
             return Refuse(conn, Status::InvalidArgument("sync record: body length mismatch"));
           }
         }
       }
-      size_t need = proto::kSyncRecordHead + head_.name_len;
+      size_t need = proto::kSyncRecordHead + head_.name_len + dedup_len_;
       if (prefix_.size() >= proto::kSyncRecordHead && prefix_.size() < need) {
         size_t take = std::min(need - prefix_.size(), chunk.size());
         prefix_.append(chunk, 0, take);
@@ -282,7 +321,15 @@ class RecordStream : public net::BodyStream {
         return conn->ContinueBody();
       }
       parsed_ = true;
-      std::string name = prefix_.substr(proto::kSyncRecordHead);
+      std::string name = prefix_.substr(proto::kSyncRecordHead, head_.name_len);
+      std::optional<DedupRef> dedup;
+      if (dedup_len_ > 0) {
+        DedupRef ref;
+        Status ds = proto::DecodeDedupHead(prefix_.substr(proto::kSyncRecordHead + head_.name_len),
+                                           &ref.key, &ref.canonical);
+        if (!ds.ok()) return Refuse(conn, ds);
+        dedup = std::move(ref);
+      }
       auto id = proto::ParseRemoteName(s_->config().group_name, name);
       if (!id.ok()) return Refuse(conn, id.status());
       auto path = s_->PathForFile(*id);
@@ -296,7 +343,7 @@ class RecordStream : public net::BodyStream {
         mode_ = Mode::kSkip;
       } else if (head_.op == 'C') {
         mode_ = Mode::kCreate;
-        job_ = std::make_shared<CreateJob>(s_, path_, id_, head_);
+        job_ = std::make_shared<CreateJob>(s_, path_, id_, head_, std::move(dedup));
       } else if (head_.op == 'M') {
         mode_ = Mode::kMeta;
       } else if (OpHasRange(head_.op)) {
@@ -389,6 +436,7 @@ class RecordStream : public net::BodyStream {
   std::shared_ptr<CreateJob> job_;
   std::shared_ptr<RangeJob> range_;
   std::string meta_;
+  size_t dedup_len_ = 0;
 };
 
 void Hello(StorageServer* s, const ConnectionPtr& c, std::string body) {

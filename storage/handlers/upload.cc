@@ -14,9 +14,15 @@
 #include <cstdio>
 #include <mutex>
 
+#include <map>
+#include <optional>
+
+#include "common/base/daemon.h"
 #include "common/base/fs.h"
 #include "common/base/hash.h"
 #include "common/base/logging.h"
+#include "common/proto/dedup.h"
+#include "storage/dedup.h"
 #include "storage/handlers/request_head.h"
 #include "storage/replicator.h"
 #include "storage/storage_server.h"
@@ -46,7 +52,10 @@ class UploadJob : public std::enable_shared_from_this<UploadJob> {
     slave_ = std::move(slave);
     master_ = std::move(master);
   }
-  ~UploadJob() { StorePath::Discard(&file_); }
+  ~UploadJob() {
+    StorePath::Discard(&file_);
+    if (first_) server_->dedup().EndUpload(key_);  // the next upload of this content goes on
+  }
 
   // The file goes into a trunk slot: its bytes are gathered in memory (at most slot_max_size)
   // and written into the slot at once.
@@ -66,9 +75,13 @@ class UploadJob : public std::enable_shared_from_this<UploadJob> {
       DEPOT_RETURN_IF_ERROR(WriteAll(file_.fd, data.data(), data.size(), "upload"));
     }
     crc_ = Crc32Update(crc_, data.data(), data.size());
+    if (fp_) fp_->Update(data.data(), data.size());
     written_ += data.size();
     return Status::OK();
   }
+
+  // Dedup: the upload is fingerprinted while it streams and looked up at its end.
+  void SetDedup() { fp_ = std::make_unique<Fingerprinter>(); }
 
   // Runs on a writer thread after the last chunk.
   void Finish(const ConnectionPtr& conn) {
@@ -83,7 +96,25 @@ class UploadJob : public std::enable_shared_from_this<UploadJob> {
     if (!s.ok()) return Fail(conn, s);
     if (written_ != size_) return Fail(conn, Status::InvalidArgument("body shorter than size"));
     l.unlock();
+    if (fp_) return FinishDedup(conn);
     Publish(conn, 0);
+  }
+
+  // An instant upload (242/243) that proved it holds the content: a new file ID for content
+  // this member has, without a body. Runs on a writer thread.
+  void GrantInstant(const ConnectionPtr& conn, const proto::ContentKey& key,
+                    const std::string& canonical) {
+    Dedup& d = server_->dedup();
+    key_ = key;
+    found_.canonical = canonical;
+    auto cid = proto::ParseRemoteName(server_->config().group_name, canonical);
+    if (!cid.ok()) return FailUnlocked(conn, cid.status());
+    std::unique_lock<std::mutex> kl(d.KeyLock(key_));
+    auto hidden = d.EnsureHidden(path_, *cid);
+    if (!hidden.ok()) return FailUnlocked(conn, hidden.status());
+    auto rec = d.AddRef(key_);
+    if (!rec.ok()) return FailUnlocked(conn, rec.status());
+    LinkToContent(conn, *hidden, 0, 0, std::move(kl));
   }
 
   void Abort() {
@@ -180,7 +211,7 @@ class UploadJob : public std::enable_shared_from_this<UploadJob> {
         return self->Publish(conn, attempt + 1);  // astronomically rare name clash: new name
       }
       if (!s.ok()) return self->FailUnlocked(conn, s);
-      self->Acknowledge(conn, id);
+      self->RegisterThenAcknowledge(conn, id);
     };
     if (kind_ != Kind::kNormal) {
       // Synced before it is named (when durable): nothing at start-up could tell a torn
@@ -234,6 +265,209 @@ class UploadJob : public std::enable_shared_from_this<UploadJob> {
       }
       done(s);
     }
+  }
+
+  // The upload's content key is known: a dht hit becomes a link to the stored copy (after a
+  // byte comparison), anything else a file of its own, registered after it is named.
+  void FinishDedup(const ConnectionPtr& conn) {
+    Dedup& d = server_->dedup();
+    key_.fp = fp_->Digest();
+    key_.size = size_;
+    auto self = shared_from_this();
+    if (!d.BeginUpload(key_, [self, conn] {
+          self->path_->writer().Submit([self, conn] { self->FinishDedup(conn); });
+        })) {
+      return;  // another upload of this content is deciding; this one goes after it
+    }
+    first_ = true;
+    found_ = d.Find(key_);
+    if (found_.kind == Dedup::Lookup::kUnavailable) {
+      d.CountSkipped("dht_unavailable");
+      reg_ = Reg::kUnregistered;
+    } else if (found_.kind == Dedup::Lookup::kMiss) {
+      reg_ = Reg::kRegister;
+    } else if (TryLink(conn)) {
+      return;
+    }
+    Publish(conn, 0);
+  }
+
+  // A dht hit. True when the upload was answered here (linked, or failed); false: store it
+  // whole (reg_ says how to register it).
+  bool TryLink(const ConnectionPtr& conn) {
+    Dedup& d = server_->dedup();
+    auto cid = proto::ParseRemoteName(server_->config().group_name, found_.canonical);
+    if (!cid.ok() || cid->store_path != path_->index()) {
+      d.CountSkipped("other_store_path");  // a hard link cannot cross filesystems
+      reg_ = Reg::kExtra;
+      return false;
+    }
+    std::unique_lock<std::mutex> kl(d.KeyLock(key_));
+    auto hidden = d.EnsureHidden(path_, *cid);
+    if (!hidden.ok()) {
+      // No copy of the canonical file here (not replicated yet, or deleted). A stand-in of ours
+      // with this content is shared instead; else the upload is stored whole and counted, and
+      // becomes the stand-in (the scan merges them later). A canonical file deleted here is
+      // replaced by this one in the record.
+      auto t = server_->meta().Get("t/" + found_.canonical);
+      bool gone = t.ok() && t->has_value();
+      auto stand_in = gone ? std::nullopt : d.GetStandIn(key_);
+      auto sid = stand_in ? proto::ParseRemoteName(server_->config().group_name, *stand_in)
+                          : Result<proto::FileId>(Status::NotFound(""));
+      if (sid.ok() && sid->store_path == path_->index()) hidden = d.EnsureHidden(path_, *sid);
+      if (!hidden.ok()) {
+        reg_ = gone ? Reg::kRehome : Reg::kExtra;
+        d.CountSkipped("no_local_copy");
+        return false;
+      }
+      found_.canonical = *stand_in;
+    }
+    Result<bool> same = false;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      if (aborted_) return true;
+      same = Dedup::SameBytes(file_.fd, *hidden, size_);
+    }
+    if (!same.ok() || !*same) {
+      if (same.ok()) {
+        d.CountCollision();
+        DEPOT_LOG_WARN("dedup: fingerprint {} collides with {}: stored apart", key_.Hex(),
+                       found_.canonical);
+      } else {
+        DEPOT_LOG_WARN("dedup: comparing with {}: {}", *hidden, same.status().ToString());
+      }
+      reg_ = Reg::kNone;  // never shared, never indexed under that key
+      return false;
+    }
+    auto rec = d.AddRef(key_);
+    if (!rec.ok()) {
+      reg_ = rec.status().code() == StatusCode::kNotFound ? Reg::kRegister : Reg::kUnregistered;
+      if (reg_ == Reg::kUnregistered) d.CountSkipped("dht_unavailable");
+      return false;
+    }
+    CrashPoint("dedup-hit-after-ref");
+    LinkToContent(conn, *hidden, 0, 0, std::move(kl));
+    return true;
+  }
+
+  // The reference is counted: names a new file ID as one more link to `hidden`, records it,
+  // and acknowledges it. A crash before the binlog record leaves an extra reference (the scan
+  // repairs it) or an unannounced name, never a file ID without its content.
+  void LinkToContent(const ConnectionPtr& conn, const std::string& hidden, int attempt,
+                     uint32_t ctime_in, std::unique_lock<std::mutex> kl) {
+    Dedup& d = server_->dedup();
+    Binlog& binlog = server_->replicator().binlog();
+    proto::FileId id;
+    id.group = server_->config().group_name;
+    id.store_path = path_->index();
+    bool instant = false;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      instant = file_.fd < 0;
+      if (!instant) {
+        id.dir1 = file_.dir1;
+        id.dir2 = file_.dir2;
+      } else {
+        auto canonical = proto::ParseRemoteName(id.group, found_.canonical);
+        id.dir1 = canonical.ok() ? canonical->dir1 : 0;
+        id.dir2 = canonical.ok() ? canonical->dir2 : 0;
+      }
+    }
+    uint32_t ctime = ctime_in != 0 ? ctime_in : binlog.BeginCreate();
+    id.fields.source_ip = server_->source_ip();
+    id.fields.create_time = ctime;
+    id.fields.size_word = proto::MakeSizeWord(size_, false, RandomU64());
+    id.fields.crc32 = crc_;
+    if (instant) {
+      // An instant upload: the CRC32 in the name is the stored content's.
+      auto canonical = proto::ParseRemoteName(id.group, found_.canonical);
+      if (canonical.ok()) id.fields.crc32 = canonical->fields.crc32;
+    }
+    id.name = proto::MakeFileName(id.fields, ext_, RandomU64());
+    std::string name = id.RemoteName();
+    std::string full = path_->FullPath(id.RelativePath());
+    Status s = d.PutIndex(name, DedupRef{key_, found_.canonical});
+    CrashPoint("dedup-hit-after-index");
+    if (s.ok()) s = MakeDirs(DirName(full));
+    if (s.ok()) s = Dedup::LinkFile(hidden, full, /*replace=*/false);
+    if (s.code() == StatusCode::kAlreadyExists && attempt < 5) {
+      (void)server_->meta().Delete("r/" + name);
+      return LinkToContent(conn, hidden, attempt + 1, ctime, std::move(kl));  // a name clash
+    }
+    kl.unlock();
+    if (s.ok() && path_->durable()) s = FsyncDir(DirName(full));
+    CrashPoint("dedup-hit-after-link");
+    bool appended = false;
+    if (s.ok()) {
+      appended = true;  // AppendOwn ends the BeginCreate registration, failed or not
+      auto rec = binlog.AppendOwn(kOpCreate, name, ctime);
+      if (rec.ok()) {
+        seq_ = rec->seq;
+      } else {
+        s = rec.status();
+      }
+    }
+    if (s.ok() && path_->durable()) s = binlog.Sync();
+    CrashPoint("dedup-hit-after-binlog");
+    if (!s.ok()) {
+      if (!appended) binlog.AbortCreate(ctime);
+      unlink(full.c_str());
+      d.Forget(path_, name, /*release=*/true);
+      return FailUnlocked(conn, s);
+    }
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      StorePath::Discard(&file_);
+    }
+    d.CountHit(size_);
+    Acknowledge(conn, id);
+  }
+
+  // A file stored whole under dedup: its reference goes to the dht (reg_), then the index
+  // entry, then the acknowledgement. Runs on a writer thread: the dht is a network call.
+  void RegisterThenAcknowledge(const ConnectionPtr& conn, const proto::FileId& id) {
+    if (reg_ == Reg::kNone) return Acknowledge(conn, id);
+    auto self = shared_from_this();
+    path_->writer().Submit([self, conn, id] {
+      Dedup& d = self->server_->dedup();
+      std::string name = id.RemoteName();
+      std::string canonical;
+      Result<std::string> r = std::string();
+      switch (self->reg_) {
+        case Reg::kNone:
+        case Reg::kUnregistered:
+          break;
+        case Reg::kRegister:
+          r = d.Register(self->key_, name);
+          if (r.ok() && *r == name) d.CountMiss();
+          break;
+        case Reg::kExtra: {
+          auto add = d.AddRef(self->key_);
+          r = add.ok() ? Result<std::string>(add->value)
+              : add.status().code() == StatusCode::kNotFound ? d.Register(self->key_, name)
+                                                             : Result<std::string>(add.status());
+          break;
+        }
+        case Reg::kRehome:
+          r = d.Rehome(self->key_, self->found_, name);
+          break;
+      }
+      if (r.ok()) {
+        canonical = *r;
+      } else {
+        d.CountSkipped("dht_unavailable");
+        DEPOT_LOG_WARN("dedup: registering {} (the repair scan will): {}", name, r.status().ToString());
+      }
+      CrashPoint("dedup-miss-after-register");
+      if (r.ok() && canonical != name) {
+        // Registered meanwhile by an upload elsewhere: this copy is the member's stand-in.
+        Status si = d.PutStandIn(self->key_, name);
+        if (!si.ok()) DEPOT_LOG_WARN("dedup: stand-in {}: {}", name, si.ToString());
+      }
+      Status s = d.PutIndex(name, DedupRef{self->key_, canonical});
+      if (!s.ok()) DEPOT_LOG_WARN("dedup: indexing {}: {}", name, s.ToString());
+      self->Acknowledge(conn, id);
+    });
   }
 
   // A trunk upload: a slot of this member's trunk files, the file ID naming it, one write of
@@ -327,6 +561,7 @@ class UploadJob : public std::enable_shared_from_this<UploadJob> {
       {
         std::lock_guard<std::mutex> l(self->server_->MetaLock("m/" + name));
         (void)self->server_->RemoveContent(self->path_, id);
+        self->server_->dedup().Forget(self->path_, name, /*release=*/true);
         (void)self->server_->meta().Put("t/" + name, std::to_string(UnixSeconds()));
         auto rec = self->server_->replicator().binlog().AppendOwn(kOpDelete, name);
         if (!rec.ok()) DEPOT_LOG_WARN("upload withdraw {}: {}", name, rec.status().ToString());
@@ -351,6 +586,13 @@ class UploadJob : public std::enable_shared_from_this<UploadJob> {
   Status failed_;                // GUARDED_BY(mu_)
   bool trunk_ = false;           // set before the first chunk
   std::string buf_;              // GUARDED_BY(mu_): a trunk file's bytes
+  // Dedup: how a file stored whole is registered (doc/dedup.md).
+  enum class Reg { kNone, kUnregistered, kRegister, kExtra, kRehome };
+  std::unique_ptr<Fingerprinter> fp_;  // set before the first chunk
+  proto::ContentKey key_;
+  Dedup::Found found_;
+  Reg reg_ = Reg::kNone;
+  bool first_ = false;  // this upload holds its content's BeginUpload turn
   std::atomic<uint64_t> seq_{0};  // the create's binlog record
   std::atomic<bool> registration_used_{false};  // named() ended the BeginCreate registration
 };
@@ -439,6 +681,8 @@ class UploadStream : public net::BodyStream {
     job_ = std::make_shared<UploadJob>(server_, path, size, ext, kind_);
     if (kind_ == Kind::kNormal && server_->config().use_trunk_file && path->trunk()->Fits(size)) {
       job_->SetTrunk();
+    } else if (kind_ == Kind::kNormal && server_->dedup().Eligible(size)) {
+      job_->SetDedup();
     }
     if (kind_ == Kind::kSlave) job_->SetSlave(std::move(slave), std::move(master_id));
     path_ = path;
@@ -455,6 +699,150 @@ class UploadStream : public net::BodyStream {
   Status failed_;
 };
 
+// Instant upload (242 INSTANT_UPLOAD, 243 INSTANT_PROVE; doc/dedup.md): a client that knows a
+// content's fingerprint and size asks whether the group has it; the server answers with a
+// challenge (random ranges of the content and a nonce) and grants a new file ID only to a
+// client that sends HMAC-SHA256(nonce, those bytes): the fingerprint alone gets nothing.
+class InstantChallenges {
+ public:
+  struct Entry {
+    std::string expected;  // the proof
+    proto::ContentKey key;
+    std::string canonical;
+    std::string ext;
+    int path_index = 0;
+    int64_t deadline_ns = 0;
+  };
+  void Add(const std::string& nonce, Entry e) {
+    std::lock_guard<std::mutex> l(mu_);
+    int64_t now = MonotonicNanos();
+    if (map_.size() >= kMax) {
+      for (auto it = map_.begin(); it != map_.end();) {
+        it = it->second.deadline_ns < now ? map_.erase(it) : std::next(it);
+      }
+      if (map_.size() >= kMax) map_.erase(map_.begin());
+    }
+    e.deadline_ns = now + kTtlNs;
+    map_[nonce] = std::move(e);
+  }
+  // One attempt per challenge.
+  std::optional<Entry> Take(const std::string& nonce) {
+    std::lock_guard<std::mutex> l(mu_);
+    auto it = map_.find(nonce);
+    if (it == map_.end()) return std::nullopt;
+    Entry e = std::move(it->second);
+    map_.erase(it);
+    if (e.deadline_ns < MonotonicNanos()) return std::nullopt;
+    return e;
+  }
+
+ private:
+  static constexpr size_t kMax = 4096;
+  static constexpr int64_t kTtlNs = 60'000'000'000;
+  std::mutex mu_;
+  std::map<std::string, Entry> map_;  // GUARDED_BY(mu_)
+};
+
+constexpr uint64_t kWholeProofMax = 1 << 20;  // up to 1 MiB: the proof covers every byte
+constexpr uint64_t kProofRange = 64 * 1024;
+constexpr int kProofRanges = 8;
+
+void InstantBegin(StorageServer* s, const std::shared_ptr<InstantChallenges>& pending,
+                  const ConnectionPtr& conn, std::string body) {
+  auto req = proto::DecodeInstantUpload(body);
+  if (!req.ok()) return conn->Reply(EINVAL);
+  if (!s->dedup().enabled()) return conn->Reply(EOPNOTSUPP);
+  if (!s->dedup().Eligible(req->size)) return conn->Reply(ENOENT);
+  StorePath* first = s->paths().front().get();
+  first->reader().Submit([s, pending, conn, req = *req] {
+    Dedup& d = s->dedup();
+    proto::ContentKey key{req.fp, req.size};
+    Dedup::Found found = d.Find(key);
+    auto miss = [&](uint8_t status) {
+      DEPOT_LOG_DEBUG("instant upload of {} from {}: not here (status {})", key.Hex(), conn->peer(),
+                      status);
+      d.CountInstant("miss");
+      conn->PostReply(status);
+    };
+    if (found.kind == Dedup::Lookup::kUnavailable) return miss(EAGAIN);
+    if (found.kind != Dedup::Lookup::kHit) return miss(ENOENT);
+    auto cid = proto::ParseRemoteName(s->config().group_name, found.canonical);
+    if (!cid.ok()) return miss(ENOENT);
+    auto path = s->PathForFile(*cid);
+    if (!path.ok() || (req.store_path != proto::kStorePathAny && req.store_path != cid->store_path)) {
+      return miss(ENOENT);
+    }
+    Result<std::string> hidden = Status::NotFound("");
+    {
+      std::lock_guard<std::mutex> l(d.KeyLock(key));
+      hidden = d.EnsureHidden(*path, *cid);
+    }
+    if (!hidden.ok()) return miss(ENOENT);
+    int fd = open(hidden->c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return miss(ENOENT);
+    struct stat st;
+    if (fstat(fd, &st) != 0 || static_cast<uint64_t>(st.st_size) != req.size) {
+      close(fd);
+      return miss(ENOENT);
+    }
+    proto::InstantChallenge c;
+    c.nonce = SecureRandomBytes(proto::kInstantNonceLen);
+    if (req.size <= kWholeProofMax) {
+      c.ranges.push_back({0, req.size});
+    } else {
+      for (int i = 0; i < kProofRanges; ++i) {
+        c.ranges.push_back({RandomU64() % (req.size - kProofRange + 1), kProofRange});
+      }
+    }
+    std::string bytes;
+    for (const proto::ByteRange& r : c.ranges) {
+      size_t at = bytes.size();
+      bytes.resize(at + r.length);
+      size_t done = 0;
+      while (done < r.length) {
+        ssize_t n = pread(fd, bytes.data() + at + done, r.length - done,
+                          static_cast<off_t>(r.offset + done));
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        done += static_cast<size_t>(n);
+      }
+      if (done != r.length) {
+        close(fd);
+        return miss(EIO);
+      }
+    }
+    close(fd);
+    InstantChallenges::Entry e;
+    e.expected = HmacSha256(c.nonce, bytes);
+    e.key = key;
+    e.canonical = found.canonical;
+    e.ext = req.ext;
+    e.path_index = (*path)->index();
+    pending->Add(c.nonce, std::move(e));
+    conn->PostReply(0, proto::EncodeInstantChallenge(c));
+  });
+}
+
+void InstantProve(StorageServer* s, const std::shared_ptr<InstantChallenges>& pending,
+                  const ConnectionPtr& conn, std::string body) {
+  if (body.size() != proto::kInstantProveLen) return conn->Reply(EINVAL);
+  std::string nonce = body.substr(0, proto::kInstantNonceLen);
+  std::string proof = body.substr(proto::kInstantNonceLen);
+  auto e = pending->Take(nonce);
+  if (!e || !ConstantTimeEquals(proof, e->expected)) {
+    s->dedup().CountInstant("refused");
+    DEPOT_LOG_WARN("instant upload from {} refused: {}", conn->peer(),
+                   e ? "wrong proof" : "unknown or expired challenge");
+    return conn->Reply(EACCES);
+  }
+  StorePath* p = s->paths()[static_cast<size_t>(e->path_index)].get();
+  auto job = std::make_shared<UploadJob>(s, p, e->key.size, e->ext, Kind::kNormal);
+  p->writer().Submit([s, job, conn, e = std::move(*e)] {
+    s->dedup().CountInstant("granted");
+    job->GrantInstant(conn, e.key, e.canonical);
+  });
+}
+
 }  // namespace
 
 void RegisterUpload(StorageServer* s, net::FrameServer* fs) {
@@ -469,6 +857,20 @@ void RegisterUpload(StorageServer* s, net::FrameServer* fs) {
   reg(proto::kStorageUpload, Kind::kNormal, kUploadPrefix);
   reg(proto::kStorageUploadAppender, Kind::kAppender, kUploadPrefix);
   reg(proto::kStorageUploadSlave, Kind::kSlave, kSlavePrefix + proto::kMaxRemoteNameLen);
+
+  auto pending = std::make_shared<InstantChallenges>();
+  net::CommandSpec begin;
+  begin.max_body = proto::kInstantUploadLen;
+  begin.handle = [s, pending](const ConnectionPtr& c, const FrameHeader&, std::string body) {
+    InstantBegin(s, pending, c, std::move(body));
+  };
+  fs->Register(proto::kDepotInstantUpload, begin);
+  net::CommandSpec prove;
+  prove.max_body = proto::kInstantProveLen;
+  prove.handle = [s, pending](const ConnectionPtr& c, const FrameHeader&, std::string body) {
+    InstantProve(s, pending, c, std::move(body));
+  };
+  fs->Register(proto::kDepotInstantProve, prove);
 }
 
 }  // namespace depot::storage

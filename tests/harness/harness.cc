@@ -189,6 +189,7 @@ MiniCluster::~MiniCluster() {
   if (::testing::Test::HasFailure()) PrintLogs();
   for (auto& s : storages_) s->Stop();
   for (auto& t : trackers_) t->Stop();
+  for (auto& d : dhts_) d->Stop();
 }
 
 void MiniCluster::PrintLogs() const {
@@ -196,6 +197,9 @@ void MiniCluster::PrintLogs() const {
     std::fprintf(stderr, "---- %s (last lines)\n%s", d->dir().c_str(), d->LogTail(30).c_str());
   }
   for (const auto& d : storages_) {
+    std::fprintf(stderr, "---- %s (last lines)\n%s", d->dir().c_str(), d->LogTail(30).c_str());
+  }
+  for (const auto& d : dhts_) {
     std::fprintf(stderr, "---- %s (last lines)\n%s", d->dir().c_str(), d->LogTail(30).c_str());
   }
 }
@@ -247,7 +251,49 @@ std::string MiniCluster::StorageConf(int g, int m, int port, const std::string& 
     << "durable_writes = " << (opt_.durable_writes ? "true" : "false") << "\n";
   for (int p = 0; p < opt_.store_paths; ++p) c << "store_path" << p << " = " << StorePath(g, m, p) << "\n";
   for (const auto& t : trackers_) c << "tracker_server = 127.0.0.1:" << t->port() << "\n";
+  if (!dhts_.empty()) c << "dedup = on\ndht_servers = " << DhtList() << "\n";
   return MergeConf(MergeConf(c.str(), opt_.extra_storage_conf), extra);
+}
+
+std::string MiniCluster::DhtConf(size_t i, int port, const std::vector<std::string>& peers) const {
+  std::string base = tmp_.path() + "/dht-" + std::to_string(i + 1);
+  std::ostringstream c;
+  c << "bind_addr = 127.0.0.1\nport = " << port << "\nmetrics_port = 0\ndata_path = " << base
+    << "/data\nlog_file = " << base << "/dht.log\nlog_level = debug\ncluster_secret = " << secret_
+    << "\n";
+  std::string list;
+  for (const auto& p : peers) list += (list.empty() ? "" : ",") + p;
+  if (!list.empty()) c << "peers = " << list << "\n";
+  return c.str();
+}
+
+std::string MiniCluster::DhtList() const {
+  std::string out;
+  for (const auto& d : dhts_) {
+    out += (out.empty() ? "" : ",") + std::string("127.0.0.1:") + std::to_string(d->port());
+  }
+  return out;
+}
+
+Status MiniCluster::AddDht() {
+  size_t i = dhts_.size();
+  std::vector<std::string> peers;
+  for (const auto& d : dhts_) peers.push_back("127.0.0.1:" + std::to_string(d->port()));
+  auto d = std::make_unique<Daemon>("depot-dhtd", tmp_.path() + "/dht-" + std::to_string(i + 1), "dht");
+  d->set_config(DhtConf(i, 0, peers));
+  DEPOT_RETURN_IF_ERROR(d->Start());
+  // Restarts keep the port (it is the node's id) and know every other node.
+  d->set_config(DhtConf(i, d->port(), peers));
+  std::string self = "127.0.0.1:" + std::to_string(d->port());
+  dhts_.push_back(std::move(d));
+  for (size_t k = 0; k < i; ++k) {
+    std::vector<std::string> others;
+    for (size_t j = 0; j < dhts_.size(); ++j) {
+      if (j != k) others.push_back("127.0.0.1:" + std::to_string(dhts_[j]->port()));
+    }
+    dhts_[k]->set_config(DhtConf(k, dhts_[k]->port(), others));
+  }
+  return Status::OK();
 }
 
 std::string MiniCluster::StorePath(int group, int member, int p) const {
@@ -256,6 +302,7 @@ std::string MiniCluster::StorePath(int group, int member, int p) const {
 }
 
 Status MiniCluster::Start() {
+  for (int i = 0; i < opt_.dht_nodes; ++i) DEPOT_RETURN_IF_ERROR(AddDht());
   for (int i = 0; i < opt_.trackers; ++i) {
     std::string dir = tmp_.path() + "/tracker-" + std::to_string(i + 1);
     auto d = std::make_unique<Daemon>("depot-trackerd", dir, "tracker");
@@ -270,6 +317,7 @@ Status MiniCluster::Start() {
       std::string dir = tmp_.path() + "/storage-" + GroupName(g) + "-" + std::to_string(m + 1);
       auto d = std::make_unique<Daemon>("depot-storaged", dir, "storage");
       d->set_host(StorageIp(g, m));
+      d->set_wrapper(opt_.storage_wrapper);
       d->set_config(StorageConf(g, m, 0));
       DEPOT_RETURN_IF_ERROR(d->Start());
       d->set_config(StorageConf(g, m, d->port()));

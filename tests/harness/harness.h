@@ -80,6 +80,10 @@ struct ClusterOptions {
   bool durable_writes = false;
   std::string extra_tracker_conf;  // appended to every tracker.conf
   std::string extra_storage_conf;  // appended to every storage.conf
+  // depot-dhtd nodes, started before the storages; with any, every storage has dedup = on.
+  int dht_nodes = 0;
+  // A command every storage runs under (Daemon::set_wrapper), e.g. {"/usr/bin/env", "X=1"}.
+  std::vector<std::string> storage_wrapper;
 };
 
 class MiniCluster {
@@ -108,6 +112,12 @@ class MiniCluster {
   // Creates and starts one more member of `group` (index per_group, per_group + 1, ...).
   Status AddStorage(int group);
   std::string TrackerList() const;  // "127.0.0.1:p1,127.0.0.1:p2"
+  // dht nodes (ClusterOptions::dht_nodes, then AddDht()).
+  Daemon& dht(int i) { return *dhts_[static_cast<size_t>(i)]; }
+  size_t dht_count() const { return dhts_.size(); }
+  std::string DhtList() const;  // "127.0.0.1:p1,127.0.0.1:p2"
+  // Starts one more dht node that joins the running ones.
+  Status AddDht();
   ClientOptions ClientOpts() const;
   std::unique_ptr<Client> NewClient() const;
   const std::string& dir() const { return tmp_.path(); }
@@ -119,12 +129,14 @@ class MiniCluster {
  private:
   std::string TrackerConf(int i, int port) const;
   std::string StorageConf(int g, int m, int port, const std::string& extra = "") const;
+  std::string DhtConf(size_t i, int port, const std::vector<std::string>& peers) const;
 
   ClusterOptions opt_;
   TempDir tmp_;
   std::string secret_ = "test-cluster-secret";
   std::vector<std::unique_ptr<Daemon>> trackers_;
   std::vector<std::unique_ptr<Daemon>> storages_;
+  std::vector<std::unique_ptr<Daemon>> dhts_;
   size_t extra_storages_ = 0;
 };
 

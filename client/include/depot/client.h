@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "common/base/status.h"
+#include "common/proto/dedup.h"
 
 namespace depot {
 
@@ -114,6 +115,21 @@ struct FsckReport {
   bool clean() const;   // no problem left unrepaired
 };
 
+// Instant upload (doc/dedup.md): the storage already holds the content and grants a new file
+// ID once the client proves it has the bytes. Not granted: upload the file normally.
+struct InstantResult {
+  bool granted = false;
+  std::string file_id;  // when granted
+};
+
+// depot dedup-scan: what one member's DEDUP_SCAN (232) found, or with repair did.
+struct DedupScanMember {
+  std::string group;
+  std::string member;  // "ip:port"
+  bool reconcile = false;  // this member set the group's dht records
+  proto::DedupScanReport report;
+};
+
 // Called as a transfer progresses: bytes done so far and the total.
 using ProgressFn = std::function<void(uint64_t done, uint64_t total)>;
 
@@ -129,6 +145,14 @@ class Client {
   Result<std::string> UploadFile(const std::string& path, const UploadOptions& opts,
                                  const ProgressFn& progress = nullptr);
   Result<std::string> UploadBuffer(std::string_view data, const UploadOptions& opts);
+  // Instant upload: hashes the file (XXH3-128; `progress` reports the hashing), asks a storage
+  // of opts.group (or the tracker's pick) whether its group holds that content, and answers its
+  // challenge with the requested ranges of the file. Granted: the new file's ID (with opts.meta
+  // set). Not granted (the group does not have it, its dht is unreachable, or dedup is off):
+  // granted == false, and nothing is stored. PermissionDenied when the storage refuses the proof
+  // (the file changed while it was read); InvalidArgument for a bad opts.ext.
+  Result<InstantResult> InstantUploadFile(const std::string& path, const UploadOptions& opts,
+                                          const ProgressFn& progress = nullptr);
   // Uploads `size` bytes supplied by `read` (it fills up to n bytes of buf and returns how many),
   // for bodies that arrive from elsewhere, such as an HTTP request, in bounded memory. A read
   // error or an early end (0 before `size`) aborts the upload: nothing is stored.
@@ -187,6 +211,13 @@ class Client {
   Result<std::vector<GroupStatus>> ClusterStatus();
   // Needs ClientOptions::cluster_secret.
   Result<FsckReport> Fsck(const FsckOptions& options);
+  // Runs DEDUP_SCAN (232) on every ACTIVE member of `group` (empty: of every group), one after
+  // the other: first one member per group with reconcile (it sets the group's dht records),
+  // then the others. With repair the members merge copies and fix the dht; without, they only
+  // count. Takes as long as reading every file. Needs ClientOptions::cluster_secret
+  // (InvalidArgument without); NotFound for an unknown group; Unavailable when a group has no
+  // ACTIVE member; a member's failure is returned with the member named.
+  Result<std::vector<DedupScanMember>> DedupScan(const std::string& group, bool repair);
   const ClientOptions& options() const;
 
   // Tracker queries, exposed for tools and benchmarks.
