@@ -18,7 +18,11 @@
 # storage is ACTIVE: its files go to the cluster through the trackers. Its superuser `admin` gets a
 # password generated here, kept in opsd.conf (mode 600) and in cluster.env for scripts and tests.
 #
-# Not built yet, so skipped: depot-dhtd (--dht).
+# With --dht N, N depot-dhtd nodes (the dedup index, doc/dht.md) run in DIR/dht-<n>/ on $HOST,
+# port base+599+n, metrics base+699+n. They start first, one after the other, each with the nodes
+# started before it as peers (it joins them and pulls its share); once all run, every dht.conf is
+# rewritten with peers = all the other nodes, so that a node restarted later catches up from the
+# rest. Every storage then gets dedup = on and dht_servers = every node (doc/dedup.md).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -40,20 +44,23 @@ file. In front of storage n runs an nginx (DIR/nginx-<n>/, on the storage's addr
 the storage's files straight from disk over HTTP and falls back to the storage's own HTTP port
 for a file not there yet (doc/nginx.md). Each storage's http_advertise_port is its nginx's port,
 so redirects between members and \`depot url\` lead to nginx. With --opsd, depot-opsd (the ops
-API, DIR/opsd-1/) runs on $HOST and keeps its files in the cluster.
+API, DIR/opsd-1/) runs on $HOST and keeps its files in the cluster. With --dht N, N depot-dhtd
+nodes (the dedup index, DIR/dht-1/..) run on $HOST and every storage has dedup = on.
 
 commands:
   up       generate configs and start a fresh cluster; returns when every daemon is ready, every
            storage is ACTIVE on every tracker and the members of each group have their push
            sessions to each other connected; writes DIR/cluster.env. Refuses when DIR has running
            daemons; the folders of a stopped cluster in DIR are removed first (use restart to keep
-           them). With --opsd, opsd starts last, once every storage is ACTIVE.
+           them). With --dht, the dht nodes start first, one after the other; with --opsd, opsd
+           starts last, once every storage is ACTIVE.
   down     stop the daemons and nginx of DIR (SIGTERM, SIGKILL after $((STOP_TIMEOUT_MS / 1000)) s) and remove
            their pid files; data and logs stay.
   status   show which daemons and nginx run, then \`depot status\`. Exit 0 when all run, 1
            otherwise.
   restart  start every daemon and nginx of DIR that is not running, with its existing config and
-           data (opsd last, once every storage is ACTIVE).
+           data (dht nodes first, one after the other, each catching up from the other nodes;
+           opsd last, once every storage is ACTIVE).
   add-storage
            add one fresh member to group --group G of the running cluster in DIR (the next
            storage number, address and ports; the trackers and secret of DIR). It starts empty,
@@ -72,12 +79,14 @@ options:
                       trackers P+0.., storages P+100.., metrics P+200..,
                       nginx P+300.. (storage n: P+300+n on the storage's address),
                       storages' own HTTP ports P+400.. (storage n: P+400+n),
-                      opsd P+500 (its API, /healthz and /metrics)
+                      opsd P+500 (its API, /healthz and /metrics),
+                      dht nodes P+600.. (dht-n: P+599+n), their metrics P+700.. (P+699+n)
                     add-storage takes P, the trackers and the secret from DIR's configs, and
                     durable_writes, replication, write_quorum and the trunk settings from an
                     existing member of the group unless given; the HTTP token settings always
                     from an existing member.
-  --durable         durable_writes = true on every storage        [up, add-storage]
+  --durable         durable_writes = true on every storage (and dht node)
+                                                                  [up, add-storage]
   --replication async|sync
                     replication mode of every storage (default async)  [up, add-storage]
   --write-quorum W  members that must hold an upload before it is acknowledged with
@@ -94,7 +103,10 @@ options:
                     trunk_file_size (implies --trunk; default 64M) [up, add-storage]
   --no-nginx        no nginx in front of the storages; with restart and add-storage: do not
                     start any                                     [up, restart, add-storage]
-  --dht N           dht nodes (not built yet: skipped with a note)
+  --dht N           start N depot-dhtd nodes (the dedup index, doc/dht.md) in DIR/dht-<n>/ on
+                    $HOST before the storages, and set dedup = on and dht_servers = every
+                    node in every storage.conf (default 0: no dht, dedup off). add-storage
+                    copies dedup and dht_servers from the group's members  [up]
   --opsd            start depot-opsd, the ops API, in DIR/opsd-1/ on $HOST:P+500, with
                     superuser admin and a generated password (in cluster.env)  [up]
   -h, --help        this help
@@ -116,9 +128,11 @@ files in DIR:
                     storage's own HTTP address) and DEPOT_HTTP_SECRET= (the http_secret with
                     --http-token, else empty); with opsd also DEPOT_OPSD=http://$HOST:port,
                     DEPOT_OPSD_USER=admin and DEPOT_OPSD_PASSWORD= (its first password, from
-                    opsd-1/opsd.conf); mode 600;
+                    opsd-1/opsd.conf); DEPOT_DHT=$HOST:port,... (every dht node; empty without
+                    --dht); mode 600;
                     load it with: set -a; . DIR/cluster.env; set +a
   <role>-<n>/       <role>.conf, <role>.log (daemon log), stdout.log, ready.json, pid, data
+                    (dht-<n>/: dht.conf, dht.log, data/ (its LevelDB), ...)
   nginx-<n>/        nginx.conf (mode 600), types.conf, depot.js, error.log, stdout.log,
                     nginx.pid, tmp/ (n: the storage's number, from 0)
   opsd-1/           opsd.conf (mode 600: it holds the admin password), opsd.log, stdout.log,
@@ -130,6 +144,7 @@ examples:
   scripts/cluster.sh up --groups 1 --per-group 2 --replication sync --write-quorum 2
   scripts/cluster.sh add-storage --group 1
   scripts/cluster.sh up --opsd; (set -a; . run/cluster/cluster.env; curl -s \$DEPOT_OPSD/healthz)
+  scripts/cluster.sh up --groups 1 --per-group 2 --dht 2; build/bin/depot upload FILE --dedup-check
   (set -a; . run/cluster/cluster.env; build/bin/depot fsck)
   curl -sI http://\$(sed -n 's/^DEPOT_HTTP=\([^,]*\).*/\1/p' run/cluster/cluster.env)/<file ID>
   scripts/cluster.sh down
@@ -171,6 +186,8 @@ TRUNK_FILE_SIZE=
 NGINX_BIN=${DEPOT_NGINX:-}
 NGINX_DIR=""  # set by write_nginx_conf
 NJS_MODULE=${DEPOT_NJS_MODULE:-/usr/lib/nginx/modules/ngx_http_js_module.so}
+DEDUP=off       # dedup in every storage.conf written: on with --dht (add-storage: as the group)
+DHT_SERVERS=""  # dht_servers of every storage.conf written (host:port,...)
 declare -A GIVEN=()  # options given on the command line (add-storage copies the others)
 
 need_value() {
@@ -226,7 +243,8 @@ need_int --trackers "$TRACKERS" 1 100
 need_int --groups "$GROUPS_N" 1 100
 need_int --per-group "$PER_GROUP" 1 100
 need_int --dht "$DHT" 0 100
-need_int --base-port "$BASE_PORT" 1024 65035  # the highest port used is base + 500 (opsd)
+# The highest port used is base + 500 (opsd), with --dht N base + 699 + N (the last dht metrics).
+need_int --base-port "$BASE_PORT" 1024 $((DHT > 0 ? 65535 - 699 - 10#$DHT : 65035))
 need_int --write-quorum "$WRITE_QUORUM" 1 64
 [[ -z $TRUNK_FILE_SIZE || $TRUNK_FILE_SIZE =~ ^[0-9]+[KMG]?$ ]] ||
   die "--trunk-file-size must be a size like 64M, got '$TRUNK_FILE_SIZE'"
@@ -243,16 +261,16 @@ DIR=$(realpath -m "${DIR_ARG:-$ROOT/run/cluster}")
 
 # ---- daemon folders ---------------------------------------------------------------------------
 
-# Sets DIRS to the daemon folders of DIR (those holding their config), trackers first, then
-# storages, then nginx, then opsd, in numeric order. `if`, not `[[ ]] && echo`: a loop whose last
-# test fails (no nginx-* with --no-nginx) would end the subshell under set -e and pipefail, and
-# the roles after it would be lost.
+# Sets DIRS to the daemon folders of DIR (those holding their config), dht nodes first, then
+# trackers, then storages, then nginx, then opsd, in numeric order. `if`, not `[[ ]] && echo`: a
+# loop whose last test fails (no nginx-* with --no-nginx) would end the subshell under set -e and
+# pipefail, and the roles after it would be lost.
 load_dirs() {
   local d role
   DIRS=()
   [[ -d $DIR ]] || return 0
   mapfile -t DIRS < <(
-    for role in tracker storage nginx opsd; do
+    for role in dht tracker storage nginx opsd; do
       for d in "$DIR/$role"-*; do
         if [[ -f $d/$role.conf ]]; then echo "$d"; fi
       done | sort -V
@@ -262,6 +280,7 @@ load_dirs() {
 
 role_of() {
   case ${1##*/} in
+    dht-*) echo dht ;;
     tracker-*) echo tracker ;;
     storage-*) echo storage ;;
     nginx-*) echo nginx ;;
@@ -272,7 +291,8 @@ role_of() {
 
 conf_of() { echo "$1/$(role_of "$1").conf"; }
 
-# The binary of a daemon folder: depot-trackerd, depot-storaged, but depot-opsd (no "d" added).
+# The binary of a daemon folder: depot-trackerd, depot-storaged, depot-dhtd, but depot-opsd (no
+# "d" added).
 bin_of() {
   local role
   role=$(role_of "$1")
@@ -376,6 +396,18 @@ tracker_list() {
   for d in "${DIRS[@]+"${DIRS[@]}"}"; do
     [[ $(role_of "$d") == tracker ]] || continue
     list+="${list:+,}$HOST:$(conf_value "$d/tracker.conf" port)"
+  done
+  echo "$list"
+}
+
+# The dht nodes of DIR as host:port,... (their advertise_address, their id on the ring), or with
+# an argument, every node but the one of that folder.
+dht_list() {
+  local d list="" skip=${1:-}
+  load_dirs
+  for d in "${DIRS[@]+"${DIRS[@]}"}"; do
+    [[ $(role_of "$d") == dht && $d != "$skip" ]] || continue
+    list+="${list:+,}$(conf_value "$d/dht.conf" advertise_address)"
   done
   echo "$list"
 }
@@ -668,8 +700,9 @@ EOF
 
 # write_storage_conf DIR GROUP IP PORT HTTP_PORT METRICS_PORT SECRET TRACKERS NGINX_PORT;
 # durable_writes, replication and write_quorum come from DURABLE, REPLICATION and WRITE_QUORUM,
-# the HTTP token from HTTP_TOKEN and HTTP_SECRET. NGINX_PORT (0: no nginx) becomes
-# http_advertise_port: where other members redirect HTTP reads to and what `depot url` prints.
+# the HTTP token from HTTP_TOKEN and HTTP_SECRET, dedup from DEDUP and DHT_SERVERS. NGINX_PORT
+# (0: no nginx) becomes http_advertise_port: where other members redirect HTTP reads to and what
+# `depot url` prints.
 write_storage_conf() {
   local d=$1 group=$2 ip=$3 port=$4 http=$5 metrics=$6 secret=$7 trackers=$8 nginx_port=$9 t
   {
@@ -696,6 +729,10 @@ log_level = info
 cluster_secret = $secret
 EOF
     if ((nginx_port > 0)); then echo "http_advertise_port = $nginx_port"; fi
+    if [[ $DEDUP == on ]]; then
+      echo "dedup = on"
+      echo "dht_servers = $DHT_SERVERS"
+    fi
     if [[ $TRUNK == true ]]; then
       echo "use_trunk_file = true"
       [[ -z $TRUNK_FILE_SIZE ]] || echo "trunk_file_size = $TRUNK_FILE_SIZE"
@@ -706,6 +743,33 @@ EOF
     fi
     for t in ${trackers//,/ }; do echo "tracker_server = $t"; done
   } >"$d/storage.conf"
+}
+
+# write_dht_conf DIR PORT METRICS_PORT SECRET PEERS: a dht node on $HOST:PORT, whose id (its
+# advertise_address) is $HOST:PORT. PEERS (host:port,...): the nodes it joins at its first start.
+write_dht_conf() {
+  local d=$1 port=$2 metrics=$3 secret=$4 peers=$5
+  cat >"$d/dht.conf" <<EOF
+# Generated by scripts/cluster.sh up on $(date -u +%Y-%m-%dT%H:%M:%SZ); restart reuses it.
+# Every key is documented in conf/dht.conf. advertise_address is the node's id on the ring: it
+# must never change. peers: once every node runs, all the other nodes (a restarted node catches
+# up from them).
+bind_addr = $HOST
+port = $port
+advertise_address = $HOST:$port
+peers = $peers
+metrics_port = $metrics
+data_path = $d/data
+durable_writes = $DURABLE
+log_file = $d/dht.log
+log_level = info
+cluster_secret = $secret
+EOF
+}
+
+# set_dht_peers DIR PEERS: rewrites the peers line of a dht node's config (for its next start).
+set_dht_peers() {
+  sed -i "s/^peers = .*/peers = $2/" "$1/dht.conf"
 }
 
 # write_opsd_conf DIR PORT TRACKERS PASSWORD: opsd's config, mode 600 from the start (umask in a
@@ -737,7 +801,8 @@ EOF
 # ---- commands ---------------------------------------------------------------------------------
 
 # check_binaries [EXTRA...]: the binaries every command needs, plus EXTRA (depot-opsd when the
-# cluster has or gets an opsd: a cluster without one must not need it built).
+# cluster has or gets an opsd, depot-dhtd when it has or gets dht nodes: a cluster without them
+# must not need them built).
 check_binaries() {
   local b
   for b in depot-trackerd depot-storaged depot "$@"; do
@@ -784,6 +849,10 @@ print_summary() {
     if [[ $(role_of "$d") == storage ]]; then
       extra="$(conf_value "$conf" group_name) $(conf_value "$conf" replication)"
       extra+="  store $(conf_value "$conf" store_path0)  http $(conf_value "$conf" http_port)"
+      if [[ $(conf_value "$conf" dedup) == on ]]; then extra+="  dedup"; fi
+    fi
+    if [[ $(role_of "$d") == dht ]]; then
+      extra="dedup index, data $(conf_value "$conf" data_path)"
     fi
     if pid=$(daemon_pid "$d"); then
       printf '  %-20s running  pid %-8s %-21s metrics %-6s %s\n' "${d##*/}" "$pid" "$addr" \
@@ -797,6 +866,7 @@ print_summary() {
 
 write_env() {
   local trackers=$1 d secret="" base http="" storage_http="" http_secret="" nd od=$DIR/opsd-1
+  local dht
   load_dirs
   for d in "${DIRS[@]+"${DIRS[@]}"}"; do
     secret=$(conf_value "$(conf_of "$d")" cluster_secret)
@@ -813,6 +883,7 @@ write_env() {
       http_secret=$(conf_value "$d/storage.conf" http_secret)
     fi
   done
+  dht=$(dht_list)
   # Mode 600 before anything secret is in it (cat > keeps the mode of an existing file).
   rm -f "$DIR/cluster.env.tmp"
   (umask 077 && : >"$DIR/cluster.env.tmp")
@@ -823,6 +894,7 @@ DEPOT_CLUSTER_SECRET=$secret
 DEPOT_HTTP=$http
 DEPOT_STORAGE_HTTP=$storage_http
 DEPOT_HTTP_SECRET=$http_secret
+DEPOT_DHT=$dht
 EOF
   # opsd's address and superuser, read back from its config so that restart and add-storage
   # keep writing them. The password is the first one: a change through the API is not seen here.
@@ -847,9 +919,10 @@ on_exit() {
 }
 
 cmd_up() {
-  local running i g m k d port metrics trackers="" secret
-  local -a tracker_dirs=() storage_dirs=() nginx_dirs=() ports=() extra_bins=()
+  local running i g m k d port metrics trackers="" secret dht=""
+  local -a tracker_dirs=() storage_dirs=() nginx_dirs=() dht_dirs=() ports=() extra_bins=()
   ((OPSD == 1)) && extra_bins+=(depot-opsd)
+  ((DHT > 0)) && extra_bins+=(depot-dhtd)
   check_binaries "${extra_bins[@]+"${extra_bins[@]}"}"
   ((NGINX == 1)) && check_nginx
   lock_dir
@@ -858,10 +931,12 @@ cmd_up() {
     die "$DIR already has running daemons ($(echo "$running" | paste -sd' ')):" \
       "run 'scripts/cluster.sh down --dir $(printf '%q' "$DIR")' first"
   fi
-  ((DHT > 0)) && note "--dht $DHT: depot-dhtd is not built yet; skipped"
 
+  # seq with a last below its first prints nothing: no dht ports without --dht.
   for port in $(seq "$BASE_PORT" $((BASE_PORT + TRACKERS - 1))) \
-    $(seq $((BASE_PORT + 200)) $((BASE_PORT + 199 + TRACKERS))); do
+    $(seq $((BASE_PORT + 200)) $((BASE_PORT + 199 + TRACKERS))) \
+    $(seq $((BASE_PORT + 600)) $((BASE_PORT + 599 + DHT))) \
+    $(seq $((BASE_PORT + 700)) $((BASE_PORT + 699 + DHT))); do
     if port_in_use "$HOST" "$port"; then
       die "port $port on $HOST is already in use (another cluster? pick another --base-port)"
     fi
@@ -895,6 +970,25 @@ cmd_up() {
   trap on_exit EXIT
   trap 'exit 130' INT TERM
   UP_STARTED=1
+
+  # The dht nodes first (the storages look up every upload in them), one after the other: each
+  # joins the nodes started before it (its peers) and is ready once it has pulled its share.
+  for ((i = 1; i <= DHT; i++)); do
+    d=$DIR/dht-$i
+    port=$((BASE_PORT + 599 + i))
+    mkdir -p "$d"
+    write_dht_conf "$d" "$port" $((BASE_PORT + 699 + i)) "$secret" "$dht"
+    start_daemon "$d"
+    wait_ready "$d"
+    dht+="${dht:+,}$HOST:$port"
+    dht_dirs+=("$d")
+  done
+  # From now on (restart) each node's peers are all the other nodes.
+  for d in "${dht_dirs[@]+"${dht_dirs[@]}"}"; do set_dht_peers "$d" "$(dht_list "$d")"; done
+  if ((DHT > 0)); then
+    DEDUP=on
+    DHT_SERVERS=$dht
+  fi
 
   for ((i = 1; i <= TRACKERS; i++)); do
     d=$DIR/tracker-$i
@@ -946,6 +1040,7 @@ cmd_up() {
   echo "Every storage is ACTIVE on every tracker."
   echo "Environment: $DIR/cluster.env"
   echo "  DEPOT_TRACKERS=$trackers"
+  ((DHT > 0)) && echo "  DEPOT_DHT=$dht (every storage has dedup = on)"
   ((NGINX == 1)) && echo "  DEPOT_HTTP=$(sed -n 's/^DEPOT_HTTP=//p' "$DIR/cluster.env")"
   if ((OPSD == 1)); then
     echo "  DEPOT_OPSD=$(sed -n 's/^DEPOT_OPSD=//p' "$DIR/cluster.env")"
@@ -990,14 +1085,18 @@ cmd_status() {
 cmd_restart() {
   local trackers
   local -a extra_bins=()
-  # depot-opsd is needed only when the cluster has an opsd.
+  # depot-opsd and depot-dhtd are needed only when the cluster has an opsd, dht nodes.
   compgen -G "$DIR/opsd-*/opsd.conf" >/dev/null && extra_bins+=(depot-opsd)
+  compgen -G "$DIR/dht-*/dht.conf" >/dev/null && extra_bins+=(depot-dhtd)
   check_binaries "${extra_bins[@]+"${extra_bins[@]}"}"
   load_dirs
   ((${#DIRS[@]} > 0)) || die "no cluster in $DIR (start one with: scripts/cluster.sh up --dir $DIR)"
   lock_dir
-  # Trackers first, so that restarted storages join at once; nginx after them (its fallback);
-  # opsd last, as in up, once the storages it stores its files on are ACTIVE.
+  # dht nodes first, as in up, one after the other: each catches up from the nodes running (its
+  # peers are all the other nodes) before the next starts. Then trackers, so that restarted
+  # storages join at once; nginx after them (its fallback); opsd last, as in up, once the
+  # storages it stores its files on are ACTIVE.
+  restart_dht
   restart_daemons tracker
   restart_daemons storage
   restart_nginx
@@ -1025,6 +1124,21 @@ restart_daemons() {
   done
   ((${#started[@]} > 0)) && wait_ready "${started[@]}"
   return 0
+}
+
+# restart: the dht nodes of DIR that do not run, with their existing configs, one after the other
+# (a node is ready once it has pulled its share from the nodes that run).
+restart_dht() {
+  local d
+  load_dirs
+  for d in "${DIRS[@]+"${DIRS[@]}"}"; do
+    [[ $(role_of "$d") == dht ]] || continue
+    daemon_pid "$d" >/dev/null && continue
+    rm -f "$d/pid"
+    note "${d##*/}: starting"
+    start_daemon "$d"
+    wait_ready "$d"
+  done
 }
 
 # restart: the nginx of DIR that do not run, with their existing configs (none with --no-nginx).
@@ -1106,6 +1220,10 @@ cmd_add_storage() {
       TRUNK=${TRUNK:-false}
       TRUNK_FILE_SIZE=$(conf_value "$ref" trunk_file_size)
     fi
+    # Dedup is the group's (every member or none, doc/dedup.md), with the same dht nodes.
+    DEDUP=$(conf_value "$ref" dedup)
+    DEDUP=${DEDUP:-off}
+    DHT_SERVERS=$(conf_value "$ref" dht_servers)
     DURABLE=${DURABLE:-false} REPLICATION=${REPLICATION:-async} WRITE_QUORUM=${WRITE_QUORUM:-2}
   fi
   n=$((max_n + 1))

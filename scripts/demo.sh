@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Depot in two minutes: installs the dependencies, builds, starts a local cluster (2 trackers,
-# 2 groups of 1 storage server, an nginx in front of each, depot-opsd) in run/demo and walks
-# through upload, info, metadata, download with a byte comparison, the file on disk, an HTTP
-# download through nginx, delete, and the ops API (login, a file kept in the cluster, the audit
-# log). Exits non-zero when any step fails; the cluster keeps running afterwards (stop it
-# with scripts/cluster.sh down --dir run/demo).
+# 2 groups of 1 storage server, an nginx in front of each, depot-opsd, 2 depot-dhtd nodes with
+# dedup on) in run/demo and walks through upload, info, metadata, download with a byte comparison,
+# the file on disk, an HTTP download through nginx, delete, the ops API (login, a file kept in the
+# cluster, the audit log) and dedup (the same file uploaded twice sharing one inode, an instant
+# upload). Exits non-zero when any step fails; the cluster keeps running afterwards (stop it with
+# scripts/cluster.sh down --dir run/demo).
 #
-#   scripts/demo.sh [--base-port P]   (default 21500: ports P..P+499 on 127.0.0.1 and 127.0.0.2)
+#   scripts/demo.sh [--base-port P]   (default 21500: ports P..P+701 on 127.0.0.1 and 127.0.0.2)
 set -Eeuo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -19,7 +20,7 @@ while (($# > 0)); do
       BASE_PORT=$2; shift ;;
     --base-port=*) BASE_PORT=${1#*=} ;;
     -h | --help)
-      sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'
+      sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
       exit 0 ;;
     *) echo "demo.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
@@ -66,13 +67,13 @@ run scripts/install-deps.sh
 
 step "Build (binaries in build/bin)"
 # The demo needs only the daemons and the CLI; scripts/test.sh builds the tests.
-echo '$ TARGETS="depot-trackerd depot-storaged depot depot-opsd" scripts/build.sh'
-TARGETS="depot-trackerd depot-storaged depot depot-opsd" scripts/build.sh
+echo '$ TARGETS="depot-trackerd depot-storaged depot-dhtd depot depot-opsd" scripts/build.sh'
+TARGETS="depot-trackerd depot-storaged depot-dhtd depot depot-opsd" scripts/build.sh
 
-step "Start a local cluster: 2 trackers, 2 groups of 1 storage server, opsd, in $DEMO_DIR"
+step "Start a local cluster: 2 trackers, 2 groups of 1 storage server, opsd, 2 dht nodes, in $DEMO_DIR"
 scripts/cluster.sh down --dir "$DEMO_DIR" >/dev/null 2>&1 || true
 run scripts/cluster.sh up --dir "$DEMO_DIR" --base-port "$BASE_PORT" \
-  --trackers 2 --groups 2 --per-group 1 --opsd
+  --trackers 2 --groups 2 --per-group 1 --opsd --dht 2
 echo "Loading $DEMO_DIR/cluster.env: the depot CLI reads DEPOT_TRACKERS from the environment."
 set -a
 # shellcheck source=/dev/null
@@ -196,9 +197,60 @@ rc=$(curl -s -o /dev/null -w '%{http_code}' "$DEPOT_OPSD/api/v1/users")
 [[ $rc == 401 ]] || { echo "demo.sh: expected 401 without a token, got $rc" >&2; false; }
 ok "without a token: 401 (every endpoint checks its permission; doc/opsd-api.md)"
 
-printf '\n%sNot in this demo yet:%s dedup (an identical upload sharing the stored bytes) is a\n' \
-  "$BOLD" "$RESET"
-echo "later issue; see README.md for what is planned."
+step "Dedup: upload the same file twice into group1 (the dht nodes index every content)"
+# Dedup works within a group: both uploads go to group1 (its one storage server).
+DUP=$FILES/dup-2mb.bin
+head -c $((2 * 1024 * 1024)) /dev/urandom >"$DUP"
+G1_CONF=$DEMO_DIR/storage-group1-1/storage.conf
+G1_STORE=$(sed -n 's/^store_path0[[:space:]]*=[[:space:]]*//p' "$G1_CONF")
+G1_METRICS=$(sed -n 's/^bind_addr[[:space:]]*=[[:space:]]*//p' "$G1_CONF"):$(sed -n 's/^metrics_port[[:space:]]*=[[:space:]]*//p' "$G1_CONF")
+# The storage's hit counter (opsd storing the 5 MB file again above may already have been one).
+dedup_hits() {
+  curl -sS --fail "http://$G1_METRICS/metrics" | sed -n 's/^depot_dedup_hits_total //p'
+}
+HITS_BEFORE=$(dedup_hits)
+echo "group1's storage server, before: depot_dedup_hits_total $HITS_BEFORE"
+echo "$ $DEPOT -q upload $DUP --group group1"
+DUP_ID1=$("$DEPOT" -q upload "$DUP" --group group1)
+echo "$DUP_ID1"
+echo "$ $DEPOT -q upload $DUP --group group1"
+DUP_ID2=$("$DEPOT" -q upload "$DUP" --group group1)
+echo "$DUP_ID2"
+[[ $DUP_ID1 != "$DUP_ID2" ]] || { echo "demo.sh: both uploads got the same file ID" >&2; false; }
+ok "two uploads, two file IDs"
+DUP_PATH1=$G1_STORE/data/${DUP_ID1#*/M00/}
+DUP_PATH2=$G1_STORE/data/${DUP_ID2#*/M00/}
+echo "On disk (inode, hard links, path): one inode holds the bytes of both file IDs."
+echo "$ stat -c '%i %h %n' $DUP_PATH1 $DUP_PATH2"
+stat -c '%i %h %n' "$DUP_PATH1" "$DUP_PATH2"
+[[ $(stat -c %i "$DUP_PATH1") == "$(stat -c %i "$DUP_PATH2")" ]] ||
+  { echo "demo.sh: the two file IDs do not share an inode" >&2; false; }
+run cmp "$DUP" "$DUP_PATH2"
+ok "one inode, stored once (the third link is the hidden one under store0/dedup/, doc/dedup.md)"
+echo "$ curl -s http://$G1_METRICS/metrics | grep '^depot_dedup_'"
+curl -sS --fail "http://$G1_METRICS/metrics" | grep '^depot_dedup_\(hits\|misses\|bytes_saved\)_total'
+(($(dedup_hits) == HITS_BEFORE + 1)) ||
+  { echo "demo.sh: expected depot_dedup_hits_total $((HITS_BEFORE + 1))" >&2; false; }
+ok "depot_dedup_hits_total went from $HITS_BEFORE to $((HITS_BEFORE + 1)): the second upload was a hit"
+run "$DEPOT" -q download "$DUP_ID2" -o "$FILES/dup-2mb.downloaded"
+run cmp "$DUP" "$FILES/dup-2mb.downloaded"
+ok "the second file ID reads back the same bytes"
+
+step "Instant upload: the client hashes the file and proves it holds the bytes; none are sent"
+echo "$ $DEPOT upload $DUP --group group1 --dedup-check --json"
+INSTANT=$("$DEPOT" upload "$DUP" --group group1 --dedup-check --json)
+echo "$INSTANT"
+[[ $(json_field '["instant"]' <<<"$INSTANT") == True ]] ||
+  { echo "demo.sh: expected \"instant\": true" >&2; false; }
+INSTANT_ID=$(json_field '["file_id"]' <<<"$INSTANT")
+echo "$ stat -c '%i %h %n' $G1_STORE/data/${INSTANT_ID#*/M00/}"
+stat -c '%i %h %n' "$G1_STORE/data/${INSTANT_ID#*/M00/}"
+[[ $(stat -c %i "$G1_STORE/data/${INSTANT_ID#*/M00/}") == "$(stat -c %i "$DUP_PATH1")" ]] ||
+  { echo "demo.sh: the instant upload does not share the inode" >&2; false; }
+echo "$ curl -s http://$G1_METRICS/metrics | grep '^depot_dedup_'"
+curl -sS --fail "http://$G1_METRICS/metrics" |
+  grep '^depot_dedup_\(hits_total\|instant_uploads_total{result="granted"}\)'
+ok "instant upload: a third file ID on the same inode, without sending the 2 MB"
 
 printf '\n%sDemo complete.%s The cluster is still running in %s:\n' "$BOLD" "$RESET" "$DEMO_DIR"
 echo "  scripts/cluster.sh status --dir $DEMO_DIR     # daemons and depot status"

@@ -322,14 +322,26 @@ bool Dedup::BeginUpload(const proto::ContentKey& k, std::function<void()> retry)
 
 void Dedup::EndUpload(const proto::ContentKey& k) {
   std::vector<std::function<void()>> waiting;
+  bool stopping;
   {
     std::lock_guard<std::mutex> l(uploads_mu_);
     auto it = uploads_.find(k.Encode());
     if (it == uploads_.end()) return;
     waiting = std::move(it->second);
     uploads_.erase(it);
+    stopping = stopping_;
   }
+  if (stopping) return;  // `waiting` (and the uploads it holds) goes here
   for (auto& fn : waiting) fn();
+}
+
+void Dedup::Stop() {
+  std::map<std::string, std::vector<std::function<void()>>> dropped;
+  {
+    std::lock_guard<std::mutex> l(uploads_mu_);
+    stopping_ = true;
+    dropped.swap(uploads_);
+  }
 }
 
 Status Dedup::PutStandIn(const proto::ContentKey& k, const std::string& name) {

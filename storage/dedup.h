@@ -119,6 +119,9 @@ class Dedup {
   // goes first; false: `retry` runs (on some thread) when the one in front has finished.
   bool BeginUpload(const proto::ContentKey& k, std::function<void()> retry);
   void EndUpload(const proto::ContentKey& k);
+  // Shutdown: uploads still waiting for their turn are dropped (their connections are closing),
+  // never handed to disk threads that may be gone.
+  void Stop();
 
   // A member that got a content whose canonical file it does not have yet keeps its own copy
   // as a stand-in, so that further uploads of it here share that copy (the scan merges them
@@ -157,6 +160,7 @@ class Dedup {
   std::atomic<int64_t> down_until_ns_{0};
   std::mutex scan_mu_;  // one scan at a time
   std::mutex uploads_mu_;
+  bool stopping_ = false;  // GUARDED_BY(uploads_mu_)
   std::map<std::string, std::vector<std::function<void()>>> uploads_;  // GUARDED_BY(uploads_mu_)
 
   prometheus::Counter* hits_ = nullptr;

@@ -185,6 +185,7 @@ void StorageServer::Stop() {
   // completions post to the loops, which must still exist), then stop the loops.
   if (http_) http_->Stop();  // before the store paths go
   if (server_) server_->CloseAll();
+  if (dedup_) dedup_->Stop();
   paths_.clear();
   if (server_) server_->Stop();
   replicator_.reset();  // closes the binlog cleanly once nothing appends any more
