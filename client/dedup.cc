@@ -5,10 +5,17 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <sys/mman.h>
+#include <sys/xattr.h>
 #include <xxhash.h>
+// The runtime-dispatched XXH3 (AVX2 where the CPU has it).
+#include <xxh_x86dispatch.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <optional>
 #include <memory>
 
 #include "common/base/hash.h"
@@ -22,6 +29,7 @@ namespace depot {
 namespace {
 
 constexpr size_t kHashChunk = 1 << 20;
+constexpr size_t kMapChunk = 64 << 20;
 // The proof covers at most this many bytes: a storage asks for a few small ranges (or the whole
 // of a small file), so a challenge past this is a broken or hostile server, not a reason to
 // read gigabytes into memory.
@@ -44,9 +52,38 @@ class ReadFile {
       return Status::InvalidArgument("not a regular file:", path);
     }
     size_ = static_cast<uint64_t>(st.st_size);
+    mtime_ns_ = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000LL + st.st_mtim.tv_nsec;
     return Status::OK();
   }
   uint64_t size() const { return size_; }
+
+  // The fingerprint cache: an extended attribute `user.depot.xxh3` = "<size> <mtime ns> <32 hex
+  // digits>", written after hashing and used while size and mtime are unchanged. A stale entry
+  // (a file rewritten within the same nanosecond at the same size) costs nothing but a refused
+  // proof: the proof is computed from the bytes, and the client then uploads them.
+  std::optional<std::string> CachedFingerprint() const {
+    char buf[128];
+    ssize_t n = fgetxattr(fd_, kXattr, buf, sizeof buf - 1);
+    if (n <= 0) return std::nullopt;
+    buf[n] = '\0';
+    unsigned long long size = 0, mtime = 0;
+    char hex[33] = {0};
+    if (std::sscanf(buf, "%llu %llu %32s", &size, &mtime, hex) != 3 || size != size_ ||
+        mtime != static_cast<unsigned long long>(mtime_ns_) || std::strlen(hex) != 32) {
+      return std::nullopt;
+    }
+    std::string fp;
+    for (int i = 0; i < 16; ++i) {
+      unsigned x = 0;
+      if (std::sscanf(hex + 2 * i, "%2x", &x) != 1) return std::nullopt;
+      fp.push_back(static_cast<char>(x));
+    }
+    return fp;
+  }
+  void CacheFingerprint(const std::string& fp) const {
+    std::string v = std::to_string(size_) + " " + std::to_string(mtime_ns_) + " " + HexEncode(fp);
+    (void)fsetxattr(fd_, kXattr, v.data(), v.size(), 0);  // best effort (read-only files, tmpfs)
+  }
 
   // Reads exactly n bytes at `offset` into buf; a file that got shorter is an IOError.
   Status ReadAt(uint64_t offset, char* buf, size_t n) {
@@ -66,8 +103,24 @@ class ReadFile {
     std::unique_ptr<XXH3_state_t, decltype(&XXH3_freeState)> st(XXH3_createState(),
                                                                 &XXH3_freeState);
     if (!st || XXH3_128bits_reset(st.get()) != XXH_OK) return Status::Internal("XXH3 state");
-    std::string buf(kHashChunk, '\0');
     uint64_t done = 0;
+    // Mapped, the bytes are hashed straight from the page cache (no copy): three times as fast
+    // as reading them into a buffer. Progress every kMapChunk.
+    if (size_ > 0) {
+      void* m = mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd_, 0);
+      if (m != MAP_FAILED) {
+        (void)madvise(m, size_, MADV_SEQUENTIAL | MADV_WILLNEED);
+        const char* p = static_cast<const char*>(m);
+        while (done < size_) {
+          size_t n = static_cast<size_t>(std::min<uint64_t>(kMapChunk, size_ - done));
+          XXH3_128bits_update(st.get(), p + done, n);
+          done += n;
+          if (progress) progress(done, size_);
+        }
+        munmap(m, size_);
+      }
+    }
+    std::string buf(done < size_ ? kHashChunk : 0, '\0');
     while (done < size_) {
       size_t n = static_cast<size_t>(std::min<uint64_t>(kHashChunk, size_ - done));
       DEPOT_RETURN_IF_ERROR(ReadAt(done, buf.data(), n));
@@ -81,9 +134,11 @@ class ReadFile {
   }
 
  private:
+  static constexpr const char* kXattr = "user.depot.xxh3";
   std::string path_;
   int fd_ = -1;
   uint64_t size_ = 0;
+  int64_t mtime_ns_ = 0;
 };
 
 }  // namespace
@@ -93,7 +148,14 @@ Result<InstantResult> Client::InstantUploadFile(const std::string& path, const U
   DEPOT_RETURN_IF_ERROR(proto::ValidateExt(opts.ext));
   ReadFile f;
   DEPOT_RETURN_IF_ERROR(f.Open(path));
-  DEPOT_ASSIGN_OR_RETURN(std::string fp, f.Fingerprint(progress));
+  std::string fp;
+  if (auto cached = f.CachedFingerprint()) {
+    fp = std::move(*cached);
+    if (progress) progress(f.size(), f.size());
+  } else {
+    DEPOT_ASSIGN_OR_RETURN(fp, f.Fingerprint(progress));
+    f.CacheFingerprint(fp);
+  }
   DEPOT_ASSIGN_OR_RETURN(StorageNode node, QueryStore(opts.group));
   const ClientOptions& o = options();
   std::string where = node.ip + ":" + std::to_string(node.port);
@@ -110,8 +172,11 @@ Result<InstantResult> Client::InstantUploadFile(const std::string& path, const U
   req.fp = fp;
   DEPOT_ASSIGN_OR_RETURN(
       net::Reply r, conn->Call(proto::kDepotInstantUpload, proto::EncodeInstantUpload(req), 1024));
-  if (r.status == ENOENT || r.status == EAGAIN || r.status == EOPNOTSUPP) {
-    return InstantResult{};  // not here, dht unreachable, or dedup off: upload normally
+  if (r.status == ENOENT || r.status == EAGAIN || r.status == EOPNOTSUPP || r.status == EBUSY ||
+      r.status == EACCES) {
+    // Not here, dht unreachable, dedup off, too many challenges open, or too many failed proofs
+    // of this content: upload normally.
+    return InstantResult{};
   }
   DEPOT_RETURN_IF_ERROR(proto::WireToStatus(r.status, "instant upload to " + where));
   auto challenge = proto::DecodeInstantChallenge(r.body, f.size());
@@ -134,6 +199,11 @@ Result<InstantResult> Client::InstantUploadFile(const std::string& path, const U
   DEPOT_ASSIGN_OR_RETURN(net::Reply pr,
                          conn->Call(proto::kDepotInstantProve, prove,
                                     proto::kGroupNameLen + proto::kMaxRemoteNameLen));
+  if (pr.status == EACCES || pr.status == ENOENT) {
+    // Refused (the file changed since its cached fingerprint was taken) or the content went
+    // away meanwhile: upload normally.
+    return InstantResult{};
+  }
   DEPOT_RETURN_IF_ERROR(proto::WireToStatus(pr.status, "instant upload proof to " + where));
   if (pr.body.size() <= proto::kGroupNameLen) {
     return Status::Corruption("short instant upload reply from", where);

@@ -44,7 +44,7 @@ if ((fuzz)); then
   echo "== build (libFuzzer, clang)"
   BUILD_DIR=build-fuzz TARGETS="fuzz_file_id fuzz_decoders fuzz_internal fuzz_http fuzz_opsd_http fuzz_opsd_json" scripts/build.sh -DDEPOT_FUZZ=ON -DDEPOT_BUILD_TESTS=OFF \
     -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++
-  secs=${FUZZ_SECONDS:-20}  # six targets: 2 minutes in all, so CI stays well under 30 minutes
+  secs=${FUZZ_SECONDS:-15}  # six targets: 90 s in all, so CI stays under 30 minutes
   for name in fuzz_file_id fuzz_decoders fuzz_internal fuzz_http fuzz_opsd_http fuzz_opsd_json; do
     work=$(mktemp -d)
     cp tests/fuzz/corpus/"$name"/* "$work"/

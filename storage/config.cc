@@ -74,6 +74,7 @@ Result<StorageConfig> ParseStorageConfig(const std::string& text, const std::str
   b.Int("dht_replicas", &c.dht_replicas, 1, 5);
   b.Int("dht_timeout_ms", &c.dht_timeout_ms, 10, 60000);
   b.Bytes("dedup_min_size", &c.dedup_min_size, 1, 1ULL << 50);
+  b.Int("dedup_threads", &c.dedup_threads, 1, 64);
   for (const std::string& line : dht_lines) {
     size_t at = 0;
     while (at <= line.size()) {

@@ -59,6 +59,7 @@ struct StorageConfig {
   int dht_replicas = 2;                    // replicas per key (as the dht nodes' `replicas`)
   int dht_timeout_ms = 1000;               // connect and I/O deadline of each dht call
   uint64_t dedup_min_size = 1;             // smaller uploads are never deduplicated
+  int dedup_threads = 4;                   // threads for the upload steps that wait on the dht
 };
 
 Result<StorageConfig> LoadStorageConfig(const std::string& path);

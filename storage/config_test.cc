@@ -55,7 +55,8 @@ const std::vector<std::string> kAllKeys = {
     "http_threads",        "http_token",          "http_secret",    "http_token_ttl",
     "http_mime_types",     "http_cache_max_age",  "http_miss",      "http_advertise_port",
     "use_trunk_file",      "slot_min_size",       "slot_max_size",  "trunk_file_size",
-    "dedup",               "dht_replicas",        "dht_timeout_ms", "dedup_min_size"};
+    "dedup",               "dht_replicas",        "dht_timeout_ms", "dedup_min_size",
+    "dedup_threads"};
 
 TEST(StorageConfigTest, ShippedFileEqualsStructDefaults) {
   auto c = LoadStorageConfig(kShipped);

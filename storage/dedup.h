@@ -46,6 +46,7 @@ class DhtClient;
 
 namespace depot::storage {
 
+class DiskExecutor;
 class StorageServer;
 class StorePath;
 
@@ -102,6 +103,9 @@ class Dedup {
   Result<std::string> EnsureHidden(StorePath* p, const proto::FileId& canonical);
   // True when `size` bytes of `fd` (from offset 0) equal the file at `path`.
   static Result<bool> SameBytes(int fd, const std::string& path, uint64_t size);
+  // Replaces the existing file `to` with a link to `from` in one step; NotFound when `to` is
+  // gone (never recreates a deleted name).
+  static Status ReplaceWithLink(const std::string& from, const std::string& to);
   // Links `from` to `to` (replacing `to` atomically when it exists and `replace`).
   static Status LinkFile(const std::string& from, const std::string& to, bool replace);
 
@@ -120,8 +124,12 @@ class Dedup {
   bool BeginUpload(const proto::ContentKey& k, std::function<void()> retry);
   void EndUpload(const proto::ContentKey& k);
   // Shutdown: uploads still waiting for their turn are dropped (their connections are closing),
-  // never handed to disk threads that may be gone.
+  // never handed to disk threads that may be gone; the dedup threads finish what they run and
+  // stop, and later Submit()s are dropped.
   void Stop();
+  // Runs `task` on the dedup threads (`dedup_threads`): the steps of an upload that wait on the
+  // dht, so that the store paths' writer threads keep writing meanwhile.
+  void Submit(std::function<void()> task);
 
   // A member that got a content whose canonical file it does not have yet keeps its own copy
   // as a stand-in, so that further uploads of it here share that copy (the scan merges them
@@ -161,6 +169,8 @@ class Dedup {
   std::mutex scan_mu_;  // one scan at a time
   std::mutex uploads_mu_;
   bool stopping_ = false;  // GUARDED_BY(uploads_mu_)
+  std::mutex pool_mu_;
+  std::unique_ptr<DiskExecutor> pool_;  // GUARDED_BY(pool_mu_) for replacement; null once stopped
   std::map<std::string, std::vector<std::function<void()>>> uploads_;  // GUARDED_BY(uploads_mu_)
 
   prometheus::Counter* hits_ = nullptr;

@@ -293,6 +293,7 @@ class PeerPusher {
       if (h.status == ENOENT && !item.link.empty()) {
         // The peer has no copy of the content this file links to: the session starts again from
         // the last flush and sends this file's bytes instead (doc/dedup.md).
+        if (send_bytes_.size() >= 100000) send_bytes_.clear();  // bounded; a peer asks again
         send_bytes_.insert(item.link);
         return Status::Unavailable("sync to " + peer_ + ": no link target for " + item.link);
       }

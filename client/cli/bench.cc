@@ -93,11 +93,19 @@ int RunBench(const GlobalOptions& g, const BenchOptions& b) {
       o.group = b.group;
       o.ext = "bin";
       uint64_t seed = RandomU64();
+      std::string mine;  // --unique: this thread's copy, made new before each upload
+      if (b.unique) mine = payload;
+      uint64_t nonce = RandomU64(), counter = 0;
       while (MonotonicNanos() < deadline) {
+        if (b.unique) {
+          ++counter;
+          std::memcpy(mine.data(), &nonce, std::min<size_t>(8, mine.size()));
+          if (mine.size() > 8) std::memcpy(mine.data() + 8, &counter, std::min<size_t>(8, mine.size() - 8));
+        }
         int64_t t0 = MonotonicNanos();
         Status s;
         if (b.op == "upload") {
-          s = c.UploadBuffer(payload, o).status();
+          s = c.UploadBuffer(b.unique ? mine : payload, o).status();
         } else if (b.op == "download") {
           seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
           const std::string& id = ids[(seed >> 33) % ids.size()];
@@ -144,6 +152,7 @@ int RunBench(const GlobalOptions& g, const BenchOptions& b) {
                {"p50_ms", p50},
                {"p99_ms", p99},
                {"p999_ms", p999},
+               {"unique", b.unique},
                {"client_peak_rss_kb", PeakRssKb()}});
   } else {
     std::printf(

@@ -54,6 +54,9 @@ struct BenchOptions {
   double duration = 10;
   int files = 2000;  // files prepared for download, uploaded first for delete (per connection cap)
   std::string group;
+  // upload: every file is new content (the first 16 bytes carry a per-thread nonce and a
+  // counter); without it every upload sends the same bytes (duplicates, for a dedup group).
+  bool unique = false;
 };
 int RunBench(const GlobalOptions& g, const BenchOptions& b);
 

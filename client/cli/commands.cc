@@ -218,6 +218,8 @@ Commands::Commands(CLI::App* app, GlobalOptions* g) : g_(g) {
   bench->add_option("--files", bench_.files, "files prepared for download/delete")
       ->check(CLI::Range(1, 10000000));
   bench->add_option("--group", bench_.group, "group to use");
+  bench->add_flag("--unique", bench_.unique,
+                  "upload: make every file new content (default: the same bytes every time)");
   bench->callback([this] { exit_code_ = RunBench(*g_, bench_); });
 }
 

@@ -130,6 +130,9 @@ Result<InstantUploadRequest> DecodeInstantUpload(std::string_view body) {
   r.size = GetU64(body.data() + 1);
   if (r.size > kMaxSize) return Status::InvalidArgument("instant upload: size out of range");
   r.ext.assign(TrimFixed(body.substr(9, kExtLen)));
+  for (size_t i = 9 + r.ext.size(); i < 9 + kExtLen; ++i) {
+    if (body[i] != '\0') return Status::InvalidArgument("instant upload: bytes after the extension");
+  }
   DEPOT_RETURN_IF_ERROR(ValidateExt(r.ext));
   r.fp.assign(body.substr(9 + kExtLen, 16));
   return r;

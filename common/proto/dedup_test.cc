@@ -266,6 +266,11 @@ TEST(InstantUploadTest, RejectsBadInput) {
   std::string big = b;
   PutU64(big.data() + 1, (1ULL << 62) + 1);
   EXPECT_INVALID(DecodeInstantUpload(big));
+  // Regression (found by fuzz_decoders): bytes after the extension's terminating NUL are refused,
+  // so a request decodes to exactly one encoding.
+  std::string padded = b;
+  padded[9 + 4] = 'x';  // "txt\0x\0"
+  EXPECT_INVALID(DecodeInstantUpload(padded));
   std::string bad_ext = b;
   bad_ext[10] = '/';
   EXPECT_INVALID(DecodeInstantUpload(bad_ext));

@@ -27,7 +27,7 @@ void Delete(StorageServer* s, const ConnectionPtr& conn, std::string body) {
   std::string meta_key = "m/" + id->RemoteName();
   std::string name = id->RemoteName();
   p->writer().Submit([s, p, conn, fid = *id, full, meta_key, name] {
-    std::lock_guard<std::mutex> lock(s->MetaLock(meta_key));
+    std::unique_lock<std::mutex> lock(s->MetaLock(meta_key));
     if (!StorageServer::HasFile(p, fid)) {
       s->Count(proto::kCntDelete, false);
       return conn->PostReply(ENOENT);
@@ -42,15 +42,16 @@ void Delete(StorageServer* s, const ConnectionPtr& conn, std::string body) {
       st = s->RemoveContent(p, fid);
       if (st.code() == StatusCode::kNotFound) st = Status::OK();
     }
-    if (st.ok()) {
-      // Dedup: this name's reference leaves the index and the dht; the content goes with its
-      // last name (doc/dedup.md).
-      CrashPoint("dedup-delete-after-unlink");
-      s->dedup().Forget(p, fid.RemoteName(), /*release=*/true);
-    }
+    if (st.ok()) CrashPoint("dedup-delete-after-unlink");
     if (st.ok()) st = s->meta().Delete(meta_key);
     if (st.ok()) st = s->meta().Delete("mv/" + name);
     if (st.ok() && p->durable() && !fid.InTrunk()) st = FsyncDir(DirName(full));
+    lock.unlock();
+    if (st.ok()) {
+      // Dedup: this name's reference leaves the index and the dht (a network call: not under
+      // the metadata lock); the content goes with its last name (doc/dedup.md).
+      s->dedup().Forget(p, name, /*release=*/true);
+    }
     if (!st.ok()) {
       DEPOT_LOG_WARN("delete {}: {}", full, st.ToString());
       s->Count(proto::kCntDelete, false);

@@ -156,20 +156,27 @@ class CreateJob {
   Status FinishLink() {
     Dedup& d = s_->dedup();
     auto cid = proto::ParseRemoteName(s_->config().group_name, dedup_->canonical);
-    if (!cid.ok() || cid->store_path != id_.store_path) {
+    if (!cid.ok() || cid->store_path != id_.store_path || !cid->NamePinsContent() ||
+        cid->InTrunk() || !id_.NamePinsContent() || id_.InTrunk()) {
       return Status::NotFound("link target not usable here:", dedup_->canonical);
     }
-    std::unique_lock<std::mutex> kl(d.KeyLock(dedup_->key));
-    DEPOT_ASSIGN_OR_RETURN(std::string hidden, d.EnsureHidden(p_, *cid));
     {
+      // Lock order everywhere: content lock, then metadata lock, then the content key's lock.
       auto content = s_->ContentLock(name_);
       std::lock_guard<std::mutex> l(s_->MetaLock("m/" + name_));
+      std::lock_guard<std::mutex> kl(d.KeyLock(dedup_->key));
+      DEPOT_ASSIGN_OR_RETURN(std::string hidden, d.EnsureHidden(p_, *cid));
+      // The canonical copy here must have the size this file's name carries.
+      struct stat st;
+      if (stat(hidden.c_str(), &st) != 0 ||
+          static_cast<uint64_t>(st.st_size) != proto::SizeFromWord(id_.fields.size_word)) {
+        return Status::NotFound("link target has another size:", dedup_->canonical);
+      }
       if (!HasTombstone(s_, name_)) {
         DEPOT_RETURN_IF_ERROR(MakeDirs(DirName(full_)));
         DEPOT_RETURN_IF_ERROR(Dedup::LinkFile(hidden, full_, /*replace=*/true));
       }
     }
-    kl.unlock();
     DEPOT_RETURN_IF_ERROR(IndexDedup());
     return Applied(s_, h_, name_);
   }
@@ -196,13 +203,16 @@ class CreateJob {
 Status ApplyDelete(StorageServer* s, StorePath* p, const proto::FileId& id,
                    const proto::SyncRecordHead& h) {
   std::string name = id.RemoteName();
-  std::lock_guard<std::mutex> l(s->MetaLock("m/" + name));
-  Status removed = s->RemoveContent(p, id);
-  if (!removed.ok() && removed.code() != StatusCode::kNotFound) return removed;
+  {
+    std::lock_guard<std::mutex> l(s->MetaLock("m/" + name));
+    Status removed = s->RemoveContent(p, id);
+    if (!removed.ok() && removed.code() != StatusCode::kNotFound) return removed;
+    DEPOT_RETURN_IF_ERROR(s->meta().Delete("m/" + name));
+    DEPOT_RETURN_IF_ERROR(s->meta().Delete("mv/" + name));
+    DEPOT_RETURN_IF_ERROR(s->meta().Put("t/" + name, std::to_string(UnixSeconds())));
+  }
+  // Dedup bookkeeping after the metadata lock (it takes the content key's lock).
   s->dedup().Forget(p, name, /*release=*/false);
-  DEPOT_RETURN_IF_ERROR(s->meta().Delete("m/" + name));
-  DEPOT_RETURN_IF_ERROR(s->meta().Delete("mv/" + name));
-  DEPOT_RETURN_IF_ERROR(s->meta().Put("t/" + name, std::to_string(UnixSeconds())));
   return Applied(s, h, name);
 }
 

@@ -107,6 +107,8 @@ class UploadJob : public std::enable_shared_from_this<UploadJob> {
     Dedup& d = server_->dedup();
     key_ = key;
     found_.canonical = canonical;
+    Status q = server_->replicator().CheckQuorumPossible();
+    if (!q.ok()) return FailUnlocked(conn, q);
     auto cid = proto::ParseRemoteName(server_->config().group_name, canonical);
     if (!cid.ok()) return FailUnlocked(conn, cid.status());
     std::unique_lock<std::mutex> kl(d.KeyLock(key_));
@@ -114,6 +116,7 @@ class UploadJob : public std::enable_shared_from_this<UploadJob> {
     if (!hidden.ok()) return FailUnlocked(conn, hidden.status());
     auto rec = d.AddRef(key_);
     if (!rec.ok()) return FailUnlocked(conn, rec.status());
+    d.CountInstant("granted");
     LinkToContent(conn, *hidden, 0, 0, std::move(kl));
   }
 
@@ -197,6 +200,12 @@ class UploadJob : public std::enable_shared_from_this<UploadJob> {
     // Runs once the name exists (on the commit thread, before its sync, when durable).
     auto named = [self, id, ctime]() -> Status {
       self->registration_used_ = true;  // AppendOwn ends the registration, failed or not
+      if (self->reg_ != Reg::kNone) {
+        // A provisional index entry before the binlog record: the pusher sends the content key
+        // with the file, whatever happens to the registration that follows.
+        Status ix = self->server_->dedup().PutIndex(id.RemoteName(), DedupRef{self->key_, ""});
+        if (!ix.ok()) DEPOT_LOG_WARN("dedup: indexing {}: {}", id.RemoteName(), ix.ToString());
+      }
       auto rec = self->server_->replicator().binlog().AppendOwn(kOpCreate, id.RemoteName(), ctime);
       if (!rec.ok()) return rec.status();
       self->seq_ = rec->seq;
@@ -275,11 +284,17 @@ class UploadJob : public std::enable_shared_from_this<UploadJob> {
     key_.size = size_;
     auto self = shared_from_this();
     if (!d.BeginUpload(key_, [self, conn] {
-          self->path_->writer().Submit([self, conn] { self->FinishDedup(conn); });
+          self->server_->dedup().Submit([self, conn] { self->FinishDedup(conn); });
         })) {
       return;  // another upload of this content is deciding; this one goes after it
     }
     first_ = true;
+    d.Submit([self, conn] { self->DecideDedup(conn); });
+  }
+
+  // On a dedup thread: the dht lookup and what follows from it.
+  void DecideDedup(const ConnectionPtr& conn) {
+    Dedup& d = server_->dedup();
     found_ = d.Find(key_);
     if (found_.kind == Dedup::Lookup::kUnavailable) {
       d.CountSkipped("dht_unavailable");
@@ -428,7 +443,7 @@ class UploadJob : public std::enable_shared_from_this<UploadJob> {
   void RegisterThenAcknowledge(const ConnectionPtr& conn, const proto::FileId& id) {
     if (reg_ == Reg::kNone) return Acknowledge(conn, id);
     auto self = shared_from_this();
-    path_->writer().Submit([self, conn, id] {
+    server_->dedup().Submit([self, conn, id] {
       Dedup& d = self->server_->dedup();
       std::string name = id.RemoteName();
       std::string canonical;
@@ -459,7 +474,7 @@ class UploadJob : public std::enable_shared_from_this<UploadJob> {
         DEPOT_LOG_WARN("dedup: registering {} (the repair scan will): {}", name, r.status().ToString());
       }
       CrashPoint("dedup-miss-after-register");
-      if (r.ok() && canonical != name) {
+      if (r.ok() && !canonical.empty() && canonical != name) {
         // Registered meanwhile by an upload elsewhere: this copy is the member's stand-in.
         Status si = d.PutStandIn(self->key_, name);
         if (!si.ok()) DEPOT_LOG_WARN("dedup: stand-in {}: {}", name, si.ToString());
@@ -561,11 +576,11 @@ class UploadJob : public std::enable_shared_from_this<UploadJob> {
       {
         std::lock_guard<std::mutex> l(self->server_->MetaLock("m/" + name));
         (void)self->server_->RemoveContent(self->path_, id);
-        self->server_->dedup().Forget(self->path_, name, /*release=*/true);
         (void)self->server_->meta().Put("t/" + name, std::to_string(UnixSeconds()));
         auto rec = self->server_->replicator().binlog().AppendOwn(kOpDelete, name);
         if (!rec.ok()) DEPOT_LOG_WARN("upload withdraw {}: {}", name, rec.status().ToString());
       }
+      self->server_->dedup().Forget(self->path_, name, /*release=*/true);
       self->FailUnlocked(conn, why);
     });
   }
@@ -703,6 +718,14 @@ class UploadStream : public net::BodyStream {
 // content's fingerprint and size asks whether the group has it; the server answers with a
 // challenge (random ranges of the content and a nonce) and grants a new file ID only to a
 // client that sends HMAC-SHA256(nonce, those bytes): the fingerprint alone gets nothing.
+constexpr uint64_t kWholeProofMax = 1 << 20;  // up to 1 MiB: the proof covers every byte
+constexpr uint64_t kProofRange = 64 * 1024;
+constexpr int kProofRanges = 16;
+// After this many refused proofs of one content within kRefusalWindowNs, no more challenges for
+// it: a client that holds part of the bytes cannot keep trying its luck.
+constexpr int kMaxRefusals = 3;
+constexpr int64_t kRefusalWindowNs = 600'000'000'000;
+
 class InstantChallenges {
  public:
   struct Entry {
@@ -713,17 +736,34 @@ class InstantChallenges {
     int path_index = 0;
     int64_t deadline_ns = 0;
   };
-  void Add(const std::string& nonce, Entry e) {
+  // False when too many challenges are open (a flood never evicts a live one).
+  bool Add(const std::string& nonce, Entry e) {
     std::lock_guard<std::mutex> l(mu_);
     int64_t now = MonotonicNanos();
     if (map_.size() >= kMax) {
       for (auto it = map_.begin(); it != map_.end();) {
         it = it->second.deadline_ns < now ? map_.erase(it) : std::next(it);
       }
-      if (map_.size() >= kMax) map_.erase(map_.begin());
+      if (map_.size() >= kMax) return false;
     }
     e.deadline_ns = now + kTtlNs;
     map_[nonce] = std::move(e);
+    return true;
+  }
+  // Refused proofs per content.
+  void Refused(const std::string& content) {
+    std::lock_guard<std::mutex> l(mu_);
+    int64_t now = MonotonicNanos();
+    if (refusals_.size() >= kMax) refusals_.clear();
+    auto& r = refusals_[content];
+    if (now - r.first > kRefusalWindowNs) r = {now, 0};
+    r.second++;
+  }
+  bool Blocked(const std::string& content) {
+    std::lock_guard<std::mutex> l(mu_);
+    auto it = refusals_.find(content);
+    return it != refusals_.end() && MonotonicNanos() - it->second.first <= kRefusalWindowNs &&
+           it->second.second >= kMaxRefusals;
   }
   // One attempt per challenge.
   std::optional<Entry> Take(const std::string& nonce) {
@@ -741,11 +781,9 @@ class InstantChallenges {
   static constexpr int64_t kTtlNs = 60'000'000'000;
   std::mutex mu_;
   std::map<std::string, Entry> map_;  // GUARDED_BY(mu_)
+  std::map<std::string, std::pair<int64_t, int>> refusals_;  // GUARDED_BY(mu_): since, count
 };
 
-constexpr uint64_t kWholeProofMax = 1 << 20;  // up to 1 MiB: the proof covers every byte
-constexpr uint64_t kProofRange = 64 * 1024;
-constexpr int kProofRanges = 8;
 
 void InstantBegin(StorageServer* s, const std::shared_ptr<InstantChallenges>& pending,
                   const ConnectionPtr& conn, std::string body) {
@@ -753,10 +791,15 @@ void InstantBegin(StorageServer* s, const std::shared_ptr<InstantChallenges>& pe
   if (!req.ok()) return conn->Reply(EINVAL);
   if (!s->dedup().enabled()) return conn->Reply(EOPNOTSUPP);
   if (!s->dedup().Eligible(req->size)) return conn->Reply(ENOENT);
-  StorePath* first = s->paths().front().get();
-  first->reader().Submit([s, pending, conn, req = *req] {
+  s->dedup().Submit([s, pending, conn, req = *req] {
     Dedup& d = s->dedup();
     proto::ContentKey key{req.fp, req.size};
+    if (pending->Blocked(key.Encode())) {
+      DEPOT_LOG_WARN("instant upload of {} from {}: refused, too many failed proofs", key.Hex(),
+                     conn->peer());
+      d.CountInstant("refused");
+      return conn->PostReply(EACCES);
+    }
     Dedup::Found found = d.Find(key);
     auto miss = [&](uint8_t status) {
       DEPOT_LOG_DEBUG("instant upload of {} from {}: not here (status {})", key.Hex(), conn->peer(),
@@ -790,8 +833,11 @@ void InstantBegin(StorageServer* s, const std::shared_ptr<InstantChallenges>& pe
     if (req.size <= kWholeProofMax) {
       c.ranges.push_back({0, req.size});
     } else {
+      // Offsets from the CSPRNG: a client must not be able to predict them.
+      std::string rnd = SecureRandomBytes(8 * kProofRanges);
       for (int i = 0; i < kProofRanges; ++i) {
-        c.ranges.push_back({RandomU64() % (req.size - kProofRange + 1), kProofRange});
+        uint64_t v = proto::GetU64(rnd.data() + 8 * i);
+        c.ranges.push_back({v % (req.size - kProofRange + 1), kProofRange});
       }
     }
     std::string bytes;
@@ -818,7 +864,7 @@ void InstantBegin(StorageServer* s, const std::shared_ptr<InstantChallenges>& pe
     e.canonical = found.canonical;
     e.ext = req.ext;
     e.path_index = (*path)->index();
-    pending->Add(c.nonce, std::move(e));
+    if (!pending->Add(c.nonce, std::move(e))) return miss(EBUSY);
     conn->PostReply(0, proto::EncodeInstantChallenge(c));
   });
 }
@@ -830,6 +876,7 @@ void InstantProve(StorageServer* s, const std::shared_ptr<InstantChallenges>& pe
   std::string proof = body.substr(proto::kInstantNonceLen);
   auto e = pending->Take(nonce);
   if (!e || !ConstantTimeEquals(proof, e->expected)) {
+    if (e) pending->Refused(e->key.Encode());
     s->dedup().CountInstant("refused");
     DEPOT_LOG_WARN("instant upload from {} refused: {}", conn->peer(),
                    e ? "wrong proof" : "unknown or expired challenge");
@@ -837,10 +884,7 @@ void InstantProve(StorageServer* s, const std::shared_ptr<InstantChallenges>& pe
   }
   StorePath* p = s->paths()[static_cast<size_t>(e->path_index)].get();
   auto job = std::make_shared<UploadJob>(s, p, e->key.size, e->ext, Kind::kNormal);
-  p->writer().Submit([s, job, conn, e = std::move(*e)] {
-    s->dedup().CountInstant("granted");
-    job->GrantInstant(conn, e.key, e.canonical);
-  });
+  s->dedup().Submit([job, conn, e = std::move(*e)] { job->GrantInstant(conn, e.key, e.canonical); });
 }
 
 }  // namespace

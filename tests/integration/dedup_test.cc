@@ -370,6 +370,44 @@ TEST(DedupTest, UploadsSucceedWithoutTheDhtAndAreDeduplicatedLater) {
   EXPECT_EQ(recs.begin()->second.second, 5);
 }
 
+// Regression (review): a link the peer cannot make (it lacks the canonical file) travels as
+// bytes instead, and the peer ends with the right content.
+TEST(DedupTest, ALinkThePeerCannotMakeIsSentWithItsBytes) {
+  MiniCluster cluster(Opts(2, 2));
+  ASSERT_TRUE(cluster.Start().ok());
+  auto client = cluster.NewClient();
+  auto members = GroupMembers(cluster, 0, 2);
+  const std::string data = PatternBytes(600000, 21);
+  auto x = client->UploadBuffer(data, {});
+  ASSERT_TRUE(x.ok());
+  Expected exp;
+  exp.live[*x] = data;
+  ASSERT_EQ(WaitConverged(members, exp, 30000), "");
+  auto parsed = proto::ParseFileId(*x);
+  ASSERT_TRUE(parsed.ok());
+  int src = cluster.StorageIp(0, 0) == proto::IpToString(parsed->fields.source_ip) ? 0 : 1;
+  int peer = 1 - src;
+  // The peer loses its copy of x behind its back while it is down; the source takes y, a hit.
+  cluster.storage(0, peer).Stop();
+  auto [group, name] = SplitFileId(*x);
+  ASSERT_EQ(unlink((cluster.StorePath(0, peer, 0) + "/" + parsed->RelativePath()).c_str()), 0);
+  // Until the trackers see the peer gone, an upload may be sent to it: try again then.
+  Result<std::string> y = Status::Unavailable("not tried");
+  for (int i = 0; i < 40 && !y.ok(); ++i) {
+    y = client->UploadBuffer(data, {});
+    if (!y.ok()) std::this_thread::sleep_for(std::chrono::milliseconds(250));
+  }
+  ASSERT_TRUE(y.ok()) << y.status().ToString();
+  EXPECT_EQ(InodeOf(cluster, src, *y), InodeOf(cluster, src, *x)) << "y is a link on the source";
+  ASSERT_TRUE(cluster.storage(0, peer).Start().ok());
+  ASSERT_TRUE(cluster.WaitAllActive().ok());
+  Daemon& p = cluster.storage(0, peer);
+  EXPECT_TRUE(WaitFor([&] {
+    auto r = DirectDownload(p.host(), p.port(), *y);
+    return r.bytes && *r.bytes == data;
+  }, 30000)) << "the peer never got y's bytes";
+}
+
 // Done-means 7: instant upload.
 TEST(DedupTest, InstantUploadNeedsTheBytesNotJustTheFingerprint) {
   MiniCluster cluster(Opts(1, 2));
