@@ -45,6 +45,7 @@ Result<DhtConfig> ParseDhtConfig(const std::string& text, const std::string& nam
   b.Int("threads", &c.threads, 1, 64);
   b.Seconds("network_timeout", &c.network_timeout, 1, 3600);
   b.Seconds("idle_timeout", &c.idle_timeout, 1, 86400);
+  b.Seconds("anti_entropy_interval", &c.anti_entropy_interval, 0, 86400);
   b.Int("metrics_port", &c.metrics_port, -1, 65535);
   b.String("log_file", &c.log_file);
   b.Enum("log_level", &c.log_level, {"trace", "debug", "info", "warn", "error", "critical", "off"});

@@ -24,6 +24,9 @@ struct DhtConfig {
   int max_connections = 1024;          // concurrent connections
   int threads = 2;                     // network loop threads (workers: 4 per loop thread)
   int network_timeout = 30;            // seconds a peer may stall mid-frame; also peer call deadline
+  // Seconds between two anti-entropy rounds (a pull of this node's share from every other member,
+  // doc/dht.md). 0: off (catch-up at start-up and pulls from newly learnt members only).
+  int anti_entropy_interval = 30;
   int idle_timeout = 900;              // seconds an idle connection is kept
   int metrics_port = 11480;            // Prometheus /metrics port (0: any, -1: off)
   std::string log_file;                // empty: stderr

@@ -34,7 +34,7 @@ const std::vector<std::string> kAllKeys = {
     "bind_addr",      "port",          "advertise_address", "peers",        "replicas",
     "vnodes",         "data_path",     "durable_writes",    "cluster_secret", "max_connections",
     "threads",        "network_timeout", "idle_timeout",    "metrics_port", "log_file",
-    "log_level"};
+    "log_level",      "anti_entropy_interval"};
 
 TEST(DhtConfigTest, ShippedFileEqualsStructDefaults) {
   auto c = LoadDhtConfig(kShipped);
@@ -51,6 +51,7 @@ TEST(DhtConfigTest, ShippedFileEqualsStructDefaults) {
   EXPECT_EQ(c->threads, d.threads);
   EXPECT_EQ(c->network_timeout, d.network_timeout);
   EXPECT_EQ(c->idle_timeout, d.idle_timeout);
+  EXPECT_EQ(c->anti_entropy_interval, d.anti_entropy_interval);
   EXPECT_EQ(c->metrics_port, d.metrics_port);
   EXPECT_EQ(c->log_file, d.log_file);
   EXPECT_EQ(c->log_level, d.log_level);
@@ -90,6 +91,7 @@ TEST(DhtConfigTest, ParsesValues) {
       "advertise_address = 127.0.0.1:0\nport = 0\npeers = 127.0.0.1:1, 127.0.0.2:2 ,\nreplicas = 3\n"
       "vnodes = 16\ndurable_writes = true\nallow_hosts = 10.0.0.0/8\nmax_connections = 10\n"
       "threads = 4\nnetwork_timeout = 5s\nidle_timeout = 1m\nmetrics_port = -1\n"
+      "anti_entropy_interval = 2m\n"
       "log_file = /tmp/d.log\nlog_level = debug\n");
   ASSERT_TRUE(c.ok()) << c.status().ToString();
   EXPECT_EQ(c->bind_addr, "127.0.0.1");
@@ -104,6 +106,8 @@ TEST(DhtConfigTest, ParsesValues) {
   EXPECT_EQ(c->threads, 4);
   EXPECT_EQ(c->network_timeout, 5);
   EXPECT_EQ(c->idle_timeout, 60);
+  EXPECT_EQ(c->anti_entropy_interval, 120);
+  EXPECT_EQ(Parse("anti_entropy_interval = 0\n")->anti_entropy_interval, 0);  // off
   EXPECT_EQ(c->metrics_port, -1);
   EXPECT_EQ(c->log_file, "/tmp/d.log");
   EXPECT_EQ(c->log_level, "debug");
@@ -115,6 +119,7 @@ TEST(DhtConfigTest, BadValuesFailNamingTheKey) {
       {"replicas", "6"},        {"vnodes", "0"},            {"vnodes", "1025"},
       {"durable_writes", "maybe"}, {"max_connections", "0"}, {"threads", "0"},
       {"threads", "65"},        {"network_timeout", "0"},   {"idle_timeout", "25h"},
+      {"anti_entropy_interval", "-1"}, {"anti_entropy_interval", "25h"},
       {"metrics_port", "-2"},   {"log_level", "loud"},      {"peers", "nohost"},
       {"peers", "a:1,b"},       {"peers", "a:0"},           {"advertise_address", "x"},
       {"advertise_address", "x:70000"}, {"allow_hosts", "example.com"},

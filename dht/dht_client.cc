@@ -101,21 +101,41 @@ Result<net::Reply> DhtClient::CallNode(const char* op, const std::string& node, 
   return reply;
 }
 
+std::shared_ptr<const Ring> DhtClient::NewerRing(const std::shared_ptr<const Ring>& old) {
+  Refresh(/*force=*/true);
+  std::shared_ptr<const Ring> now;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    now = ring_;
+  }
+  if (now == nullptr || now->nodes() == old->nodes()) return nullptr;
+  return now;
+}
+
 Result<net::Reply> DhtClient::Write(const char* op, std::string_view key, uint8_t cmd,
                                     const std::string& body) {
   auto ring = CurrentRing();
   std::string last = "no dht nodes";
-  for (const auto& node : ring->Preference(key, opt_.replicas)) {
-    auto reply = CallNode(op, node, cmd, body, kMaxRecordReply);
-    if (!reply.ok()) {
-      last = node + ": " + reply.status().ToString();
-      continue;
+  // A node answers EAGAIN while it catches up or when it is not in the key's preference list
+  // (this view is stale: a node joined). When no node of the list took the write and one said
+  // EAGAIN, the list is tried again on a refreshed view, if that view differs.
+  for (int pass = 0; pass < 2 && ring != nullptr; ++pass) {
+    bool eagain = false;
+    for (const auto& node : ring->Preference(key, opt_.replicas)) {
+      auto reply = CallNode(op, node, cmd, body, kMaxRecordReply);
+      if (!reply.ok()) {
+        last = node + ": " + reply.status().ToString();
+        continue;
+      }
+      if (reply->status == EAGAIN) {
+        eagain = true;
+        last = node + ": catching up or not an owner";
+        continue;
+      }
+      return reply;
     }
-    if (reply->status == EAGAIN) {
-      last = node + ": catching up";
-      continue;
-    }
-    return reply;
+    if (!eagain) break;
+    ring = NewerRing(ring);
   }
   return Status::Unavailable(std::string("dht ") + op + ": no replica answered; last:", last);
 }
@@ -126,29 +146,38 @@ Result<std::optional<Record>> DhtClient::Get(std::string_view key) {
   std::string body = EncodeKeyRequest({std::string(key)});
   bool answered = false;
   std::string last = "no dht nodes";
-  for (const auto& node : ring->Preference(key, opt_.replicas)) {
-    auto reply = CallNode("get", node, kDhtGet, body, kMaxRecordReply);
-    if (!reply.ok()) {
-      last = node + ": " + reply.status().ToString();
-      continue;
-    }
-    if (reply->status == EAGAIN) {
-      last = node + ": catching up";
-      continue;
-    }
-    if (reply->status == ENOENT) {
+  // As in Write: a second pass on a refreshed view when a node said EAGAIN and none had the key.
+  for (int pass = 0; pass < 2 && ring != nullptr; ++pass) {
+    bool eagain = false;
+    for (const auto& node : ring->Preference(key, opt_.replicas)) {
+      auto reply = CallNode("get", node, kDhtGet, body, kMaxRecordReply);
+      if (!reply.ok()) {
+        last = node + ": " + reply.status().ToString();
+        continue;
+      }
+      if (reply->status == EAGAIN) {
+        eagain = true;
+        last = node + ": catching up or not an owner";
+        continue;
+      }
+      if (reply->status == ENOENT) {
+        // An owner that is serving (not catching up: that is EAGAIN) has every key it owns, or
+        // gets it from hints and anti-entropy: its "no" is the answer. Asking the next replica
+        // too would double the cost of every miss (every new content a storage registers).
+        return std::optional<Record>();
+      }
+      if (reply->status != 0) return proto::WireToStatus(reply->status, "dht get on " + node);
+      auto rec = DecodeRecord(reply->body);
+      if (!rec.ok()) {
+        last = node + ": " + rec.status().ToString();
+        continue;
+      }
       answered = true;
-      continue;
+      if (rec->tombstone) continue;
+      return std::optional<Record>(std::move(*rec));
     }
-    if (reply->status != 0) return proto::WireToStatus(reply->status, "dht get on " + node);
-    auto rec = DecodeRecord(reply->body);
-    if (!rec.ok()) {
-      last = node + ": " + rec.status().ToString();
-      continue;
-    }
-    answered = true;
-    if (rec->tombstone) continue;
-    return std::optional<Record>(std::move(*rec));
+    if (!eagain) break;
+    ring = NewerRing(ring);
   }
   if (answered) return std::optional<Record>();
   return Status::Unavailable("dht get: no replica answered; last:", last);
@@ -229,7 +258,7 @@ Result<std::vector<std::pair<std::string, Record>>> DhtClient::ScanPrefix(
       auto it = merged.find(key);
       if (it == merged.end()) {
         merged.emplace(std::move(key), std::move(rec));
-      } else if (rec.version > it->second.version) {
+      } else if (Supersedes(rec, it->second)) {
         it->second = std::move(rec);
       }
     }

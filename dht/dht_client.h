@@ -3,7 +3,8 @@
 // Keys are placed on the dht nodes by a consistent-hash Ring over the current membership, with
 // `replicas` copies. Reads try the key's preference list in order; writes go to the first node of
 // the list that answers (it coordinates the write and replicates it). Membership is learnt from
-// the seeds (NODES, 247) and refreshed lazily inside calls every refresh_ms.
+// the seeds (NODES, 247) and refreshed lazily inside calls every refresh_ms, and at once when the
+// whole list answered EAGAIN (a node outside a key's preference list refuses it: stale view).
 //
 // Thread-safe: one client may be shared by every thread of a process. Connections are pooled per
 // node and authenticated once with the cluster secret.
@@ -49,8 +50,11 @@ class DhtClient {
  public:
   explicit DhtClient(DhtClientOptions o);
 
-  // The key's record; nullopt when no replica has it (or only a tombstone). Tries the preference
-  // list in order; a node that fails, answers EAGAIN (catching up) or not-found -> next replica.
+  // The key's record; nullopt when the first owner that answers has none (or only a tombstone).
+  // Tries the preference list in order; a node that fails or answers EAGAIN (catching up, or not
+  // an owner in its newer view) -> next replica; after EAGAIN and no answer, once more on a
+  // refreshed view. An owner that missed a write (its hint not delivered yet) answers "none":
+  // for the dedup index that costs one extra copy, which the repair scan merges.
   // Unavailable only when no replica answered. InvalidArgument for a bad key.
   Result<std::optional<Record>> Get(std::string_view key);
   // Creates the key with version 1 (or the tombstone's version + 1). AlreadyExists when it
@@ -82,6 +86,8 @@ class DhtClient {
   Result<net::Reply> CallNode(const char* op, const std::string& node, uint8_t cmd,
                               std::string_view body, uint64_t max_reply);
   // A write: the first node of the key's preference list that answers (not EAGAIN).
+  // Refreshes the membership now; the new ring when its nodes differ from `old`'s, else null.
+  std::shared_ptr<const Ring> NewerRing(const std::shared_ptr<const Ring>& old);
   Result<net::Reply> Write(const char* op, std::string_view key, uint8_t cmd,
                            const std::string& body);
   Status ScanNode(const std::string& node, std::string_view prefix,

@@ -170,6 +170,14 @@ std::string EncodeRecord(const Record& r) {
   return out;
 }
 
+bool Supersedes(const Record& a, const Record& b) {
+  if (a.version != b.version) return a.version > b.version;
+  // Equal versions (two coordinators wrote the same version): the greater encoding wins, the
+  // same on every node. The version bytes are equal, so this orders by the count's bytes, the
+  // flags, the value length, then the value.
+  return EncodeRecord(a) > EncodeRecord(b);
+}
+
 Result<Record> DecodeRecord(std::string_view body) {
   Reader rd(body, "record");
   Record r = rd.Rec();

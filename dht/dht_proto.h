@@ -58,6 +58,10 @@ struct Record {
   std::string value;
 };
 bool operator==(const Record& a, const Record& b);
+// True when `a` replaces `b` on a replica (doc/dht.md, "Versions"): a higher version, or the same
+// version and an encoding (EncodeRecord, compared as unsigned bytes) greater than b's. A total
+// order on distinct records, so every replica keeps the same one whatever the delivery order.
+bool Supersedes(const Record& a, const Record& b);
 
 // Checks a key (1..512 bytes) and a value (<= 8192 bytes). InvalidArgument otherwise.
 Status ValidateKey(std::string_view key);

@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
+#include <climits>
+#include <cstdint>
 
 #include "common/base/hash.h"
 #include "common/base/logging.h"
@@ -9,12 +12,24 @@
 namespace depot::dht {
 namespace {
 
-// Deadline of a REPLICATE call. It sits on the write path: it must stay well under the clients'
-// per-call deadline (DhtClientOptions::timeout_ms, 1 s by default), or a client would give up on
-// the coordinator and retry the write on the next replica.
+// Deadline of a REPLICATE call (connect, send, receive each). It sits on the write path.
 constexpr int kReplicateTimeoutMs = 400;
+// How long a coordinator waits for all its REPLICATE calls together (they run in parallel). It
+// must stay well under the clients' per-call deadline (DhtClientOptions::timeout_ms, 1 s by
+// default), or a client would give up on the coordinator and retry the write on the next replica.
+// A call still running at the deadline finishes in the background (a failure becomes a hint).
+constexpr int kReplicateWaitMs = 500;
 constexpr int kWorkersPerThread = 4;
+constexpr int kMaxReplicateWorkers = 256;
 constexpr int kRefreshMs = 2000;
+// Hinted handoff: at most this many records queued per target node (further ones are dropped:
+// anti-entropy repairs them), delivered with this call deadline, retried after a failure with a
+// back-off doubling from the minimum to the maximum, at most this many per turn of a target.
+constexpr size_t kMaxHintsPerNode = 100000;
+constexpr int kHintTimeoutMs = 2000;
+constexpr int kHintMinBackoffMs = 100;
+constexpr int kHintMaxBackoffMs = 10000;
+constexpr int kHintBatch = 1000;
 
 }  // namespace
 
@@ -87,8 +102,21 @@ std::vector<std::string> DhtServer::AddMembers(const std::vector<std::string>& n
                                          config_.vnodes);
     for (const auto& n : added) DEPOT_LOG_INFO("member added: {} ({} nodes)", n, members_.size());
     if (nodes_gauge_) nodes_gauge_->Set(static_cast<double>(members_.size()));
+    // A member learnt now may hold records this node owns (it was unknown at the catch-up): the
+    // anti-entropy thread pulls from it (the start-up catch-up clears what it covers itself).
+    {
+      std::lock_guard<std::mutex> a(ae_mu_);
+      for (const auto& n : added) {
+        if (n != self_) ae_pending_.insert(n);
+      }
+    }
+    ae_cv_.notify_all();
   }
   return added;
+}
+
+bool DhtServer::Owns(std::string_view key) {
+  return ring()->Owns(self_, key, config_.replicas);
 }
 
 void DhtServer::UpdateGauges() {
@@ -131,12 +159,38 @@ Status DhtServer::Start() {
                        .Help("Records applied while catching up from other nodes")
                        .Register(reg)
                        .Add({});
+  repaired_keys_ = &prometheus::BuildCounter()
+                        .Name("depot_dht_antientropy_keys_total")
+                        .Help("Records applied by anti-entropy pulls after the start-up")
+                        .Register(reg)
+                        .Add({});
+  hints_gauge_ = &prometheus::BuildGauge()
+                      .Name("depot_dht_hints")
+                      .Help("Records queued for other replicas that missed them (hinted handoff)")
+                      .Register(reg)
+                      .Add({});
+  hints_delivered_ = &prometheus::BuildCounter()
+                          .Name("depot_dht_hints_delivered_total")
+                          .Help("Hinted records delivered to the replica that missed them")
+                          .Register(reg)
+                          .Add({});
+  hints_dropped_ = &prometheus::BuildCounter()
+                        .Name("depot_dht_hints_dropped_total")
+                        .Help("Hints dropped because the target's queue was full")
+                        .Register(reg)
+                        .Add({});
   UpdateGauges();
 
   replicate_pool_ = std::make_unique<NodePool>(config_.cluster_secret, kReplicateTimeoutMs);
   peer_pool_ = std::make_unique<NodePool>(config_.cluster_secret, config_.network_timeout * 1000);
+  hint_pool_ = std::make_unique<NodePool>(config_.cluster_secret, kHintTimeoutMs);
   ops_ = std::make_unique<WorkerPool>(config_.threads * kWorkersPerThread);
   peer_ = std::make_unique<WorkerPool>(config_.threads * kWorkersPerThread);
+  // Every op worker may wait on replicas - 1 calls at once: enough threads that none queues.
+  replicate_ = std::make_unique<WorkerPool>(std::clamp(
+      config_.threads * kWorkersPerThread * std::max(config_.replicas - 1, 1), 1,
+      kMaxReplicateWorkers));
+  hint_thread_ = std::thread([this] { HintLoop(); });
 
   net::ServerOptions opt;
   opt.bind_addr = config_.bind_addr;
@@ -173,9 +227,15 @@ Status DhtServer::Start() {
 
   JoinPeers();
   uint64_t pulled = 0;
+  {
+    // The loop below covers the members known now; members learnt from here on are left for
+    // the anti-entropy thread.
+    std::lock_guard<std::mutex> a(ae_mu_);
+    ae_pending_.clear();
+  }
   for (const auto& node : Members()) {
     if (node == self_) continue;
-    auto n = PullFrom(node);
+    auto n = PullFrom(node, catchup_keys_);
     if (!n.ok()) {
       // A node that is down has nothing newer than what its replicas hold.
       DEPOT_LOG_WARN("catch-up from {} failed: {}", node, n.status().ToString());
@@ -191,6 +251,7 @@ Status DhtServer::Start() {
   timer_loop_->RunEvery(kRefreshMs, [this] { RefreshMembership(); });
   timer_loop_->RunEvery(1000, [this] { UpdateGauges(); });
   timer_loop_->Start();
+  ae_thread_ = std::thread([this] { AntiEntropyLoop(); });
   return Status::OK();
 }
 
@@ -213,7 +274,7 @@ void DhtServer::JoinPeers() {
   }
 }
 
-Result<uint64_t> DhtServer::PullFrom(const std::string& node) {
+Result<uint64_t> DhtServer::PullFrom(const std::string& node, prometheus::Counter* counter) {
   auto r = ring();
   const auto& nodes = r->nodes();
   ScanRequest req;
@@ -233,29 +294,217 @@ Result<uint64_t> DhtServer::PullFrom(const std::string& node) {
       DEPOT_ASSIGN_OR_RETURN(bool done, store_->Apply(key, rec));
       if (done) {
         ++applied;
-        catchup_keys_->Increment();
+        counter->Increment();
       }
     }
     if (!page.more || page.entries.empty()) break;
+    {
+      std::lock_guard<std::mutex> a(ae_mu_);
+      if (ae_stopping_) break;
+    }
     req.start = page.entries.back().first;
   }
-  DEPOT_LOG_INFO("caught up from {}: {} records applied", node, applied);
+  if (applied > 0 || counter == catchup_keys_) {
+    DEPOT_LOG_INFO("pulled from {}: {} records applied", node, applied);
+  } else {
+    DEPOT_LOG_DEBUG("pulled from {}: nothing new", node);
+  }
   return applied;
 }
 
 void DhtServer::Replicate(const std::string& key, const Record& r) {
-  auto ring_now = ring();
-  std::string body;
-  for (const auto& node : ring_now->Preference(key, config_.replicas)) {
-    if (node == self_) continue;
-    if (body.empty()) body = EncodeReplicateRequest({key, r});
-    auto reply = replicate_pool_->Call(node, kDhtReplicate, body, 64);
-    if (!reply.ok() || reply->status != 0) {
-      replicate_errors_->Increment();
-      DEPOT_LOG_WARN("replicate to {} failed: {}", node,
-                     reply.ok() ? "status " + std::to_string(reply->status)
-                                : reply.status().ToString());
+  std::vector<std::string> targets;
+  for (auto& node : ring()->Preference(key, config_.replicas)) {
+    if (node != self_) targets.push_back(std::move(node));
+  }
+  if (targets.empty()) return;
+  struct Pending {
+    std::mutex mu;
+    std::condition_variable cv;
+    size_t left = 0;
+  };
+  auto pending = std::make_shared<Pending>();
+  pending->left = targets.size();
+  auto body = std::make_shared<const std::string>(EncodeReplicateRequest({key, r}));
+  for (auto& node : targets) {
+    replicate_->Post([this, pending, body, node = std::move(node), key, r] {
+      auto reply = replicate_pool_->Call(node, kDhtReplicate, *body, 64);
+      if (!reply.ok() || reply->status != 0) {
+        replicate_errors_->Increment();
+        DEPOT_LOG_WARN("replicate to {} failed: {}; queued as a hint", node,
+                       reply.ok() ? "status " + std::to_string(reply->status)
+                                  : reply.status().ToString());
+        AddHint(node, key, r);
+      } else {
+        NodeAnswers(node);
+      }
+      {
+        std::lock_guard<std::mutex> l(pending->mu);
+        --pending->left;
+      }
+      pending->cv.notify_all();
+    });
+  }
+  std::unique_lock<std::mutex> l(pending->mu);
+  if (!pending->cv.wait_for(l, std::chrono::milliseconds(kReplicateWaitMs),
+                            [&] { return pending->left == 0; })) {
+    DEPOT_LOG_DEBUG("replication of a record still running after {} ms; not waiting",
+                    kReplicateWaitMs);
+  }
+}
+
+void DhtServer::NodeAnswers(const std::string& node) {
+  {
+    std::lock_guard<std::mutex> l(hints_mu_);
+    auto it = hints_.find(node);
+    if (it == hints_.end() || it->second.records.empty() || it->second.backoff_ms == 0) return;
+    // It is back: deliver its hints now rather than at the end of the back-off.
+    it->second.backoff_ms = 0;
+    it->second.next_try_ns = 0;
+  }
+  hints_cv_.notify_all();
+}
+
+size_t DhtServer::HintsQueued() {
+  std::lock_guard<std::mutex> l(hints_mu_);
+  return hints_total_;
+}
+
+void DhtServer::AddHint(const std::string& node, const std::string& key, const Record& r) {
+  {
+    std::lock_guard<std::mutex> l(hints_mu_);
+    HintQueue& q = hints_[node];
+    auto it = q.records.find(key);
+    if (it != q.records.end()) {
+      // One hint per key: the record that would win on the replica anyway.
+      if (Supersedes(r, it->second)) it->second = r;
+      return;
     }
+    if (q.records.size() >= kMaxHintsPerNode) {
+      hints_dropped_->Increment();
+      if (!q.overflowed) {
+        q.overflowed = true;
+        DEPOT_LOG_WARN("hint queue for {} full ({} records): dropping hints; anti-entropy "
+                       "repairs them", node, kMaxHintsPerNode);
+      }
+      return;
+    }
+    q.records.emplace(key, r);
+    ++hints_total_;
+    hints_gauge_->Set(static_cast<double>(hints_total_));
+  }
+  hints_cv_.notify_all();
+}
+
+void DhtServer::HintLoop() {
+  std::unique_lock<std::mutex> l(hints_mu_);
+  while (!hints_stopping_) {
+    // The due target that waited longest; else sleep until the earliest one is due.
+    int64_t now = MonotonicNanos();
+    std::string due;
+    int64_t due_at = INT64_MAX, next = INT64_MAX;
+    for (auto& [node, q] : hints_) {
+      if (q.records.empty()) continue;
+      if (q.next_try_ns <= now) {
+        if (q.next_try_ns < due_at) {
+          due_at = q.next_try_ns;
+          due = node;
+        }
+      } else {
+        next = std::min(next, q.next_try_ns);
+      }
+    }
+    if (due.empty()) {
+      if (next == INT64_MAX) {
+        hints_cv_.wait(l);
+      } else {
+        hints_cv_.wait_for(l, std::chrono::nanoseconds(next - now));
+      }
+      continue;
+    }
+    for (int sent = 0; sent < kHintBatch && !hints_stopping_; ++sent) {
+      HintQueue& q = hints_[due];  // std::map: the reference survives the unlocked call
+      if (q.records.empty()) break;
+      std::string key = q.records.begin()->first;
+      Record rec = q.records.begin()->second;
+      l.unlock();
+      auto reply = hint_pool_->Call(due, kDhtReplicate, EncodeReplicateRequest({key, rec}), 64);
+      l.lock();
+      // EINVAL: the node will never take this record; retrying would block its queue forever.
+      bool done = reply.ok() && (reply->status == 0 || reply->status == EINVAL);
+      if (!done) {
+        q.backoff_ms = q.backoff_ms == 0 ? kHintMinBackoffMs
+                                         : std::min(q.backoff_ms * 2, kHintMaxBackoffMs);
+        q.next_try_ns = MonotonicNanos() + int64_t{q.backoff_ms} * 1000000;
+        DEPOT_LOG_DEBUG("hints for {} ({} queued): {}; next try in {} ms", due, q.records.size(),
+                        reply.ok() ? "status " + std::to_string(reply->status)
+                                   : reply.status().ToString(),
+                        q.backoff_ms);
+        break;
+      }
+      if (reply->status == 0) {
+        hints_delivered_->Increment();
+      } else {
+        DEPOT_LOG_WARN("hint for {} refused by {} (status {}): dropped", key, due, reply->status);
+      }
+      if (q.backoff_ms != 0) DEPOT_LOG_INFO("{} answers again: delivering its hints", due);
+      q.backoff_ms = 0;
+      q.next_try_ns = MonotonicNanos();  // after this turn, behind the other due targets
+      auto it = q.records.find(key);
+      // Unless a newer hint replaced it during the call.
+      if (it != q.records.end() && it->second == rec) {
+        q.records.erase(it);
+        --hints_total_;
+        hints_gauge_->Set(static_cast<double>(hints_total_));
+      }
+      if (q.records.empty()) {
+        if (q.overflowed) DEPOT_LOG_INFO("hint queue for {} drained", due);
+        q.overflowed = false;
+      }
+    }
+  }
+}
+
+void DhtServer::AntiEntropyLoop() {
+  using Clock = std::chrono::steady_clock;
+  const auto interval = std::chrono::seconds(config_.anti_entropy_interval);
+  auto next_round = Clock::now() + interval;
+  std::unique_lock<std::mutex> l(ae_mu_);
+  for (;;) {
+    auto ready = [this] { return ae_stopping_ || !ae_pending_.empty(); };
+    if (config_.anti_entropy_interval > 0) {
+      ae_cv_.wait_until(l, next_round, ready);
+    } else {
+      ae_cv_.wait(l, ready);
+    }
+    if (ae_stopping_) return;
+    bool round = config_.anti_entropy_interval > 0 && Clock::now() >= next_round;
+    std::vector<std::string> from(ae_pending_.begin(), ae_pending_.end());
+    ae_pending_.clear();
+    // Members() takes members_mu_, which AddMembers holds while it takes ae_mu_.
+    l.unlock();
+    if (round) {
+      from.clear();
+      for (auto& m : Members()) {
+        if (m != self_) from.push_back(std::move(m));
+      }
+    }
+    uint64_t applied = 0;
+    for (const auto& node : from) {
+      auto n = PullFrom(node, repaired_keys_);
+      if (!n.ok()) {
+        DEPOT_LOG_DEBUG("anti-entropy pull from {} failed: {}", node, n.status().ToString());
+        continue;
+      }
+      applied += *n;
+    }
+    if (applied > 0) {
+      UpdateGauges();
+      DEPOT_LOG_INFO("anti-entropy: {} records repaired from {} nodes", applied, from.size());
+    }
+    // The round ran on the membership of its start; restart the interval from its end.
+    if (round) next_round = Clock::now() + interval;
+    l.lock();
   }
 }
 
@@ -295,7 +544,22 @@ void DhtServer::Stop() {
   // then the timer, the loops and the store.
   if (server_) server_->CloseAll();
   if (ops_) ops_->Stop();
+  if (replicate_) replicate_->Stop();
   if (peer_) peer_->Stop();
+  {
+    std::lock_guard<std::mutex> l(ae_mu_);
+    ae_stopping_ = true;
+  }
+  ae_cv_.notify_all();
+  if (ae_thread_.joinable()) ae_thread_.join();
+  {
+    std::lock_guard<std::mutex> l(hints_mu_);
+    hints_stopping_ = true;
+    if (hints_total_ > 0) DEPOT_LOG_WARN("{} hints not delivered (anti-entropy repairs them)",
+                                         hints_total_);
+  }
+  hints_cv_.notify_all();
+  if (hint_thread_.joinable()) hint_thread_.join();
   if (timer_loop_) {
     timer_loop_->Stop();
     timer_loop_->Join();

@@ -6,20 +6,28 @@
 // it returns, the node is caught up. Until then client operations (250..254) are answered EAGAIN,
 // while REPLICATE and SCAN are served.
 //
+// Repair: a REPLICATE that fails becomes a hint, queued per target node (bounded) and retried with
+// back-off by the hint thread; the anti-entropy thread pulls this node's share from every other
+// member every anti_entropy_interval seconds, and from every member learnt after the start-up.
+//
 // Threading: handlers decode on the network loops and hand the work to a worker pool (LevelDB and
 // peer calls block): client operations, which call other nodes, run on `ops`; peer operations,
 // which never call out, on `peer`, so two nodes replicating to each other cannot exhaust each
-// other's workers. Membership refresh and JOIN forwarding run on the timer loop.
+// other's workers. A coordinator sends its REPLICATE calls in parallel on `replicate` and waits
+// for them at most kReplicateWaitMs. Membership refresh and JOIN forwarding run on the timer loop;
+// hints and anti-entropy have a thread each.
 #pragma once
 
 #include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <set>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -72,18 +80,37 @@ class DhtServer {
   std::vector<std::string> AddMembers(const std::vector<std::string>& nodes);
   // Sends JOIN(node) to every member except this node, `node` and `from` (timer loop).
   void ForwardJoin(const std::string& node, const std::string& from);
-  // Copies a record this node just wrote to the other nodes of its preference list for the key;
-  // failures are logged and counted, not returned.
+  // True when this node is in the key's preference list in its current view: only then may it
+  // coordinate an operation on the key (others answer EAGAIN).
+  bool Owns(std::string_view key);
+  // Copies a record this node just wrote to the other nodes of its preference list for the key,
+  // in parallel, waiting at most kReplicateWaitMs in all. A failed call becomes a hint for that
+  // node; nothing is returned.
   void Replicate(const std::string& key, const Record& r);
+  // Records waiting in the hint queues (all targets).
+  size_t HintsQueued();
   void RunOp(std::function<void()> fn) { ops_->Post(std::move(fn)); }
   void RunPeer(std::function<void()> fn) { peer_->Post(std::move(fn)); }
   void UpdateGauges();
 
  private:
+  // A hinted-handoff queue: the newest record of each key a target missed.
+  struct HintQueue {
+    std::map<std::string, Record> records;
+    int64_t next_try_ns = 0;  // MonotonicNanos() before which the target is not retried
+    int backoff_ms = 0;       // 0: the last call succeeded
+    bool overflowed = false;  // a hint was dropped since the queue was last empty
+  };
+
   void JoinPeers();
-  // Pulls this node's share from `node`; returns the records applied.
-  Result<uint64_t> PullFrom(const std::string& node);
+  // Pulls this node's share from `node`; returns the records applied (counted in `applied`).
+  Result<uint64_t> PullFrom(const std::string& node, prometheus::Counter* applied);
   void RefreshMembership();
+  void AddHint(const std::string& node, const std::string& key, const Record& r);
+  // A REPLICATE to `node` succeeded: its hints, if any, are due at once.
+  void NodeAnswers(const std::string& node);
+  void HintLoop();
+  void AntiEntropyLoop();
 
   DhtConfig config_;
   std::string self_;
@@ -96,6 +123,21 @@ class DhtServer {
   std::unique_ptr<NodePool> peer_pool_;       // network_timeout: catch-up, membership
   std::unique_ptr<WorkerPool> ops_;
   std::unique_ptr<WorkerPool> peer_;
+  std::unique_ptr<WorkerPool> replicate_;   // the parallel REPLICATE calls of coordinators
+  std::unique_ptr<NodePool> hint_pool_;     // hint delivery
+
+  std::mutex hints_mu_;
+  std::condition_variable hints_cv_;
+  std::map<std::string, HintQueue> hints_;  // GUARDED_BY(hints_mu_), by target node
+  size_t hints_total_ = 0;                  // GUARDED_BY(hints_mu_)
+  bool hints_stopping_ = false;             // GUARDED_BY(hints_mu_)
+  std::thread hint_thread_;
+
+  std::mutex ae_mu_;
+  std::condition_variable ae_cv_;
+  std::set<std::string> ae_pending_;  // GUARDED_BY(ae_mu_): members learnt, not yet pulled from
+  bool ae_stopping_ = false;          // GUARDED_BY(ae_mu_)
+  std::thread ae_thread_;
   std::unique_ptr<metrics::MetricsServer> metrics_;
   std::unique_ptr<metrics::RpcMetrics> rpc_metrics_;
   prometheus::Gauge* keys_gauge_ = nullptr;
@@ -103,6 +145,10 @@ class DhtServer {
   prometheus::Gauge* nodes_gauge_ = nullptr;
   prometheus::Counter* replicate_errors_ = nullptr;
   prometheus::Counter* catchup_keys_ = nullptr;
+  prometheus::Counter* repaired_keys_ = nullptr;
+  prometheus::Gauge* hints_gauge_ = nullptr;
+  prometheus::Counter* hints_delivered_ = nullptr;
+  prometheus::Counter* hints_dropped_ = nullptr;
   std::unique_ptr<net::EventLoop> timer_loop_;
   std::unique_ptr<net::FrameServer> server_;
 };

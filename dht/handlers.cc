@@ -1,5 +1,6 @@
 // The dht command table (246..255, doc/dht.md). A handler decodes on the network loop, refuses
-// client operations with EAGAIN while the node catches up, and runs the rest on a worker pool
+// client operations with EAGAIN while the node catches up (and, on the worker, for keys this node
+// does not own), and runs the rest on a worker pool
 // (Store calls block on LevelDB; coordinated writes also call the other replicas).
 #include <cerrno>
 #include <utility>
@@ -22,6 +23,13 @@ struct Answer {
 Answer Fail(const Status& s) { return {proto::StatusToWire(s), {}}; }
 Answer WithRecord(uint8_t status, const Record& r) { return {status, EncodeRecord(r)}; }
 
+// A node outside the key's preference list (in its view) does not serve it: the client has a
+// stale ring (a node joined) and would otherwise create or change the record on a copy no owner
+// sees, or read a copy no longer updated. EAGAIN sends the client to its next node; a client
+// whose whole list answers EAGAIN refreshes its membership and tries again (dht_client.cc).
+bool NotOwner(DhtServer* d, std::string_view key) { return !d->Owns(key); }
+const Answer kNotOwner{EAGAIN, {}};
+
 // A write that succeeded: replicate, then answer with the new record.
 Answer Written(DhtServer* d, const std::string& key, const Record& r, bool with_body = true) {
   d->Replicate(key, r);
@@ -32,6 +40,7 @@ Answer Written(DhtServer* d, const std::string& key, const Record& r, bool with_
 Answer Get(DhtServer* d, std::string_view body) {
   auto req = DecodeKeyRequest(body);
   if (!req.ok()) return Fail(req.status());
+  if (NotOwner(d, req->key)) return kNotOwner;
   auto r = d->store().Get(req->key);
   if (!r.ok()) return Fail(r.status());
   if (!r->has_value() || (*r)->tombstone) return {ENOENT, {}};
@@ -41,6 +50,7 @@ Answer Get(DhtServer* d, std::string_view body) {
 Answer PutIfAbsent(DhtServer* d, std::string_view body) {
   auto req = DecodePutRequest(body);
   if (!req.ok()) return Fail(req.status());
+  if (NotOwner(d, req->key)) return kNotOwner;
   Record current;
   auto r = d->store().PutIfAbsent(req->key, req->value, req->count, &current);
   if (r.status().code() == StatusCode::kAlreadyExists) return WithRecord(EEXIST, current);
@@ -51,6 +61,7 @@ Answer PutIfAbsent(DhtServer* d, std::string_view body) {
 Answer Add(DhtServer* d, std::string_view body) {
   auto req = DecodeAddRequest(body);
   if (!req.ok()) return Fail(req.status());
+  if (NotOwner(d, req->key)) return kNotOwner;
   auto r = d->store().Add(req->key, req->delta);
   if (!r.ok()) return Fail(r.status());
   return Written(d, req->key, *r);
@@ -59,6 +70,7 @@ Answer Add(DhtServer* d, std::string_view body) {
 Answer CompareAndSet(DhtServer* d, std::string_view body) {
   auto req = DecodeCasRequest(body);
   if (!req.ok()) return Fail(req.status());
+  if (NotOwner(d, req->key)) return kNotOwner;
   Record current;
   auto r = d->store().CompareAndSet(req->key, req->expected_version, req->value, req->count,
                                     &current);
@@ -70,6 +82,7 @@ Answer CompareAndSet(DhtServer* d, std::string_view body) {
 Answer Remove(DhtServer* d, std::string_view body) {
   auto req = DecodeRemoveRequest(body);
   if (!req.ok()) return Fail(req.status());
+  if (NotOwner(d, req->key)) return kNotOwner;
   Record current;
   auto r = d->store().Remove(req->key, req->expected_version, &current);
   if (r.status().code() == StatusCode::kBusy) return WithRecord(EBUSY, current);

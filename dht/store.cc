@@ -147,7 +147,7 @@ Result<Record> Store::Remove(std::string_view key, uint64_t expected, Record* cu
 Result<bool> Store::Apply(std::string_view key, const Record& r) {
   std::lock_guard<std::mutex> l(Stripe(key));
   DEPOT_ASSIGN_OR_RETURN(auto old, ReadLocked(key));
-  if (old && old->version >= r.version) return false;
+  if (old && !Supersedes(r, *old)) return false;
   DEPOT_RETURN_IF_ERROR(WriteLocked(key, old, r));
   return true;
 }

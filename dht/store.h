@@ -6,8 +6,9 @@
 //
 // Versions: a create is version 1, or the tombstone's version + 1 when a removed key is created
 // again; every change adds 1; Remove writes a tombstone at version + 1 and the tombstone keeps it.
-// Apply (replication, catch-up) stores a record only when its version is higher than the local
-// one, so replicas converge on the highest version whatever the delivery order.
+// Apply (replication, hints, catch-up, anti-entropy) stores a record only when it supersedes the
+// local one (dht_proto.h Supersedes: a higher version, or the same version and a greater
+// encoding), so replicas converge on the same record whatever the delivery order.
 //
 // Thread-safe: operations on one key are serialized by a striped mutex; different keys proceed in
 // parallel. Calls block on LevelDB (and fsync with durable writes): never call from a loop thread.
@@ -53,7 +54,7 @@ class Store {
   // Writes a tombstone; `expected` 0 = any version. Returns the tombstone. NotFound when absent or
   // already removed, Busy (and *current) on a mismatch.
   Result<Record> Remove(std::string_view key, uint64_t expected, Record* current);
-  // Stores `r` when r.version is higher than the local version. Returns whether it did.
+  // Stores `r` when it supersedes the local record (Supersedes). Returns whether it did.
   Result<bool> Apply(std::string_view key, const Record& r);
 
   // Up to `limit` records with keys after `start` (exclusive; empty = from the first) that

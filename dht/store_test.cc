@@ -100,13 +100,55 @@ TEST_F(StoreTest, TombstonesKeepTheirVersion) {
 TEST_F(StoreTest, ApplyTakesOnlyHigherVersions) {
   Record r{5, 2, false, "five"};
   EXPECT_TRUE(*store_->Apply("k", r));
-  EXPECT_FALSE(*store_->Apply("k", Record{5, 9, false, "other five"}));
+  EXPECT_FALSE(*store_->Apply("k", r));                          // the same record
+  EXPECT_FALSE(*store_->Apply("k", Record{5, 1, false, "zzz"}));  // same version, smaller encoding
   EXPECT_FALSE(*store_->Apply("k", Record{4, 9, false, "four"}));
   EXPECT_EQ(**store_->Get("k"), r);
   EXPECT_TRUE(*store_->Apply("k", Record{6, 0, true, ""}));
   EXPECT_EQ(store_->live_keys(), 0u);
   EXPECT_FALSE(*store_->Apply("k", r));  // an old live copy does not resurrect it
   EXPECT_TRUE((*store_->Get("k"))->tombstone);
+}
+
+// Two coordinators wrote the same version with different contents: whatever the order in which
+// a replica receives them, it keeps the one whose encoding (count, flags, value) is greater.
+TEST_F(StoreTest, EqualVersionsConvergeOnTheGreaterEncoding) {
+  const std::vector<std::pair<Record, Record>> ties = {
+      {Record{5, 2, false, "a"}, Record{5, 3, false, "a"}},   // count decides
+      {Record{5, 2, false, "b"}, Record{5, 2, false, "c"}},   // value decides
+      {Record{5, 2, false, "b"}, Record{5, 2, true, ""}},     // flags decide: the tombstone
+      {Record{5, 2, false, "zz"}, Record{5, 2, false, "aaa"}},  // value length first
+  };
+  int n = 0;
+  for (const auto& [lo, hi] : ties) {
+    EXPECT_TRUE(Supersedes(hi, lo)) << n;
+    EXPECT_FALSE(Supersedes(lo, hi)) << n;
+    EXPECT_FALSE(Supersedes(lo, lo)) << n;
+    std::string a = "a" + std::to_string(n), b = "b" + std::to_string(n);
+    ++n;
+    // Replica a gets lo then hi, replica b hi then lo: both end with hi.
+    EXPECT_TRUE(*store_->Apply(a, lo));
+    EXPECT_TRUE(*store_->Apply(a, hi));
+    EXPECT_TRUE(*store_->Apply(b, hi));
+    EXPECT_FALSE(*store_->Apply(b, lo));
+    EXPECT_EQ(**store_->Get(a), hi);
+    EXPECT_EQ(**store_->Get(b), hi);
+  }
+  // A higher version still wins over any encoding.
+  EXPECT_TRUE(Supersedes(Record{6, 0, false, ""}, Record{5, 9, true, "zzz"}));
+  EXPECT_TRUE(*store_->Apply("a0", Record{6, 0, false, ""}));
+  EXPECT_EQ((*store_->Get("a0"))->version, 6u);
+  // The gauges follow the winner (a tombstone took b2 and a2).
+  uint64_t live = 0;
+  int64_t refs = 0;
+  for (const auto& [k, rec] : store_->Scan("", 100, true, nullptr, 1 << 20)->entries) {
+    if (!rec.tombstone) {
+      ++live;
+      refs += rec.count;
+    }
+  }
+  EXPECT_EQ(store_->live_keys(), live);
+  EXPECT_EQ(store_->references(), refs);
 }
 
 TEST_F(StoreTest, ScanPagesFiltersAndSkipsTombstones) {

@@ -54,7 +54,13 @@ class UploadJob : public std::enable_shared_from_this<UploadJob> {
   }
   ~UploadJob() {
     StorePath::Discard(&file_);
-    if (first_) server_->dedup().EndUpload(key_);  // the next upload of this content goes on
+    ReleaseTurn();
+  }
+
+  // The decision for this content is made (linked, or stored and registered): the next upload
+  // of the same content on this member goes on, as a hit.
+  void ReleaseTurn() {
+    if (first_.exchange(false)) server_->dedup().EndUpload(key_);
   }
 
   // The file goes into a trunk slot: its bytes are gathered in memory (at most slot_max_size)
@@ -410,6 +416,7 @@ class UploadJob : public std::enable_shared_from_this<UploadJob> {
       return LinkToContent(conn, hidden, attempt + 1, ctime, std::move(kl));  // a name clash
     }
     kl.unlock();
+    if (s.ok()) ReleaseTurn();
     if (s.ok() && path_->durable()) s = FsyncDir(DirName(full));
     CrashPoint("dedup-hit-after-link");
     bool appended = false;
@@ -481,6 +488,7 @@ class UploadJob : public std::enable_shared_from_this<UploadJob> {
       }
       Status s = d.PutIndex(name, DedupRef{self->key_, canonical});
       if (!s.ok()) DEPOT_LOG_WARN("dedup: indexing {}: {}", name, s.ToString());
+      self->ReleaseTurn();
       self->Acknowledge(conn, id);
     });
   }
@@ -607,7 +615,7 @@ class UploadJob : public std::enable_shared_from_this<UploadJob> {
   proto::ContentKey key_;
   Dedup::Found found_;
   Reg reg_ = Reg::kNone;
-  bool first_ = false;  // this upload holds its content's BeginUpload turn
+  std::atomic<bool> first_{false};  // this upload holds its content's BeginUpload turn
   std::atomic<uint64_t> seq_{0};  // the create's binlog record
   std::atomic<bool> registration_used_{false};  // named() ended the BeginCreate registration
 };

@@ -4,10 +4,17 @@
 //   2. concurrent Add and PutIfAbsent from many clients;
 //   3. kill -9 of one node: everything keeps working; the restarted node catches up;
 //   4. a 3rd node joins: it pulls exactly its share while readers see no failure and no miss;
-//   5. bad input: no handshake, oversized keys and values, garbage bodies.
+//   5. bad input: no handshake, oversized keys and values, garbage bodies;
+//   6. stalled replicas: the coordinator answers in time, hints reach them once they resume;
+//   7. anti-entropy repairs a replica that missed a record and settles equal versions;
+//   8. a member learnt after the start-up is pulled from;
+//   9. a client with a stale ring after a join: non-owners refuse, the write reaches the owner.
 #include <gtest/gtest.h>
 
+#include <signal.h>
+
 #include <algorithm>
+#include <chrono>
 #include <atomic>
 #include <cerrno>
 #include <map>
@@ -61,7 +68,7 @@ class DhtCluster {
     c << "bind_addr = 127.0.0.1\nport = " << ports_[i] << "\nadvertise_address = 127.0.0.1:0\n"
       << "peers = " << peer_list << "\nmetrics_port = 0\ndata_path = " << d.dir() << "/data\n"
       << "log_file = " << d.log_path() << "\nlog_level = debug\ncluster_secret = " << kSecret
-      << "\n";
+      << "\n" << extra_;
     d.set_config(c.str());
     DEPOT_RETURN_IF_ERROR(d.Start(30000));
     ports_[i] = d.port();
@@ -72,15 +79,19 @@ class DhtCluster {
   Daemon& node(size_t i) { return *nodes_[i]; }
   size_t size() const { return nodes_.size(); }
 
-  std::unique_ptr<DhtClient> NewClient(int refresh_ms = 2000) {
+  std::unique_ptr<DhtClient> NewClient(int refresh_ms = 2000, int replicas = 2) {
     DhtClientOptions o;
     for (size_t i = 0; i < nodes_.size(); ++i) o.seeds.push_back(Id(i));
     o.secret = kSecret;
     o.refresh_ms = refresh_ms;
+    o.replicas = replicas;
     return std::make_unique<DhtClient>(std::move(o));
   }
+  // Appended to every node's dht.conf from the next Start on.
+  void set_extra(std::string conf) { extra_ = std::move(conf); }
 
  private:
+  std::string extra_;
   TempDir tmp_;
   std::vector<std::unique_ptr<Daemon>> nodes_;
   std::vector<int> ports_;
@@ -117,6 +128,18 @@ class Direct {
       if (!page->more || page->entries.empty()) return out;
       req.start = page->entries.back().first;
     }
+  }
+
+  // One raw call to one node: the status, -1 when the call failed.
+  int Call(const std::string& node, uint8_t cmd, const std::string& body,
+           std::string* reply_body = nullptr) {
+    auto r = pool_.Call(node, cmd, body, 1 << 20);
+    if (!r.ok()) return -1;
+    if (reply_body) *reply_body = r->body;
+    return r->status;
+  }
+  int Replicate(const std::string& node, const std::string& key, const Record& rec) {
+    return Call(node, dht::kDhtReplicate, dht::EncodeReplicateRequest({key, rec}));
   }
 
   std::vector<std::string> Nodes(const std::string& node) {
@@ -421,6 +444,185 @@ TEST(DhtTest, BadInputIsRefusedAndTheNodeSurvives) {
   auto g = client->Get("good");
   ASSERT_TRUE(g.ok() && g->has_value());
   EXPECT_EQ((*g)->count, 1);
+}
+
+// Keys whose preference list (of `replicas`) on `ring` starts with `node`.
+std::vector<std::string> KeysCoordinatedBy(const dht::Ring& ring, const std::string& node,
+                                           int replicas, int n) {
+  std::vector<std::string> out;
+  for (int i = 0; static_cast<int>(out.size()) < n; ++i) {
+    std::string k = "group1/coord-" + std::to_string(i);
+    if (ring.Preference(k, replicas)[0] == node) out.push_back(k);
+  }
+  return out;
+}
+
+TEST(DhtTest, StalledReplicasNeitherDelayTheCoordinatorNorMissWrites) {
+  DhtCluster c;
+  // Three copies of every key; no anti-entropy: only hints can repair the stalled replicas.
+  c.set_extra("replicas = 3\nanti_entropy_interval = 0\n");
+  ASSERT_TRUE(c.Start(0, {}).ok());
+  ASSERT_TRUE(c.Start(1, {c.Id(0)}).ok());
+  ASSERT_TRUE(c.Start(2, {c.Id(0), c.Id(1)}).ok());
+  std::vector<std::string> all = {c.Id(0), c.Id(1), c.Id(2)};
+  dht::Ring ring(all);
+  auto keys = KeysCoordinatedBy(ring, c.Id(0), 3, 8);
+  auto client = c.NewClient(/*refresh_ms=*/3600 * 1000, /*replicas=*/3);
+  ASSERT_EQ(client->Nodes().size(), 3u);
+  // The coordinator now has pooled connections to both replicas.
+  for (const auto& k : keys) ASSERT_TRUE(client->PutIfAbsent(k, "v", 1).ok()) << k;
+
+  // Both replicas stall (a connection to them opens, nothing answers).
+  ASSERT_EQ(kill(c.node(1).pid(), SIGSTOP), 0);
+  ASSERT_EQ(kill(c.node(2).pid(), SIGSTOP), 0);
+  Direct direct;
+  auto t0 = std::chrono::steady_clock::now();
+  std::string body;
+  EXPECT_EQ(direct.Call(c.Id(0), dht::kDhtAdd, dht::EncodeAddRequest({keys[0], 1}), &body), 0);
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                std::chrono::steady_clock::now() - t0).count();
+  // The REPLICATE calls run in parallel and the coordinator waits for them a bounded time: well
+  // under the clients' 1 s deadline (sequential 400 ms calls, each retried once, took 1.6 s).
+  EXPECT_LT(ms, 900) << "the coordinator waited for its stalled replicas";
+  // Clients (1 s deadline) keep writing through the coordinator.
+  for (const auto& k : keys) ASSERT_TRUE(client->Add(k, 10).ok()) << k;
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_TRUE(client->PutIfAbsent(keys[i] + "-new", "n", 3).ok());
+  }
+
+  ASSERT_EQ(kill(c.node(1).pid(), SIGCONT), 0);
+  ASSERT_EQ(kill(c.node(2).pid(), SIGCONT), 0);
+  // The hints reach them: every replica ends with the coordinator's records.
+  auto converged = [&] {
+    for (int i = 0; i < static_cast<int>(keys.size()); ++i) {
+      for (const std::string& k : {keys[i], keys[i] + "-new"}) {
+        if (i >= 5 && k != keys[i]) continue;
+        auto want = direct.Get(c.Id(0), k);
+        for (size_t n = 1; n < 3; ++n) {
+          if (direct.Get(c.Id(n), k) != want) return false;
+        }
+      }
+    }
+    return true;
+  };
+  EXPECT_TRUE(WaitFor(converged, 30000)) << "the stalled replicas never got the missed writes";
+  EXPECT_EQ(direct.Get(c.Id(1), keys[0])->count, 12);
+  EXPECT_EQ(direct.Get(c.Id(2), keys[1])->count, 11);
+}
+
+TEST(DhtTest, AntiEntropyRepairsMissedRecordsAndSettlesEqualVersions) {
+  DhtCluster c;
+  c.set_extra("anti_entropy_interval = 1\n");
+  ASSERT_TRUE(c.Start(0, {}).ok());
+  ASSERT_TRUE(c.Start(1, {c.Id(0)}).ok());
+  Direct direct;
+  // A record only node 0 holds (its REPLICATE was lost, and no hint is left), and two
+  // coordinators' writes of the same version with different contents.
+  const Record lost{3, 5, false, "lost"};
+  const Record a{4, 1, false, "content-a"}, b{4, 2, false, "content-b"};
+  ASSERT_EQ(direct.Replicate(c.Id(0), "missed", lost), 0);
+  ASSERT_EQ(direct.Replicate(c.Id(0), "tie", a), 0);
+  ASSERT_EQ(direct.Replicate(c.Id(1), "tie", b), 0);
+  ASSERT_EQ(direct.Replicate(c.Id(1), "tie2", a), 0);
+  ASSERT_EQ(direct.Replicate(c.Id(0), "tie2", b), 0);
+  auto converged = [&] {
+    return direct.Get(c.Id(1), "missed") == std::optional<Record>(lost) &&
+           direct.Get(c.Id(0), "tie") == std::optional<Record>(b) &&
+           direct.Get(c.Id(1), "tie") == std::optional<Record>(b) &&
+           direct.Get(c.Id(0), "tie2") == std::optional<Record>(b) &&
+           direct.Get(c.Id(1), "tie2") == std::optional<Record>(b);
+  };
+  EXPECT_TRUE(WaitFor(converged, 15000));
+  EXPECT_EQ(direct.Get(c.Id(1), "missed"), std::optional<Record>(lost));
+  EXPECT_EQ(direct.Get(c.Id(0), "tie"), std::optional<Record>(b));
+  EXPECT_EQ(direct.Get(c.Id(1), "tie"), std::optional<Record>(b));
+}
+
+TEST(DhtTest, MembersLearntAfterTheStartArePulledFrom) {
+  DhtCluster c;
+  c.set_extra("anti_entropy_interval = 0\n");  // no periodic rounds: only the pull on learning
+  // Two separate one-node clusters, each with its own keys.
+  ASSERT_TRUE(c.Start(0, {}).ok());
+  ASSERT_TRUE(c.Start(1, {}).ok());
+  for (size_t n = 0; n < 2; ++n) {
+    DhtClientOptions o;
+    o.seeds = {c.Id(n)};
+    o.secret = kSecret;
+    DhtClient one(o);
+    ASSERT_EQ(one.Nodes().size(), 1u);
+    for (int i = 0; i < 30; ++i) {
+      ASSERT_TRUE(one.PutIfAbsent(Key(i) + "-on-" + std::to_string(n), "v", 1).ok());
+    }
+  }
+  Direct direct;
+  // Node 0 learns of node 1 (and node 1 of node 0 through the membership refresh).
+  ASSERT_EQ(direct.Call(c.Id(0), dht::kDhtJoin, dht::EncodeJoinRequest(c.Id(1))), 0);
+  // With 2 replicas on 2 nodes each owns every key: each pulls the other's.
+  EXPECT_TRUE(WaitFor([&] {
+    return direct.All(c.Id(0)).size() == 60u && direct.All(c.Id(1)).size() == 60u;
+  }, 20000)) << direct.All(c.Id(0)).size() << " " << direct.All(c.Id(1)).size();
+}
+
+TEST(DhtTest, StaleClientAfterAJoinWritesOnlyThroughOwners) {
+  DhtCluster c;
+  // One copy per key: a client with the 2-node ring may have no owner at all in its list.
+  c.set_extra("replicas = 1\n");
+  ASSERT_TRUE(c.Start(0, {}).ok());
+  ASSERT_TRUE(c.Start(1, {c.Id(0)}).ok());
+  constexpr int kKeys = 200;
+  auto stale = c.NewClient(/*refresh_ms=*/3600 * 1000, /*replicas=*/1);
+  for (int i = 0; i < kKeys; ++i) ASSERT_TRUE(stale->PutIfAbsent(Key(i), "v", 1).ok());
+  ASSERT_EQ(stale->Nodes().size(), 2u);
+
+  ASSERT_TRUE(c.Start(2, {c.Id(0), c.Id(1)}).ok());
+  std::vector<std::string> all = {c.Id(0), c.Id(1), c.Id(2)};
+  dht::Ring ring(all);
+  Direct direct;
+  // A node refuses a key it does not own, reads included.
+  int refused = 0;
+  for (int i = 0; i < kKeys; ++i) {
+    for (const auto& n : all) {
+      if (ring.Owns(n, Key(i), 1)) continue;
+      EXPECT_EQ(direct.Call(n, dht::kDhtAdd, dht::EncodeAddRequest({Key(i), 1})), EAGAIN);
+      EXPECT_EQ(direct.Call(n, dht::kDhtGet, dht::EncodeKeyRequest({Key(i)})), EAGAIN);
+      ++refused;
+    }
+  }
+  EXPECT_GT(refused, 0);
+
+  // The stale client (its view still has 2 nodes) reaches the owner of every key. What the old
+  // owners hold of the keys that moved to the new node (read with SCAN: GET is refused now):
+  dht::Ring old_ring({c.Id(0), c.Id(1)});
+  std::map<std::string, std::map<std::string, Record>> before;
+  for (size_t n = 0; n < 2; ++n) before[c.Id(n)] = direct.All(c.Id(n));
+  std::map<std::string, Record> old_copies;
+  for (int i = 0; i < kKeys; ++i) {
+    if (ring.Preference(Key(i), 1)[0] != c.Id(2)) continue;
+    old_copies[Key(i)] = before[old_ring.Preference(Key(i), 1)[0]].at(Key(i));
+  }
+  EXPECT_GT(old_copies.size(), 0u);
+  for (int i = 0; i < kKeys; ++i) {
+    auto a = stale->Add(Key(i), 4);
+    ASSERT_TRUE(a.ok()) << Key(i) << ": " << a.status().ToString();
+    EXPECT_EQ(a->count, 5);
+    ASSERT_TRUE(stale->PutIfAbsent(Key(i) + "-new", "n", 1).ok()) << Key(i);
+  }
+  std::map<std::string, std::map<std::string, Record>> held;
+  for (const auto& n : all) held[n] = direct.All(n);
+  for (int i = 0; i < kKeys; ++i) {
+    std::string owner = ring.Preference(Key(i), 1)[0];
+    ASSERT_EQ(held[owner].count(Key(i)), 1u) << Key(i);
+    EXPECT_EQ(held[owner][Key(i)].count, 5) << Key(i);
+    std::string nk = Key(i) + "-new";
+    std::string new_owner = ring.Preference(nk, 1)[0];
+    for (const auto& n : all) {
+      EXPECT_EQ(held[n].count(nk), n == new_owner ? 1u : 0u) << nk << " on " << n;
+    }
+  }
+  // The old owners' copies of the moved keys were not touched.
+  for (const auto& [key, rec] : old_copies) {
+    EXPECT_EQ(held[old_ring.Preference(key, 1)[0]].at(key), rec) << key;
+  }
 }
 
 }  // namespace
