@@ -292,8 +292,8 @@ Status Dedup::ReplaceWithLink(const std::string& from, const std::string& to) {
   return s;
 }
 
-Result<dht::Record> Dedup::AddRef(const proto::ContentKey& k) {
-  auto r = client_->Add(DhtKey(k), 1);
+Result<dht::Record> Dedup::AddRef(const proto::ContentKey& k, int64_t delta) {
+  auto r = client_->Add(DhtKey(k), delta);
   if (!r.ok()) NoteDhtResult(r.status());
   return r;
 }

@@ -110,7 +110,7 @@ class Dedup {
   static Status LinkFile(const std::string& from, const std::string& to, bool replace);
 
   // dht steps of an upload. AddRef: one more reference (NotFound: the record is gone).
-  Result<dht::Record> AddRef(const proto::ContentKey& k);
+  Result<dht::Record> AddRef(const proto::ContentKey& k, int64_t delta = 1);
   // Registers `name` as holding content `k`: creates the record with `name` as canonical, or
   // (the content got registered meanwhile) adds a reference. Returns the canonical name.
   // Unavailable when the dht cannot be reached.

@@ -120,8 +120,15 @@ class UploadJob : public std::enable_shared_from_this<UploadJob> {
     std::unique_lock<std::mutex> kl(d.KeyLock(key_));
     auto hidden = d.EnsureHidden(path_, *cid);
     if (!hidden.ok()) return FailUnlocked(conn, hidden.status());
+    kl.unlock();
     auto rec = d.AddRef(key_);
     if (!rec.ok()) return FailUnlocked(conn, rec.status());
+    kl.lock();
+    if (!StillThere(*hidden)) {
+      kl.unlock();
+      (void)d.AddRef(key_, -1);  // nothing was made: the reference goes again
+      return FailUnlocked(conn, Status::NotFound("the content went away meanwhile"));
+    }
     d.CountInstant("granted");
     LinkToContent(conn, *hidden, 0, 0, std::move(kl));
   }
@@ -343,6 +350,9 @@ class UploadJob : public std::enable_shared_from_this<UploadJob> {
       }
       found_.canonical = *stand_in;
     }
+    // The comparison and the dht call run without the content's lock (other uploads of it go on
+    // meanwhile); the hidden link is checked again under the lock before the new name is made.
+    kl.unlock();
     Result<bool> same = false;
     {
       std::lock_guard<std::mutex> l(mu_);
@@ -367,8 +377,24 @@ class UploadJob : public std::enable_shared_from_this<UploadJob> {
       return false;
     }
     CrashPoint("dedup-hit-after-ref");
+    kl.lock();
+    if (!StillThere(*hidden)) {
+      // Its last name went meanwhile and took the hidden link with it: this upload is stored
+      // whole, already counted.
+      kl.unlock();
+      reg_ = Reg::kCounted;
+      return false;
+    }
     LinkToContent(conn, *hidden, 0, 0, std::move(kl));
     return true;
+  }
+
+  // The hidden link `hidden` exists, or was made again from the canonical file (same content).
+  bool StillThere(const std::string& hidden) {
+    struct stat st;
+    if (stat(hidden.c_str(), &st) == 0) return true;
+    auto cid = proto::ParseRemoteName(server_->config().group_name, found_.canonical);
+    return cid.ok() && server_->dedup().EnsureHidden(path_, *cid).ok();
   }
 
   // The reference is counted: names a new file ID as one more link to `hidden`, records it,
@@ -458,6 +484,9 @@ class UploadJob : public std::enable_shared_from_this<UploadJob> {
       switch (self->reg_) {
         case Reg::kNone:
         case Reg::kUnregistered:
+          break;
+        case Reg::kCounted:
+          r = self->found_.canonical;  // counted before the hidden link went
           break;
         case Reg::kRegister:
           r = d.Register(self->key_, name);
@@ -610,7 +639,8 @@ class UploadJob : public std::enable_shared_from_this<UploadJob> {
   bool trunk_ = false;           // set before the first chunk
   std::string buf_;              // GUARDED_BY(mu_): a trunk file's bytes
   // Dedup: how a file stored whole is registered (doc/dedup.md).
-  enum class Reg { kNone, kUnregistered, kRegister, kExtra, kRehome };
+  // kCounted: a hit whose reference was taken but whose content went before the link was made.
+  enum class Reg { kNone, kUnregistered, kRegister, kExtra, kRehome, kCounted };
   std::unique_ptr<Fingerprinter> fp_;  // set before the first chunk
   proto::ContentKey key_;
   Dedup::Found found_;
