@@ -141,7 +141,9 @@ TEST_F(StoreTest, EqualVersionsConvergeOnTheGreaterEncoding) {
   // The gauges follow the winner (a tombstone took b2 and a2).
   uint64_t live = 0;
   int64_t refs = 0;
-  for (const auto& [k, rec] : store_->Scan("", 100, true, nullptr, 1 << 20)->entries) {
+  auto scanned = store_->Scan("", 100, true, nullptr, 1 << 20);  // kept alive for the loop
+  ASSERT_TRUE(scanned.ok());
+  for (const auto& [k, rec] : scanned->entries) {
     if (!rec.tombstone) {
       ++live;
       refs += rec.count;
