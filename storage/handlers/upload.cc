@@ -350,9 +350,12 @@ class UploadJob : public std::enable_shared_from_this<UploadJob> {
       }
       found_.canonical = *stand_in;
     }
-    // The comparison and the dht call run without the content's lock (other uploads of it go on
-    // meanwhile); the hidden link is checked again under the lock before the new name is made.
+    // The comparison and the dht call run without the content's lock, and the next upload of
+    // this content takes its turn now: it will find the same copy here (the turn only keeps
+    // uploads without a copy from storing one each). The hidden link is checked again under the
+    // lock before the new name is made.
     kl.unlock();
+    ReleaseTurn();
     Result<bool> same = false;
     {
       std::lock_guard<std::mutex> l(mu_);
