@@ -53,18 +53,6 @@ const std::string& FixedFingerprint() {
   return fixed;
 }
 
-bool ReadFull(int fd, char* p, size_t n, uint64_t off) {
-  while (n > 0) {
-    ssize_t r = pread(fd, p, n, static_cast<off_t>(off));
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) return false;
-    p += r;
-    n -= static_cast<size_t>(r);
-    off += static_cast<uint64_t>(r);
-  }
-  return true;
-}
-
 bool Exists(const std::string& path, struct stat* st) { return lstat(path.c_str(), st) == 0; }
 
 }  // namespace
@@ -94,7 +82,7 @@ Result<std::string> Fingerprinter::OfFile(int fd, uint64_t size) {
   std::string buf(kCompareChunk, '\0');
   for (uint64_t off = 0; off < size;) {
     size_t n = static_cast<size_t>(std::min<uint64_t>(buf.size(), size - off));
-    if (!ReadFull(fd, buf.data(), n, off)) return Status::IOError("fingerprint: short read");
+    if (!PreadFull(fd, buf.data(), n, off)) return Status::IOError("fingerprint: short read");
     f.Update(buf.data(), n);
     off += n;
   }
@@ -252,7 +240,7 @@ Result<bool> Dedup::SameBytes(int fd, const std::string& path, uint64_t size) {
   std::string a(kCompareChunk, '\0'), b(kCompareChunk, '\0');
   for (uint64_t off = 0; same && off < size;) {
     size_t n = static_cast<size_t>(std::min<uint64_t>(kCompareChunk, size - off));
-    if (!ReadFull(fd, a.data(), n, off) || !ReadFull(other, b.data(), n, off)) {
+    if (!PreadFull(fd, a.data(), n, off) || !PreadFull(other, b.data(), n, off)) {
       close(other);
       return Status::IOError("dedup compare: short read", path);
     }

@@ -44,18 +44,6 @@ Status PwriteAll(int fd, const char* p, size_t n, uint64_t off) {
   return Status::OK();
 }
 
-bool PreadAll(int fd, char* p, size_t n, uint64_t off) {
-  while (n > 0) {
-    ssize_t r = pread(fd, p, n, static_cast<off_t>(off));
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) return false;
-    p += r;
-    n -= static_cast<size_t>(r);
-    off += static_cast<uint64_t>(r);
-  }
-  return true;
-}
-
 }  // namespace
 
 // What Locate hands out: while it lives, its slot counts one more reader.
@@ -251,7 +239,7 @@ Result<TrunkStore::Trunk*> TrunkStore::OpenTrunk(uint32_t ip, uint32_t id, uint3
 Status TrunkStore::ScanTrunk(Trunk* t, bool verified) {
   std::string buf(kHeaderSize, '\0');
   for (uint64_t off = 0; off + t->alloc <= t->size; off += t->alloc) {
-    if (!PreadAll(t->fd, buf.data(), kHeaderSize, off)) {
+    if (!PreadFull(t->fd, buf.data(), kHeaderSize, off)) {
       return Status::IOError("trunk: short read at", std::to_string(off));
     }
     auto h = DecodeHeader(buf);
@@ -506,7 +494,7 @@ Result<TrunkStore::Located> TrunkStore::Locate(const proto::FileId& id) {
   if (!verified) {
     // The first read after an unclean stop: the content must match the CRC32 of its name.
     std::string data(out.size, '\0');
-    bool good = PreadAll(out.fd, data.data(), data.size(), out.offset) &&
+    bool good = PreadFull(out.fd, data.data(), data.size(), out.offset) &&
                 Crc32(data) == id.fields.crc32;
     std::lock_guard<std::mutex> l(mu_);
     Trunk* t = trunks_[Key(id.fields.source_ip, slot_id)].get();

@@ -111,4 +111,17 @@ std::string DirName(const std::string& path) {
   return path.substr(0, slash);
 }
 
+bool PreadFull(int fd, void* buf, size_t n, uint64_t offset) {
+  char* p = static_cast<char*>(buf);
+  while (n > 0) {
+    ssize_t r = pread(fd, p, n, static_cast<off_t>(offset));
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return false;
+    p += r;
+    n -= static_cast<size_t>(r);
+    offset += static_cast<uint64_t>(r);
+  }
+  return true;
+}
+
 }  // namespace depot

@@ -19,6 +19,9 @@ Status WriteFileAtomic(const std::string& path, const std::string& data, bool du
 Result<std::string> ReadSmallFile(const std::string& path, size_t max_bytes = 1 << 20);
 // Writes all of `data` to `fd`, retrying on EINTR and short writes.
 Status WriteAll(int fd, const void* data, size_t len, const std::string& what);
+// Reads exactly `n` bytes at `offset` (pread, retrying on EINTR and short reads). False on an
+// error or when the file ends first.
+bool PreadFull(int fd, void* buf, size_t n, uint64_t offset);
 // Free and total bytes of the filesystem holding `path` (statvfs, for unprivileged users).
 struct DiskSpace {
   uint64_t total_bytes = 0;

@@ -885,15 +885,7 @@ void InstantBegin(StorageServer* s, const std::shared_ptr<InstantChallenges>& pe
     for (const proto::ByteRange& r : c.ranges) {
       size_t at = bytes.size();
       bytes.resize(at + r.length);
-      size_t done = 0;
-      while (done < r.length) {
-        ssize_t n = pread(fd, bytes.data() + at + done, r.length - done,
-                          static_cast<off_t>(r.offset + done));
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) break;
-        done += static_cast<size_t>(n);
-      }
-      if (done != r.length) {
+      if (!PreadFull(fd, bytes.data() + at, r.length, r.offset)) {
         close(fd);
         return miss(EIO);
       }
