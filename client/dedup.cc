@@ -18,6 +18,7 @@
 #include <optional>
 #include <memory>
 
+#include "common/base/fs.h"
 #include "common/base/hash.h"
 #include "common/net/blocking_conn.h"
 #include "common/proto/file_id.h"
@@ -85,16 +86,10 @@ class ReadFile {
     (void)fsetxattr(fd_, kXattr, v.data(), v.size(), 0);  // best effort (read-only files, tmpfs)
   }
 
-  // Reads exactly n bytes at `offset` into buf; a file that got shorter is an IOError.
+  // Reads exactly n bytes at `offset` into buf; a read error or a file that got shorter is an
+  // IOError.
   Status ReadAt(uint64_t offset, char* buf, size_t n) {
-    size_t done = 0;
-    while (done < n) {
-      ssize_t r = pread(fd_, buf + done, n - done, static_cast<off_t>(offset + done));
-      if (r < 0 && errno == EINTR) continue;
-      if (r < 0) return Status::FromErrno(errno, "read", path_);
-      if (r == 0) return Status::IOError("file shrank while being read:", path_);
-      done += static_cast<size_t>(r);
-    }
+    if (!PreadFull(fd_, buf, n, offset)) return Status::IOError("short read (changed?):", path_);
     return Status::OK();
   }
 

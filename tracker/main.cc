@@ -1,44 +1,13 @@
 // depot-trackerd: the cluster directory. See conf/tracker.conf and doc/tracker-state.md.
-#include <csignal>
-#include <cstdio>
-#include <cstdlib>
-#include <string>
-
-#include "common/base/daemon.h"
-#include "common/base/logging.h"
+#include "common/base/daemon_main.h"
 #include "tracker/tracker_server.h"
 
 int main(int argc, char** argv) {
-  depot::DaemonFlags flags;
-  if (!depot::ParseDaemonFlags(argc, argv, "depot-trackerd", "conf/tracker.conf", &flags)) return 2;
-  auto config = depot::tracker::LoadTrackerConfig(flags.config_path);
-  if (!config.ok()) {
-    std::fprintf(stderr, "depot-trackerd: %s\n", config.status().ToString().c_str());
-    return 1;
-  }
-  depot::Status s = depot::InitLogging(config->log_file, config->log_level);
-  if (!s.ok()) {
-    std::fprintf(stderr, "depot-trackerd: %s\n", s.ToString().c_str());
-    return 1;
-  }
-  depot::tracker::TrackerServer server(*config);
-  s = server.Start();
-  if (!s.ok()) {
-    DEPOT_LOG_ERROR("start failed: {}", s.ToString());
-    std::fprintf(stderr, "depot-trackerd: %s\n", s.ToString().c_str());
-    return 1;
-  }
-  s = depot::WriteReadyFile(flags.ready_file,
-                            {{"port", server.port()}, {"metrics_port", server.metrics_port()}});
-  if (!s.ok()) {
-    std::fprintf(stderr, "depot-trackerd: %s\n", s.ToString().c_str());
-    return 1;
-  }
-  int sig = depot::WaitForTermination();
-  DEPOT_LOG_INFO("signal {}: shutting down", sig);
-  server.Stop();
-  DEPOT_LOG_INFO("stopped");
-  spdlog::shutdown();
-  // Everything that holds data is closed; skip the metrics exposer's slow (seconds) teardown.
-  std::_Exit(0);
+  using depot::tracker::TrackerServer;
+  return depot::RunDaemon<TrackerServer, depot::tracker::TrackerConfig>(
+      argc, argv, "depot-trackerd", "conf/tracker.conf", &depot::tracker::LoadTrackerConfig,
+      [](TrackerServer& s) {
+        return std::vector<std::pair<std::string, int>>{{"port", s.port()},
+                                                        {"metrics_port", s.metrics_port()}};
+      });
 }

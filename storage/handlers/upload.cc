@@ -410,6 +410,9 @@ class UploadJob : public std::enable_shared_from_this<UploadJob> {
     proto::FileId id;
     id.group = server_->config().group_name;
     id.store_path = path_->index();
+    // An instant upload has no pending file: it takes the canonical file's directory and CRC32
+    // (the content's).
+    auto canonical = proto::ParseRemoteName(id.group, found_.canonical);
     bool instant = false;
     {
       std::lock_guard<std::mutex> l(mu_);
@@ -418,7 +421,6 @@ class UploadJob : public std::enable_shared_from_this<UploadJob> {
         id.dir1 = file_.dir1;
         id.dir2 = file_.dir2;
       } else {
-        auto canonical = proto::ParseRemoteName(id.group, found_.canonical);
         id.dir1 = canonical.ok() ? canonical->dir1 : 0;
         id.dir2 = canonical.ok() ? canonical->dir2 : 0;
       }
@@ -428,11 +430,7 @@ class UploadJob : public std::enable_shared_from_this<UploadJob> {
     id.fields.create_time = ctime;
     id.fields.size_word = proto::MakeSizeWord(size_, false, RandomU64());
     id.fields.crc32 = crc_;
-    if (instant) {
-      // An instant upload: the CRC32 in the name is the stored content's.
-      auto canonical = proto::ParseRemoteName(id.group, found_.canonical);
-      if (canonical.ok()) id.fields.crc32 = canonical->fields.crc32;
-    }
+    if (instant && canonical.ok()) id.fields.crc32 = canonical->fields.crc32;
     id.name = proto::MakeFileName(id.fields, ext_, RandomU64());
     std::string name = id.RemoteName();
     std::string full = path_->FullPath(id.RelativePath());
